@@ -1,0 +1,343 @@
+//! The typed payout callback.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::params::{Params, Scalar};
+use crate::{CallbackStatus, Error};
+
+/// A payout callback, as Cregis sends it once the payout reaches a final state.
+///
+/// Get one from a raw body with [`Verifier::verify_and_parse`](crate::Verifier::verify_and_parse)
+/// (or [`verify_and_parse`](crate::verify_and_parse)), which checks the signature first. It also
+/// implements `Deserialize` for data that was already verified (a queue, a database); that path
+/// checks no signature.
+///
+/// Reading rules:
+/// - optional fields (`remark`, `txid`, `block_height`, `block_time`, `memo`) read absent, `null`
+///   and `""` alike as `None`; required fields refuse all three, since the signature cannot tell
+///   them apart;
+/// - integer fields take a JSON integer or its canonical decimal string (`"1382528827416576"`, as
+///   some Java back ends send): no sign, no leading zeros, no fraction, within range;
+/// - every field this crate does not know lands in [`extra`](Self::extra), so nothing Cregis sends
+///   is lost.
+///
+/// Serializing gives back one flat JSON object, unknown fields at top level, that still passes
+/// [`verify_sign`](crate::verify_sign) (as long as no unknown field held a fractional number, whose
+/// text `serde_json` does not keep).
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{CallbackStatus, PayoutCallback};
+///
+/// let callback: PayoutCallback = serde_json::from_str(r#"{
+///     "pid": 1382528827416576, "cid": "1391751691788288", "chain_id": "195", "token_id": "195",
+///     "currency": "TRX", "address": "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "amount": "1.1",
+///     "third_party_id": "order-42", "remark": "", "status": 6, "txid": "6dd05b09",
+///     "block_height": "34527604", "block_time": 1686814482000, "nonce": "ubqso3",
+///     "timestamp": 1687850657960, "sign": "f5be13fdd8c6f63951ca4427359457cb", "fee": "0.5"
+/// }"#)?;
+/// assert_eq!(callback.cid, 1391751691788288);
+/// assert_eq!(callback.status, CallbackStatus::TransactionSuccessful);
+/// assert_eq!(callback.remark, None);
+/// assert_eq!(callback.extra["fee"], "0.5");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct PayoutCallback {
+    /// Project id.
+    pub pid: i64,
+    /// Cregis's id of this payout. Can exceed 2^53: never store it in a float.
+    pub cid: i64,
+    /// Chain id, e.g. `"195"` for Tron.
+    pub chain_id: String,
+    /// Token id.
+    pub token_id: String,
+    /// Currency identifier, e.g. `"TRX"`.
+    pub currency: String,
+    /// Destination address.
+    pub address: String,
+    /// Amount as decimal text, exactly as sent. Parse it with a decimal type, never a float.
+    pub amount: String,
+    /// The host's own id for the payout, as given when it was created.
+    pub third_party_id: String,
+    /// Remark given when the payout was created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remark: Option<String>,
+    /// The payout's status.
+    pub status: CallbackStatus,
+    /// Transaction hash; `None` when no transaction was broadcast (rejections).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txid: Option<String>,
+    /// Block height, as text; `None` when no transaction was broadcast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_height: Option<String>,
+    /// Block time in milliseconds since the Unix epoch; `None` when no transaction was broadcast.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_time: Option<i64>,
+    /// Memo (Ton and Xrp only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
+    /// Six random characters chosen by Cregis for this delivery.
+    pub nonce: String,
+    /// When Cregis sent the callback, in milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// The signature, as received.
+    pub sign: String,
+    /// Every field this crate does not know, with its value (part of the signature too).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl PayoutCallback {
+    /// Whether the payout can no longer change (see [`CallbackStatus::is_final`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
+    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
+    /// #   "third_party_id":"order-42","status":6,"txid":"6dd0","block_height":"34527604",
+    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
+    /// // `callback` is a verified callback with status 6.
+    /// assert!(callback.is_final());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+
+    /// Whether the transaction succeeded (see [`CallbackStatus::is_success`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
+    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
+    /// #   "third_party_id":"order-42","status":7,"txid":"6dd0","block_height":"34527604",
+    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
+    /// // `callback` is a verified callback with status 7.
+    /// assert!(!callback.is_success());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn is_success(&self) -> bool {
+        self.status.is_success()
+    }
+
+    /// When Cregis sent the callback (`timestamp`), or `None` if it is out of `SystemTime`'s range.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
+    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
+    /// #   "third_party_id":"order-42","status":6,"txid":"6dd0","block_height":"34527604",
+    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
+    /// // `callback.timestamp` is 1687850657960.
+    /// assert_eq!(callback.sent_at(), Some(UNIX_EPOCH + Duration::from_millis(1687850657960)));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn sent_at(&self) -> Option<SystemTime> {
+        system_time(self.timestamp)
+    }
+
+    /// When the transaction's block was made (`block_time`), if there was one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
+    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
+    /// #   "third_party_id":"order-42","status":6,"txid":"6dd0","block_height":"34527604",
+    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
+    /// // `callback.block_time` is Some(1686814482000).
+    /// assert_eq!(callback.block_at(), Some(UNIX_EPOCH + Duration::from_millis(1686814482000)));
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn block_at(&self) -> Option<SystemTime> {
+        self.block_time.and_then(system_time)
+    }
+
+    /// Builds the typed callback from verified parameters.
+    pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
+        let mut fields = Fields::default();
+        let mut extra = Map::new();
+        for param in params.iter() {
+            let value = &param.value;
+            match param.key.as_ref() {
+                "pid" => fields.pid = integer("pid", value)?,
+                "cid" => fields.cid = integer("cid", value)?,
+                "chain_id" => fields.chain_id = text("chain_id", value)?,
+                "token_id" => fields.token_id = text("token_id", value)?,
+                "currency" => fields.currency = text("currency", value)?,
+                "address" => fields.address = text("address", value)?,
+                "amount" => fields.amount = text("amount", value)?,
+                "third_party_id" => fields.third_party_id = text("third_party_id", value)?,
+                "remark" => fields.remark = text("remark", value)?,
+                "status" => fields.status = integer("status", value)?,
+                "txid" => fields.txid = text("txid", value)?,
+                "block_height" => fields.block_height = text("block_height", value)?,
+                "block_time" => fields.block_time = integer("block_time", value)?,
+                "memo" => fields.memo = text("memo", value)?,
+                "nonce" => fields.nonce = text("nonce", value)?,
+                "timestamp" => fields.timestamp = integer("timestamp", value)?,
+                "sign" => fields.sign = text("sign", value)?,
+                key => {
+                    extra.insert(key.to_owned(), json_value(value));
+                }
+            }
+        }
+        let status = required("status", fields.status)?;
+        let status = i32::try_from(status).map_err(|_| Error::InvalidField {
+            field: "status",
+            problem: "must be an integer (int32)",
+        })?;
+        Ok(PayoutCallback {
+            pid: required("pid", fields.pid)?,
+            cid: required("cid", fields.cid)?,
+            chain_id: required("chain_id", fields.chain_id)?,
+            token_id: required("token_id", fields.token_id)?,
+            currency: required("currency", fields.currency)?,
+            address: required("address", fields.address)?,
+            amount: required("amount", fields.amount)?,
+            third_party_id: required("third_party_id", fields.third_party_id)?,
+            remark: fields.remark,
+            status: CallbackStatus::try_from(status)?,
+            txid: fields.txid,
+            block_height: fields.block_height,
+            block_time: fields.block_time,
+            memo: fields.memo,
+            nonce: required("nonce", fields.nonce)?,
+            timestamp: required("timestamp", fields.timestamp)?,
+            sign: required("sign", fields.sign)?,
+            extra,
+        })
+    }
+}
+
+/// The documented fields as read so far; `None` for absent, `null` or `""`.
+#[derive(Default)]
+struct Fields {
+    pid: Option<i64>,
+    cid: Option<i64>,
+    chain_id: Option<String>,
+    token_id: Option<String>,
+    currency: Option<String>,
+    address: Option<String>,
+    amount: Option<String>,
+    third_party_id: Option<String>,
+    remark: Option<String>,
+    status: Option<i64>,
+    txid: Option<String>,
+    block_height: Option<String>,
+    block_time: Option<i64>,
+    memo: Option<String>,
+    nonce: Option<String>,
+    timestamp: Option<i64>,
+    sign: Option<String>,
+}
+
+fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
+    value.ok_or(Error::InvalidField {
+        field,
+        problem: "is missing, null or empty",
+    })
+}
+
+/// A string field: `None` for `null` and `""`.
+fn text(field: &'static str, value: &Scalar<'_>) -> Result<Option<String>, Error> {
+    match value {
+        Scalar::Null => Ok(None),
+        Scalar::Str(s) if s.is_empty() => Ok(None),
+        Scalar::Str(s) => Ok(Some(s.as_ref().to_owned())),
+        Scalar::Bool(_) | Scalar::Number(_) => Err(Error::InvalidField {
+            field,
+            problem: "must be a string",
+        }),
+    }
+}
+
+/// An integer field, from a JSON integer or its decimal string: `None` for `null` and `""`.
+fn integer(field: &'static str, value: &Scalar<'_>) -> Result<Option<i64>, Error> {
+    let parsed = match value {
+        Scalar::Null => return Ok(None),
+        Scalar::Str(s) if s.is_empty() => return Ok(None),
+        Scalar::Str(digits) | Scalar::Number(digits) => parse_canonical_i64(digits),
+        Scalar::Bool(_) => None,
+    };
+    parsed.map(Some).ok_or(Error::InvalidField {
+        field,
+        problem: "must be an integer (int64)",
+    })
+}
+
+/// Parses an integer written the one way it serializes back: an optional `-`, then digits
+/// without leading zeros (and no `-0`). Anything else would change the signed text on a
+/// round trip.
+fn parse_canonical_i64(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = match digits.as_bytes() {
+        [] => false,
+        [b'0'] => digits.len() == text.len(),
+        [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
+    };
+    if canonical { text.parse().ok() } else { None }
+}
+
+/// An unknown field's value, for [`PayoutCallback::extra`].
+fn json_value(value: &Scalar<'_>) -> Value {
+    match value {
+        Scalar::Null => Value::Null,
+        Scalar::Bool(b) => Value::Bool(*b),
+        Scalar::Str(s) => Value::String(s.as_ref().to_owned()),
+        // The text is a valid JSON number, so this parse cannot fail.
+        Scalar::Number(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+    }
+}
+
+fn system_time(millis: i64) -> Option<SystemTime> {
+    let offset = Duration::from_millis(millis.unsigned_abs());
+    if millis >= 0 {
+        UNIX_EPOCH.checked_add(offset)
+    } else {
+        UNIX_EPOCH.checked_sub(offset)
+    }
+}
+
+impl<'de> Deserialize<'de> for PayoutCallback {
+    /// Reads a callback with the same rules as the verified path, without checking `sign`.
+    /// A repeated key is refused, as it is on the raw body.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entries = deserializer.deserialize_map(EntriesVisitor)?;
+        Params::from_values(entries.iter().map(|(k, v)| (k, v)))
+            .and_then(|params| PayoutCallback::from_params(&params))
+            .map_err(de::Error::custom)
+    }
+}
+
+/// Collects an object's entries in order, repeats included (so that they can be refused).
+struct EntriesVisitor;
+
+impl<'de> Visitor<'de> for EntriesVisitor {
+    type Value = Vec<(String, Value)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a flat JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(24).min(64));
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}

@@ -1,0 +1,62 @@
+//! What the host implements to act on a verified callback.
+
+use std::fmt::Display;
+
+use crate::PayoutCallback;
+
+/// Acts on a verified payout callback: the host's business logic.
+///
+/// [`Verifier::process`](crate::Verifier::process) calls it only for an authentic, well-formed
+/// callback, and answers `success` only if it returns `Ok`. Return `Err` when the effect did not
+/// happen (a database write failed, say): Cregis is then told the delivery failed, and an
+/// operator can re-push it later. The same payout may arrive more than once, so make the effect
+/// idempotent (for example, key it on `cid` and `status`).
+///
+/// Closures `Fn(&PayoutCallback) -> Result<(), E>` implement it, with `E: Display`.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Mutex;
+/// use cregis_payout_callback::{CallbackHandler, PayoutCallback};
+///
+/// struct Ledger {
+///     settled: Mutex<Vec<String>>,
+/// }
+///
+/// impl CallbackHandler for Ledger {
+///     type Error = std::io::Error;
+///
+///     fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+///         if callback.is_final() {
+///             self.settled.lock().unwrap().push(callback.third_party_id.clone());
+///         }
+///         Ok(())
+///     }
+/// }
+/// # let _ = Ledger { settled: Mutex::new(Vec::new()) };
+/// ```
+pub trait CallbackHandler {
+    /// The handler's failure; its `Display` text is kept in the [`Reply`](crate::Reply) for
+    /// logging, never sent back to Cregis.
+    type Error: Display;
+
+    /// Acts on one verified callback.
+    ///
+    /// # Errors
+    ///
+    /// Whatever kept the host from acting on the callback; the delivery is then answered 500.
+    fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error>;
+}
+
+impl<F, E> CallbackHandler for F
+where
+    F: Fn(&PayoutCallback) -> Result<(), E>,
+    E: Display,
+{
+    type Error = E;
+
+    fn handle(&self, callback: &PayoutCallback) -> Result<(), E> {
+        self(callback)
+    }
+}

@@ -1,0 +1,70 @@
+//! Verify, parse and acknowledge Cregis payout callbacks, exactly as the protocol defines them.
+//!
+//! When a payout reaches a final state, Cregis POSTs a JSON object signed with the project's
+//! API key to the host's callback URL, and counts the delivery as done only if the answer is
+//! the body `success`. This crate checks the signature on the raw body bytes, reads the body
+//! into a typed [`PayoutCallback`], hands it to the host's [`CallbackHandler`], and says what
+//! to answer ([`Reply`]).
+//!
+//! # Quickstart
+//!
+//! ```
+//! use cregis_payout_callback::{PayoutCallback, Verifier};
+//!
+//! // Once, at startup (read the key from your secrets, not from code).
+//! let verifier = Verifier::new("fake-api-key-for-docs")?;
+//!
+//! // For each POST to the callback URL: hand over the raw body bytes.
+//! # let body = cregis_payout_callback::sign(
+//! #     serde_json::json!({"pid":1,"cid":2,"chain_id":"195","token_id":"195","currency":"TRX",
+//! #       "address":"TXsm","amount":"1.1","third_party_id":"order-42","status":6,
+//! #       "nonce":"ubqso3","timestamp":1687850657960u64}).as_object().unwrap(),
+//! #     "fake-api-key-for-docs")
+//! #     .map(|sign| format!(r#"{{"pid":1,"cid":2,"chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1","third_party_id":"order-42","status":6,"nonce":"ubqso3","timestamp":1687850657960,"sign":"{sign}"}}"#))?;
+//! let reply = verifier.process(body.as_bytes(), &|callback: &PayoutCallback| {
+//!     println!("payout {} is now {}", callback.third_party_id, callback.status);
+//!     Ok::<(), std::io::Error>(())
+//! });
+//! // Answer with reply.status_code() and reply.body().
+//! assert_eq!((reply.status_code(), reply.body()), (200, "success"));
+//! # Ok::<(), cregis_payout_callback::Error>(())
+//! ```
+//!
+//! # What is checked
+//!
+//! - The signature, exactly as Cregis computes it (see [`sign`]): numbers from the exact text
+//!   they were sent with, strings from their decoded value, unknown fields included, `null` and
+//!   `""` left out; compared on the decoded bytes, in constant time.
+//! - The body: one JSON object of flat values, each key once, within a size limit.
+//! - The fields: every documented field with its documented type, and a documented status code.
+//!
+//! Each failure is a specific [`Error`], and tells whether the callback is not authentic (401),
+//! malformed or not as documented (400), or the host's own fault (500).
+//!
+//! # Scope
+//!
+//! This crate does no networking and needs no async runtime: any web framework hands it the
+//! body bytes and sends back the [`Reply`]. It does not create payouts or call the Cregis API.
+//! MD5 is Cregis's choice of signature hash; it is used here only to interoperate.
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+mod body;
+mod callback;
+mod error;
+mod handler;
+mod params;
+mod reply;
+mod sign;
+mod status;
+mod verifier;
+
+pub use callback::PayoutCallback;
+pub use error::Error;
+pub use handler::CallbackHandler;
+pub use reply::{Reply, SUCCESS_ACK};
+pub use sign::{sign, verify_sign};
+pub use status::CallbackStatus;
+pub use verifier::{DEFAULT_MAX_BODY_BYTES, Verifier, verify_and_parse};

@@ -1,0 +1,132 @@
+//! What to answer Cregis.
+
+use std::borrow::Cow;
+
+use crate::Error;
+
+/// The only reply body Cregis counts as a successful delivery.
+pub const SUCCESS_ACK: &str = "success";
+
+/// The HTTP answer to one callback delivery: a status code and a plain-text body.
+///
+/// | outcome | status | body |
+/// |---|---|---|
+/// | authentic, well-formed, handled | 200 | `success` |
+/// | not authentic (`sign` missing, malformed or wrong) | 401 | the reason |
+/// | malformed body, or authentic but not as documented | 400 | the reason |
+/// | body over the size limit | 413 | the reason |
+/// | the handler failed | 500 | `internal error` |
+///
+/// A non-ack body is never `success` and never contains the API key or the expected signature;
+/// Cregis shows it in the callback record, which helps whoever re-pushes the callback. The
+/// handler's own error text stays out of the body: read it, like every other cause, from
+/// [`error`](Self::error) to log it.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{Error, Reply};
+///
+/// let reply = Reply::from(Error::MissingSign);
+/// assert_eq!((reply.status_code(), reply.body()), (401, "sign is missing"));
+/// assert_eq!(reply.error(), Some(&Error::MissingSign));
+/// assert!(Reply::ack().is_ack());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    status: u16,
+    body: Cow<'static, str>,
+    error: Option<Error>,
+}
+
+impl Reply {
+    /// The acknowledgement: 200 with body [`SUCCESS_ACK`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Reply;
+    ///
+    /// assert_eq!((Reply::ack().status_code(), Reply::ack().body()), (200, "success"));
+    /// ```
+    pub fn ack() -> Reply {
+        Reply {
+            status: 200,
+            body: Cow::Borrowed(SUCCESS_ACK),
+            error: None,
+        }
+    }
+
+    /// The HTTP status code to answer with.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Error, Reply};
+    ///
+    /// assert_eq!(Reply::from(Error::NotAnObject).status_code(), 400);
+    /// ```
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+
+    /// The body to answer with: `success`, or a short reason.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Error, Reply};
+    ///
+    /// assert_eq!(Reply::from(Error::SignatureMismatch).body(), "signature does not match");
+    /// ```
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// Whether this reply acknowledges the delivery (status 200, body `success`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Error, Reply};
+    ///
+    /// assert!(!Reply::from(Error::SignatureMismatch).is_ack());
+    /// ```
+    pub fn is_ack(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// Why the delivery was not acknowledged, for the host's logs and alerts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Error, Reply};
+    ///
+    /// let reply = Reply::from(Error::HandlerFailed { message: "database is down".into() });
+    /// assert_eq!(reply.body(), "internal error");
+    /// assert_eq!(reply.error().unwrap().to_string(), "handler failed: database is down");
+    /// ```
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+}
+
+impl From<Error> for Reply {
+    /// The reply for a delivery that failed with `error`: its
+    /// [`http_status`](Error::http_status), and its message as the body, except for the host's
+    /// own faults (500), whose details stay private.
+    fn from(error: Error) -> Reply {
+        let status = error.http_status();
+        let body = if status >= 500 {
+            Cow::Borrowed("internal error")
+        } else {
+            Cow::Owned(error.to_string())
+        };
+        Reply {
+            status,
+            body,
+            error: Some(error),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Cregis's signature: MD5 over the API key and the sorted `key value` pairs.
+
+use md5::{Digest, Md5};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::Error;
+use crate::params::{Params, SIGN_KEY, Scalar};
+
+/// Computes the signature Cregis would put in `sign` for these parameters.
+///
+/// The algorithm, exactly as Cregis defines it: leave out `sign` and every `null` or `""`
+/// value, sort the rest by key (byte order), concatenate `key1value1key2value2...`, prepend the
+/// API key, and take the lowercase hex MD5 of those UTF-8 bytes. Strings contribute their
+/// decoded value, booleans `true`/`false`, and numbers their `Display` text.
+///
+/// A `serde_json::Value` number holding a fraction has already been through a float; to sign
+/// numbers exactly as written, verify the raw body with a [`Verifier`](crate::Verifier) instead.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::sign;
+/// use serde_json::json;
+///
+/// // The published vector from Cregis's "Signature" page.
+/// let params = json!({
+///     "pid": 1382528827416576u64,
+///     "currency": "195@195",
+///     "address": "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+///     "amount": "1.1",
+///     "remark": "payout",
+///     "third_party_id": "c9231e604da54469a735af3f449c880f",
+///     "callback_url": "http://192.168.2.29:9099/callback",
+///     "nonce": "hwlkk6",
+///     "timestamp": 1688004243314u64
+/// });
+/// let signature = sign(params.as_object().unwrap(), "f502a9ac9ca54327986f29c03b271491")?;
+/// assert_eq!(signature, "d6eef2de79e39f434a38efb910213ba6");
+/// # Ok::<(), cregis_payout_callback::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::EmptyApiKey`] if `api_key` is empty or whitespace, [`Error::NestedValue`] if a value
+/// is an object or an array.
+pub fn sign(params: &Map<String, Value>, api_key: &str) -> Result<String, Error> {
+    check_api_key(api_key)?;
+    let params = Params::from_map(params)?;
+    Ok(hex::encode(digest(&params, api_key)))
+}
+
+/// Checks `params["sign"]` against a signature of the other parameters.
+///
+/// This is the check for hosts that already hold the callback as a map. Given the raw body,
+/// prefer [`Verifier::verify`](crate::Verifier::verify): a map parsed with default `serde_json`
+/// settings has lost duplicate keys and the exact text of fractional numbers.
+///
+/// The hex digits of `sign` may be in either case; the comparison is on the 16 decoded bytes,
+/// in constant time.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{verify_sign, Error};
+/// use serde_json::json;
+///
+/// let params = json!({
+///     "pid": 1382528827416576u64, "currency": "195@195",
+///     "address": "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "amount": "1.1", "remark": "payout",
+///     "third_party_id": "c9231e604da54469a735af3f449c880f",
+///     "callback_url": "http://192.168.2.29:9099/callback", "nonce": "hwlkk6",
+///     "timestamp": 1688004243314u64, "sign": "d6eef2de79e39f434a38efb910213ba6"
+/// });
+/// let params = params.as_object().unwrap();
+/// verify_sign(params, "f502a9ac9ca54327986f29c03b271491")?;
+/// assert_eq!(verify_sign(params, "fake-other-key"), Err(Error::SignatureMismatch));
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::EmptyApiKey`], [`Error::NestedValue`], [`Error::MissingSign`] (absent or `null`),
+/// [`Error::MalformedSign`] (not a string of 32 hex digits), [`Error::SignatureMismatch`].
+pub fn verify_sign(params: &Map<String, Value>, api_key: &str) -> Result<(), Error> {
+    check_api_key(api_key)?;
+    verify_params(&Params::from_map(params)?, api_key)
+}
+
+/// Refuses an API key that is empty or only whitespace.
+pub(crate) fn check_api_key(api_key: &str) -> Result<(), Error> {
+    if api_key.trim().is_empty() {
+        return Err(Error::EmptyApiKey);
+    }
+    Ok(())
+}
+
+/// Checks the `sign` among `params` against the others. `api_key` is already checked.
+pub(crate) fn verify_params(params: &Params<'_>, api_key: &str) -> Result<(), Error> {
+    let received = received_sign(params)?;
+    let expected = digest(params, api_key);
+    if bool::from(expected.ct_eq(&received)) {
+        Ok(())
+    } else {
+        Err(Error::SignatureMismatch)
+    }
+}
+
+/// Decodes the `sign` parameter to its 16 bytes.
+fn received_sign(params: &Params<'_>) -> Result<[u8; 16], Error> {
+    match params.get(SIGN_KEY) {
+        None | Some(Scalar::Null) => Err(Error::MissingSign),
+        Some(Scalar::Str(hex_text)) => {
+            let mut bytes = [0u8; 16];
+            hex::decode_to_slice(hex_text.as_bytes(), &mut bytes)
+                .map_err(|_| Error::MalformedSign)?;
+            Ok(bytes)
+        }
+        Some(_) => Err(Error::MalformedSign),
+    }
+}
+
+/// The MD5 digest of the API key followed by the signing text.
+pub(crate) fn digest(params: &Params<'_>, api_key: &str) -> [u8; 16] {
+    let mut md5 = Md5::new();
+    md5.update(api_key.as_bytes());
+    for (key, text) in params.signed() {
+        md5.update(key.as_bytes());
+        md5.update(text.as_bytes());
+    }
+    md5.finalize().into()
+}

@@ -1,0 +1,106 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use md5::{Digest, Md5};
+
+/// An obviously fake API key.
+pub const KEY: &str = "fake-test-key-not-a-secret";
+
+/// The fields of the documented callback example (status 0), without its `sign`, as raw JSON.
+pub const DOC_EXAMPLE: &[(&str, &str)] = &[
+    ("pid", "1382528827416576"),
+    ("cid", "1391751691788288"),
+    ("address", r#""TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS""#),
+    ("chain_id", r#""195""#),
+    ("token_id", r#""195""#),
+    ("currency", r#""TRX""#),
+    ("amount", r#""1.1""#),
+    ("third_party_id", r#""1e0fb3a0a9454ad8928d26b592e8b3c7""#),
+    ("remark", r#""payout""#),
+    ("status", "0"),
+    (
+        "txid",
+        r#""6dd05b0972075542219a3fcc116c58feaf9480f1f698cc46c4367ded83955cfd""#,
+    ),
+    ("block_height", r#""34527604""#),
+    ("block_time", "1686814482000"),
+    ("nonce", r#""ubqso3""#),
+    ("timestamp", "1687850657960"),
+];
+
+/// The documented example with `status` replaced.
+pub fn example_with_status(status: &str) -> Vec<(&'static str, String)> {
+    DOC_EXAMPLE
+        .iter()
+        .map(|&(k, v)| {
+            (
+                k,
+                if k == "status" {
+                    status.to_owned()
+                } else {
+                    v.to_owned()
+                },
+            )
+        })
+        .collect()
+}
+
+/// An independent oracle for Cregis's signature over `(key, raw JSON value)` pairs, written
+/// straight from SPEC.md: drop `sign`, `null` and `""`, sort by key bytes, concatenate, MD5.
+#[track_caller]
+pub fn oracle_sign<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], api_key: &str) -> String {
+    let mut kept: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| k.as_ref() != "sign")
+        .filter_map(|(k, v)| {
+            let raw = v.as_ref().trim();
+            let text = if raw.starts_with('"') {
+                serde_json::from_str::<String>(raw).expect("valid JSON string")
+            } else if raw == "null" {
+                return None;
+            } else {
+                raw.to_owned()
+            };
+            (!text.is_empty()).then(|| (k.as_ref().to_owned(), text))
+        })
+        .collect();
+    kept.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut text = api_key.to_owned();
+    for (k, v) in kept {
+        text.push_str(&k);
+        text.push_str(&v);
+    }
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
+/// A JSON object body from `(key, raw JSON value)` pairs, in the order given.
+pub fn body_of<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let fields: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}:{}",
+                serde_json::to_string(k.as_ref()).unwrap(),
+                v.as_ref()
+            )
+        })
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// The body of `pairs` followed by a correct `sign` made with `api_key`.
+#[track_caller]
+pub fn signed_body<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], api_key: &str) -> String {
+    let sign = oracle_sign(pairs, api_key);
+    let mut all: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+        .collect();
+    all.push(("sign".to_owned(), format!("\"{sign}\"")));
+    body_of(&all)
+}
+
+/// The documented example, re-signed with [`KEY`].
+pub fn signed_example() -> String {
+    signed_body(DOC_EXAMPLE, KEY)
+}
