@@ -36,17 +36,29 @@ impl<'a> Params<'a> {
             }
         }
 
-        let mut collector = Collector {
-            params: Vec::with_capacity(24),
-            nested: None,
-        };
-        let mut de = serde_json::Deserializer::from_str(text);
-        de::Deserializer::deserialize_map(&mut de, &mut collector).map_err(|e| invalid_json(&e))?;
-        de.end().map_err(|e| invalid_json(&e))?;
-        if let Some(key) = collector.nested {
-            return Err(Error::NestedValue { key });
+        let mut params = Vec::with_capacity(24);
+        if scan_flat_object(text, &mut params).is_none() {
+            // Off the fast path (a syntax error, a nested value, an odd escape): serde_json's
+            // parser decides, and says what is wrong.
+            params.clear();
+            collect_with_serde(text, &mut params)?;
         }
-        Params::new(collector.params)
+        Params::new(params)
+    }
+}
+
+/// The authoritative parse: `serde_json` checks the syntax, and hands over each value's text.
+fn collect_with_serde<'a>(text: &'a str, params: &mut Vec<Param<'a>>) -> Result<(), Error> {
+    let mut collector = Collector {
+        params,
+        nested: None,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    de::Deserializer::deserialize_map(&mut de, &mut collector).map_err(|e| invalid_json(&e))?;
+    de.end().map_err(|e| invalid_json(&e))?;
+    match collector.nested {
+        Some(key) => Err(Error::NestedValue { key }),
+        None => Ok(()),
     }
 }
 
@@ -57,14 +69,14 @@ fn invalid_json(e: &serde_json::Error) -> Error {
 }
 
 /// Gathers the top-level entries of the object being parsed.
-struct Collector<'a> {
-    params: Vec<Param<'a>>,
+struct Collector<'a, 'p> {
+    params: &'p mut Vec<Param<'a>>,
     /// The first key whose value is an object or array. Reported once the whole body is known
     /// to be valid JSON, so a syntax error always wins.
     nested: Option<String>,
 }
 
-impl<'de> Visitor<'de> for &mut Collector<'de> {
+impl<'de> Visitor<'de> for &mut Collector<'de, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,5 +145,310 @@ impl<'de> Visitor<'de> for KeySeed {
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
         Ok(Cow::Owned(key.to_owned()))
+    }
+}
+
+/// The fast path for the common case, a flat object of scalars: one pass over the bytes,
+/// borrowing every key and value that holds no escape.
+///
+/// It accepts only what is certainly valid JSON, and reads it exactly as
+/// [`collect_with_serde`] would; on anything else (including every syntax error and every
+/// nested value) it returns `None`, and the caller asks `serde_json`.
+fn scan_flat_object<'a>(text: &'a str, params: &mut Vec<Param<'a>>) -> Option<()> {
+    let mut s = Scanner { text, pos: 0 };
+    s.skip_ws();
+    s.expect(b'{')?;
+    s.skip_ws();
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+    } else {
+        loop {
+            let key = s.string()?;
+            s.skip_ws();
+            s.expect(b':')?;
+            s.skip_ws();
+            let value = s.scalar()?;
+            params.push(Param { key, value });
+            s.skip_ws();
+            match s.next()? {
+                b',' => s.skip_ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    s.skip_ws();
+    (s.pos == text.len()).then_some(())
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.pos += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// A string, decoded: borrowed when it holds no escape.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.pos;
+        self.expect(b'"')?;
+        let mut escaped = false;
+        loop {
+            self.skip_plain_string_bytes();
+            match self.next()? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.next()?;
+                }
+                // A control character: invalid inside a JSON string.
+                _ => return None,
+            }
+        }
+        if escaped {
+            // `serde_json` decodes and checks every escape (surrogate pairs included).
+            let raw = self.text.get(start..self.pos)?;
+            serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+        } else {
+            self.text.get(start + 1..self.pos - 1).map(Cow::Borrowed)
+        }
+    }
+
+    /// Moves past string bytes that need no attention: all but `"`, `\\` and control
+    /// characters. Eight bytes at a time, then one at a time near the end of the text.
+    fn skip_plain_string_bytes(&mut self) {
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+        /// The high bit of each zero byte of `word` is set; the lowest set bit is always a
+        /// true zero byte (only bytes above one can be flagged falsely).
+        fn zero_bytes(word: u64) -> u64 {
+            word.wrapping_sub(ONES) & !word & HIGHS
+        }
+        let bytes = self.text.as_bytes();
+        while let Some(chunk) = bytes.get(self.pos..self.pos + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            let special = zero_bytes(word ^ (ONES * u64::from(b'"')))
+                | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+                // A byte below 0x20 has none of its top three bits set.
+                | zero_bytes(word & (ONES * 0xe0));
+            if special != 0 {
+                self.pos += special.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.pos += 8;
+        }
+        while self
+            .peek()
+            .is_some_and(|b| b != b'"' && b != b'\\' && b >= 0x20)
+        {
+            self.pos += 1;
+        }
+    }
+
+    /// A string, number, boolean or null; `None` for objects, arrays and anything invalid.
+    fn scalar(&mut self) -> Option<Scalar<'a>> {
+        match self.peek()? {
+            b'"' => self.string().map(Scalar::Str),
+            b't' => self.literal("true").map(|()| Scalar::Bool(true)),
+            b'f' => self.literal("false").map(|()| Scalar::Bool(false)),
+            b'n' => self.literal("null").map(|()| Scalar::Null),
+            b'-' | b'0'..=b'9' => self.number().map(Scalar::Number),
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.pos + word.len();
+        (self.text.get(self.pos..end)? == word).then(|| self.pos = end)
+    }
+
+    /// A number's exact text, following JSON's grammar:
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        self.text.get(start..self.pos).map(Cow::Borrowed)
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        self.digits();
+        (self.pos > start).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What the authoritative `serde_json` path makes of `text`.
+    fn with_serde(text: &str) -> Result<Vec<Param<'_>>, Error> {
+        let mut params = Vec::new();
+        collect_with_serde(text, &mut params).map(|()| params)
+    }
+
+    /// The fast path must agree with `serde_json` wherever it answers at all.
+    fn assert_agrees(text: &str) {
+        let mut fast = Vec::new();
+        if scan_flat_object(text, &mut fast).is_some() {
+            assert_eq!(
+                with_serde(text),
+                Ok(fast),
+                "fast path disagrees on {text:?}"
+            );
+        }
+    }
+
+    /// Valid JSON scalars, in the shapes that trip parsers up.
+    fn valid_value_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,3})?([eE][+-]?[0-9]{1,3})?",
+            "\"([a-zA-Z0-9 é€😀/]|\\\\[\"\\\\/bfnrt]|\\\\u00[0-9a-fA-F]{2}|\\\\u[dD]83[dD]\\\\u[dD][eE]00)*\"",
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            Just("null".to_owned()),
+        ]
+    }
+
+    /// JSON-ish scalar texts, valid and not.
+    fn value_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            valid_value_text(),
+            "[-+.0-9eE]{1,6}",
+            "\"([a-z]|\\\\[\"\\\\/bfnrtux]|\\\\u[dD][89abAB][0-9a-fA-F]{2}|[\\x00-\\x1f])*\"",
+            Just("tru".to_owned()),
+            Just("nul".to_owned()),
+            Just("{}".to_owned()),
+            Just("[1,2]".to_owned()),
+        ]
+    }
+
+    fn object_of(values: impl Strategy<Value = String>) -> impl Strategy<Value = String> {
+        let ws = "[ \\t\\n\\r]{0,2}";
+        let key = "\"([a-z_]{0,6}|\\\\u00[46][0-9a-f])\"";
+        prop::collection::vec((ws, key, ws, values, ws), 0..8).prop_map(|fields| {
+            let body: Vec<String> = fields
+                .into_iter()
+                .map(|(a, k, b, v, c)| format!("{a}{k}{b}:{v}{c}"))
+                .collect();
+            format!("{{{}}}", body.join(","))
+        })
+    }
+
+    fn object_text() -> impl Strategy<Value = String> {
+        object_of(value_text())
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_reads_valid_flat_objects_as_serde_does(text in object_of(valid_value_text())) {
+            let mut fast = Vec::new();
+            prop_assert!(scan_flat_object(&text, &mut fast).is_some(), "declined {text:?}");
+            prop_assert_eq!(with_serde(&text), Ok(fast));
+        }
+
+        #[test]
+        fn fast_path_agrees_with_serde_on_generated_objects(text in object_text()) {
+            assert_agrees(&text);
+        }
+
+        #[test]
+        fn fast_path_agrees_with_serde_after_one_byte_edit(
+            text in object_text(),
+            at in any::<prop::sample::Index>(),
+            byte in prop::sample::select(b"{}[]:,\"\\ 0-.eE+tfnu\x01x".to_vec()),
+            edit in 0..3u8,
+        ) {
+            let mut bytes = text.into_bytes();
+            let i = at.index(bytes.len() + 1);
+            match edit {
+                0 => bytes.insert(i, byte),
+                1 if i < bytes.len() => { bytes.remove(i); }
+                _ if i < bytes.len() => bytes[i] = byte,
+                _ => bytes.push(byte),
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                assert_agrees(text);
+            }
+        }
+
+        #[test]
+        fn fast_path_agrees_with_serde_on_any_text(text in ".{0,40}") {
+            assert_agrees(&text);
+        }
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_case() {
+        let text = r#" {"a":"x","b":-1.5e3,"c":true,"d":false,"e":null,"f":"\u00e9","g":0} "#;
+        let mut fast = Vec::new();
+        assert!(scan_flat_object(text, &mut fast).is_some());
+        assert_eq!(with_serde(text), Ok(fast));
+    }
+
+    #[test]
+    fn fast_path_declines_what_it_must_not_judge() {
+        for text in [
+            r#"{"a":{}}"#,
+            r#"{"a":[]}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\ud800"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            "{'a':1}",
+        ] {
+            assert!(scan_flat_object(text, &mut Vec::new()).is_none(), "{text}");
+        }
     }
 }

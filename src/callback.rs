@@ -283,13 +283,30 @@ fn integer(field: &'static str, value: &Scalar<'_>) -> Result<Option<i64>, Error
 /// without leading zeros (and no `-0`). Anything else would change the signed text on a
 /// round trip.
 fn parse_canonical_i64(text: &str) -> Option<i64> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let canonical = match digits.as_bytes() {
-        [] => false,
-        [b'0'] => digits.len() == text.len(),
-        [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits.as_bytes()),
+        None => (false, text.as_bytes()),
     };
-    if canonical { text.parse().ok() } else { None }
+    match digits {
+        [b'0'] => return (!negative).then_some(0),
+        [] | [b'0', ..] => return None,
+        _ => {}
+    }
+    // Accumulate negatively: i64::MIN has no positive counterpart.
+    let mut value: i64 = 0;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value
+            .checked_mul(10)?
+            .checked_sub(i64::from(digit - b'0'))?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
 }
 
 /// An unknown field's value, for [`PayoutCallback::extra`].

@@ -47,6 +47,8 @@
 //! body bytes and sends back the [`Reply`]. It does not create payouts or call the Cregis API.
 //! MD5 is Cregis's choice of signature hash; it is used here only to interoperate.
 
+#![forbid(unsafe_code)]
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
