@@ -4,6 +4,9 @@
 //! ~460-byte callback and prints the ratios of their medians. Under `cargo test --benches` it
 //! runs each contender once and times nothing. It never asserts a time.
 
+// Sizes and counts here are small: converting them to `f64` for the report is exact.
+#![allow(clippy::cast_precision_loss)]
+
 mod fixtures;
 
 use std::hint::black_box;

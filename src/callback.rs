@@ -245,6 +245,15 @@ struct Fields {
     sign: Option<String>,
 }
 
+/// The integer field `field` of verified parameters, for checks made before the full parse.
+pub(crate) fn required_integer(params: &Params<'_>, field: &'static str) -> Result<i64, Error> {
+    let value = match params.get(field) {
+        Some(value) => integer(field, value)?,
+        None => None,
+    };
+    required(field, value)
+}
+
 fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
     value.ok_or(Error::InvalidField {
         field,

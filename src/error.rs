@@ -6,10 +6,12 @@
 ///
 /// | class | variants | answer |
 /// |---|---|---|
-/// | not authentic | [`MissingSign`](Error::MissingSign), [`MalformedSign`](Error::MalformedSign), [`SignatureMismatch`](Error::SignatureMismatch) | 401 |
-/// | malformed body, or authentic but not as documented | [`InvalidJson`](Error::InvalidJson), [`NotAnObject`](Error::NotAnObject), [`DuplicateKey`](Error::DuplicateKey), [`NestedValue`](Error::NestedValue), [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus) | 400 |
+/// | not authentic, or not fresh | [`MissingSign`](Error::MissingSign), [`MalformedSign`](Error::MalformedSign), [`SignatureMismatch`](Error::SignatureMismatch), [`TimestampTooOld`](Error::TimestampTooOld), [`TimestampInFuture`](Error::TimestampInFuture) | 401 |
+/// | malformed body | [`InvalidJson`](Error::InvalidJson), [`NotAnObject`](Error::NotAnObject), [`DuplicateKey`](Error::DuplicateKey), [`NestedValue`](Error::NestedValue) | 400 |
+/// | authentic but not as documented or expected | [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch) | 400 |
 /// | body over the size limit | [`BodyTooLarge`](Error::BodyTooLarge) | 413 |
-/// | the host's own fault | [`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed) | 500 |
+/// | the same delivery is being handled right now | [`DeliveryInProgress`](Error::DeliveryInProgress) | 409 |
+/// | the host's own fault | [`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
 ///
 /// No message ever contains the API key or the signature the crate expected: they are safe to
 /// log and to send back to Cregis.
@@ -100,6 +102,44 @@ pub enum Error {
         code: i32,
     },
 
+    /// The callback is authentic but for another project than
+    /// [`Verifier::expected_pid`](crate::Verifier::expected_pid).
+    #[error("callback is for project {found}, not the expected project {expected}")]
+    PidMismatch {
+        /// The project id the verifier expects.
+        expected: i64,
+        /// The project id the callback carries.
+        found: i64,
+    },
+
+    /// The callback's `timestamp` is older than [`Verifier::max_age`](crate::Verifier::max_age)
+    /// allows: a replay, or a delivery re-pushed long after it was made.
+    #[error("timestamp is older than the maximum age of {max_age:?}")]
+    TimestampTooOld {
+        /// The maximum age in force.
+        max_age: std::time::Duration,
+    },
+
+    /// The callback's `timestamp` is further in the future than
+    /// [`Verifier::future_skew`](crate::Verifier::future_skew) allows.
+    #[error("timestamp is more than {skew:?} in the future")]
+    TimestampInFuture {
+        /// The allowed clock skew in force.
+        skew: std::time::Duration,
+    },
+
+    /// Another worker is handling a delivery of the same payout and status right now (see
+    /// [`IdempotencyStore`](crate::IdempotencyStore)); the sender should try again later.
+    #[error("the same delivery is being processed")]
+    DeliveryInProgress,
+
+    /// The [`IdempotencyStore`](crate::IdempotencyStore) failed.
+    #[error("idempotency store failed: {message}")]
+    Store {
+        /// The store error's `Display` text.
+        message: String,
+    },
+
     /// The host's [`CallbackHandler`](crate::CallbackHandler) returned an error.
     #[error("handler failed: {message}")]
     HandlerFailed {
@@ -109,10 +149,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the callback failed authentication: its `sign` is missing, malformed or wrong.
+    /// Whether the callback failed authentication: its `sign` is missing, malformed or wrong,
+    /// or (when freshness is checked) its `timestamp` is too old or too far ahead.
     ///
     /// A host should answer these with 401 and may want to alert on them: they are forgeries,
-    /// or a misconfigured API key.
+    /// replays, or a misconfigured API key.
     ///
     /// # Example
     ///
@@ -125,12 +166,17 @@ impl Error {
     pub fn is_authentication(&self) -> bool {
         matches!(
             self,
-            Error::MissingSign | Error::MalformedSign | Error::SignatureMismatch
+            Error::MissingSign
+                | Error::MalformedSign
+                | Error::SignatureMismatch
+                | Error::TimestampTooOld { .. }
+                | Error::TimestampInFuture { .. }
         )
     }
 
-    /// Whether the callback is authentic but does not match the documented contract
-    /// ([`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus)).
+    /// Whether the callback is authentic but does not match the documented contract or the
+    /// verifier's expectations ([`InvalidField`](Error::InvalidField),
+    /// [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch)).
     ///
     /// These mean Cregis sent something this crate does not expect (a protocol change, say):
     /// worth an alert, not a security incident.
@@ -146,15 +192,16 @@ impl Error {
     pub fn is_contract(&self) -> bool {
         matches!(
             self,
-            Error::InvalidField { .. } | Error::UnknownStatus { .. }
+            Error::InvalidField { .. } | Error::UnknownStatus { .. } | Error::PidMismatch { .. }
         )
     }
 
     /// The HTTP status a callback endpoint should answer with for this error.
     ///
-    /// 401 for authentication failures, 413 for [`BodyTooLarge`](Error::BodyTooLarge), 500 for
-    /// the host's own faults ([`EmptyApiKey`](Error::EmptyApiKey),
-    /// [`HandlerFailed`](Error::HandlerFailed)), 400 for everything else.
+    /// 401 for authentication failures, 413 for [`BodyTooLarge`](Error::BodyTooLarge), 409 for
+    /// [`DeliveryInProgress`](Error::DeliveryInProgress), 500 for the host's own faults
+    /// ([`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed),
+    /// [`Store`](Error::Store)), 400 for everything else.
     ///
     /// # Example
     ///
@@ -168,7 +215,8 @@ impl Error {
         match self {
             _ if self.is_authentication() => 401,
             Error::BodyTooLarge { .. } => 413,
-            Error::EmptyApiKey | Error::HandlerFailed { .. } => 500,
+            Error::DeliveryInProgress => 409,
+            Error::EmptyApiKey | Error::HandlerFailed { .. } | Error::Store { .. } => 500,
             _ => 400,
         }
     }

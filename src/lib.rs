@@ -57,6 +57,7 @@ mod body;
 mod callback;
 mod error;
 mod handler;
+mod idempotency;
 mod params;
 mod reply;
 mod sign;
@@ -66,7 +67,11 @@ mod verifier;
 pub use callback::PayoutCallback;
 pub use error::Error;
 pub use handler::CallbackHandler;
+pub use idempotency::{
+    Claim, DEFAULT_MEMORY_STORE_CAPACITY, DeliveryKey, IdempotencyStore, MemoryIdempotencyStore,
+    StoreError,
+};
 pub use reply::{Reply, SUCCESS_ACK};
 pub use sign::{sign, verify_sign};
 pub use status::CallbackStatus;
-pub use verifier::{DEFAULT_MAX_BODY_BYTES, Verifier, verify_and_parse};
+pub use verifier::{DEFAULT_FUTURE_SKEW, DEFAULT_MAX_BODY_BYTES, Verifier, verify_and_parse};

@@ -15,7 +15,8 @@ pub const SUCCESS_ACK: &str = "success";
 /// | not authentic (`sign` missing, malformed or wrong) | 401 | the reason |
 /// | malformed body, or authentic but not as documented | 400 | the reason |
 /// | body over the size limit | 413 | the reason |
-/// | the handler failed | 500 | `internal error` |
+/// | the same delivery is being handled right now | 409 | the reason |
+/// | the handler or the idempotency store failed | 500 | `internal error` |
 ///
 /// A non-ack body is never `success` and never contains the API key or the expected signature;
 /// Cregis shows it in the callback record, which helps whoever re-pushes the callback. The
@@ -93,10 +94,13 @@ impl Reply {
     /// assert!(!Reply::from(Error::SignatureMismatch).is_ack());
     /// ```
     pub fn is_ack(&self) -> bool {
-        self.error.is_none()
+        self.status == 200
     }
 
     /// Why the delivery was not acknowledged, for the host's logs and alerts.
+    ///
+    /// An acknowledged reply carries an error only when the handler succeeded but the
+    /// [`IdempotencyStore`](crate::IdempotencyStore) failed to record it.
     ///
     /// # Example
     ///
@@ -109,6 +113,16 @@ impl Reply {
     /// ```
     pub fn error(&self) -> Option<&Error> {
         self.error.as_ref()
+    }
+}
+
+impl Reply {
+    /// The acknowledgement, with an error the host should still log.
+    pub(crate) fn ack_with(error: Error) -> Reply {
+        Reply {
+            error: Some(error),
+            ..Reply::ack()
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::Error;
 use crate::params::{Params, SIGN_KEY, Scalar};
@@ -84,7 +84,7 @@ pub fn sign(params: &Map<String, Value>, api_key: &str) -> Result<String, Error>
 /// [`Error::MalformedSign`] (not a string of 32 hex digits), [`Error::SignatureMismatch`].
 pub fn verify_sign(params: &Map<String, Value>, api_key: &str) -> Result<(), Error> {
     check_api_key(api_key)?;
-    verify_params(&Params::from_map(params)?, api_key)
+    verify_params(&Params::from_map(params)?, &[api_key])
 }
 
 /// Refuses an API key that is empty or only whitespace.
@@ -95,11 +95,17 @@ pub(crate) fn check_api_key(api_key: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks the `sign` among `params` against the others. `api_key` is already checked.
-pub(crate) fn verify_params(params: &Params<'_>, api_key: &str) -> Result<(), Error> {
+/// Checks the `sign` among `params` against the others, signed with any of `api_keys` (already
+/// checked). Every key is tried, whichever matches, and compared in constant time.
+pub(crate) fn verify_params<K: AsRef<str>>(
+    params: &Params<'_>,
+    api_keys: &[K],
+) -> Result<(), Error> {
     let received = received_sign(params)?;
-    let expected = digest(params, api_key);
-    if bool::from(expected.ct_eq(&received)) {
+    let matched = api_keys.iter().fold(Choice::from(0), |matched, key| {
+        matched | digest(params, key.as_ref()).ct_eq(&received)
+    });
+    if bool::from(matched) {
         Ok(())
     } else {
         Err(Error::SignatureMismatch)

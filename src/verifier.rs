@@ -2,10 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::callback::required_integer;
 use crate::params::Params;
 use crate::sign::{check_api_key, verify_params};
-use crate::{CallbackHandler, Error, PayoutCallback, Reply};
+use crate::{
+    CallbackHandler, Claim, DeliveryKey, Error, IdempotencyStore, PayoutCallback, Reply, StoreError,
+};
 
 /// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -41,9 +45,22 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// ```
 #[derive(Clone)]
 pub struct Verifier {
-    api_key: Arc<str>,
-    max_body_bytes: usize,
+    settings: Arc<Settings>,
 }
+
+#[derive(Clone)]
+struct Settings {
+    /// The current key first, then the keys still accepted during a rotation.
+    api_keys: Vec<Arc<str>>,
+    max_body_bytes: usize,
+    expected_pid: Option<i64>,
+    max_age: Option<Duration>,
+    future_skew: Option<Duration>,
+    store: Option<Arc<dyn IdempotencyStore>>,
+}
+
+/// The future skew allowed once [`Verifier::max_age`] is set, unless set otherwise: 1 minute.
+pub const DEFAULT_FUTURE_SKEW: Duration = Duration::from_secs(60);
 
 impl Verifier {
     /// A verifier for callbacks signed with `api_key`, with default settings.
@@ -54,7 +71,7 @@ impl Verifier {
     /// use cregis_payout_callback::{Error, Verifier};
     ///
     /// let verifier = Verifier::new("fake-api-key-for-docs")?;
-    /// assert_eq!(format!("{verifier:?}"), r#"Verifier { api_key: "[redacted]", max_body_bytes: 65536 }"#);
+    /// assert!(format!("{verifier:?}").contains(r#"api_keys: ["[redacted]"]"#));
     /// assert_eq!(Verifier::new("  ").unwrap_err(), Error::EmptyApiKey);
     /// # Ok::<(), Error>(())
     /// ```
@@ -66,9 +83,44 @@ impl Verifier {
         let api_key = api_key.into();
         check_api_key(&api_key)?;
         Ok(Verifier {
-            api_key: api_key.into(),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            settings: Arc::new(Settings {
+                api_keys: vec![api_key.into()],
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                expected_pid: None,
+                max_age: None,
+                future_skew: None,
+                store: None,
+            }),
         })
+    }
+
+    fn settings_mut(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
+    }
+
+    /// Also accepts signatures made with `previous_key`, for the time a key change takes.
+    ///
+    /// During a rotation, callbacks signed with either key verify; call it again to accept
+    /// more keys. Each key is tried on every callback, in constant time.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Verifier;
+    ///
+    /// let verifier = Verifier::new("fake-new-key")?.also_accept("fake-old-key")?;
+    /// assert!(format!("{verifier:?}").contains(r#"api_keys: ["[redacted]", "[redacted]"]"#));
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::EmptyApiKey`] if `previous_key` is empty or only whitespace.
+    pub fn also_accept(mut self, previous_key: impl Into<String>) -> Result<Verifier, Error> {
+        let previous_key = previous_key.into();
+        check_api_key(&previous_key)?;
+        self.settings_mut().api_keys.push(previous_key.into());
+        Ok(self)
     }
 
     /// Sets the largest body accepted, in bytes; a longer one is refused with
@@ -92,7 +144,7 @@ impl Verifier {
     /// ```
     #[must_use]
     pub fn max_body_bytes(mut self, n: usize) -> Self {
-        self.max_body_bytes = n;
+        self.settings_mut().max_body_bytes = n;
         self
     }
 
@@ -107,11 +159,112 @@ impl Verifier {
     /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn body_limit(&self) -> usize {
-        self.max_body_bytes
+        self.settings.max_body_bytes
+    }
+
+    /// Refuses authentic callbacks whose `pid` is not `pid`, with [`Error::PidMismatch`].
+    /// Defaults to accepting any project.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Verifier;
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?.expected_pid(1382528827416576);
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn expected_pid(mut self, pid: i64) -> Self {
+        self.settings_mut().expected_pid = Some(pid);
+        self
+    }
+
+    /// Refuses callbacks whose `timestamp` is older than `max_age`, with
+    /// [`Error::TimestampTooOld`] (a callback exactly `max_age` old is accepted). It also turns
+    /// on the future check, with [`DEFAULT_FUTURE_SKEW`] unless
+    /// [`future_skew`](Self::future_skew) says otherwise.
+    ///
+    /// Off by default, and think before turning it on: Cregis does not retry on its own, and an
+    /// operator may re-push a failed callback from the console hours or days later, possibly
+    /// with its original timestamp; this check would refuse it. Replays are better stopped by an
+    /// [`IdempotencyStore`], which acknowledges a repeated delivery without handling it again.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use cregis_payout_callback::{Error, Verifier};
+    ///
+    /// let verifier = Verifier::new("f502a9ac9ca54327986f29c03b271491")?.max_age(Duration::from_secs(300));
+    /// // The published vector, signed at 1688004243314 ms.
+    /// let body = br#"{"pid":1382528827416576,"currency":"195@195",
+    ///   "address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS","amount":"1.1","remark":"payout",
+    ///   "third_party_id":"c9231e604da54469a735af3f449c880f",
+    ///   "callback_url":"http://192.168.2.29:9099/callback","nonce":"hwlkk6",
+    ///   "timestamp":1688004243314,"sign":"d6eef2de79e39f434a38efb910213ba6"}"#;
+    /// let sent = UNIX_EPOCH + Duration::from_millis(1688004243314);
+    /// verifier.verify_at(body, sent + Duration::from_secs(300))?;
+    /// assert_eq!(
+    ///     verifier.verify_at(body, sent + Duration::from_millis(300_001)),
+    ///     Err(Error::TimestampTooOld { max_age: Duration::from_secs(300) })
+    /// );
+    /// # Ok::<(), Error>(())
+    /// ```
+    #[must_use]
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.settings_mut().max_age = Some(max_age);
+        self
+    }
+
+    /// Refuses callbacks whose `timestamp` is more than `skew` ahead of this host's clock, with
+    /// [`Error::TimestampInFuture`]. Off by default; [`DEFAULT_FUTURE_SKEW`] once
+    /// [`max_age`](Self::max_age) is set.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cregis_payout_callback::Verifier;
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?
+    ///     .max_age(Duration::from_secs(600))
+    ///     .future_skew(Duration::from_secs(5));
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn future_skew(mut self, skew: Duration) -> Self {
+        self.settings_mut().future_skew = Some(skew);
+        self
+    }
+
+    /// Makes [`process`](Self::process) handle each fact once, whatever the number of
+    /// deliveries: the recommended setup.
+    ///
+    /// Before the handler runs, the delivery's [`DeliveryKey`](crate::DeliveryKey) (`pid`,
+    /// `cid`, `status`) is claimed in `store`:
+    /// - new: the handler runs; its success completes the claim, its failure releases it (so
+    ///   that a re-push can be handled later);
+    /// - already handled: answered `success` without calling the handler;
+    /// - being handled by another worker right now: answered 409, so that it is tried again;
+    /// - the store fails: answered 500, and the handler is not called.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{MemoryIdempotencyStore, Verifier};
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?
+    ///     .idempotency(MemoryIdempotencyStore::default());
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn idempotency(mut self, store: impl IdempotencyStore + 'static) -> Self {
+        self.settings_mut().store = Some(Arc::new(store));
+        self
     }
 
     /// Checks that `body` is an authentic Cregis callback, without reading its fields into a
-    /// [`PayoutCallback`].
+    /// [`PayoutCallback`]. The `pid` and freshness checks, when set, are made too.
     ///
     /// # Example
     ///
@@ -132,9 +285,25 @@ impl Verifier {
     ///
     /// [`Error::BodyTooLarge`], [`Error::InvalidJson`], [`Error::NotAnObject`],
     /// [`Error::DuplicateKey`], [`Error::NestedValue`], then the authentication errors
-    /// [`Error::MissingSign`], [`Error::MalformedSign`] and [`Error::SignatureMismatch`].
+    /// [`Error::MissingSign`], [`Error::MalformedSign`] and [`Error::SignatureMismatch`], then
+    /// the checks that are set: [`Error::PidMismatch`], [`Error::TimestampTooOld`],
+    /// [`Error::TimestampInFuture`] (with [`Error::InvalidField`] if `pid` or `timestamp` is
+    /// unreadable).
     pub fn verify(&self, body: &[u8]) -> Result<(), Error> {
-        authentic_params(body, &self.api_key, self.max_body_bytes).map(drop)
+        self.verify_at(body, SystemTime::now())
+    }
+
+    /// [`verify`](Self::verify), with `now` as the current time for the freshness checks.
+    ///
+    /// # Example
+    ///
+    /// See [`max_age`](Self::max_age).
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify).
+    pub fn verify_at(&self, body: &[u8], now: SystemTime) -> Result<(), Error> {
+        self.checked_params(body, now).map(drop)
     }
 
     /// Checks that `body` is an authentic Cregis callback and reads it.
@@ -163,15 +332,33 @@ impl Verifier {
     /// Everything [`verify`](Self::verify) returns, then, for an authentic callback that is not
     /// as documented, [`Error::InvalidField`] and [`Error::UnknownStatus`].
     pub fn verify_and_parse(&self, body: &[u8]) -> Result<PayoutCallback, Error> {
-        let params = authentic_params(body, &self.api_key, self.max_body_bytes)?;
-        PayoutCallback::from_params(&params)
+        self.verify_and_parse_at(body, SystemTime::now())
+    }
+
+    /// [`verify_and_parse`](Self::verify_and_parse), with `now` as the current time for the
+    /// freshness checks.
+    ///
+    /// # Example
+    ///
+    /// See [`max_age`](Self::max_age).
+    ///
+    /// # Errors
+    ///
+    /// As [`verify_and_parse`](Self::verify_and_parse).
+    pub fn verify_and_parse_at(
+        &self,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<PayoutCallback, Error> {
+        PayoutCallback::from_params(&self.checked_params(body, now)?)
     }
 
     /// Verifies and parses `body`, hands the callback to `handler`, and says what to answer.
     ///
     /// The [`Reply`] is 200 `success` only when the callback is authentic, well-formed and
-    /// handled; otherwise it carries the status code and a short reason (see [`Reply`]). The
-    /// handler is never called for a callback that failed verification.
+    /// handled (or, with an [`IdempotencyStore`], was handled before); otherwise it carries the
+    /// status code and a short reason (see [`Reply`]). The handler is never called for a
+    /// callback that failed verification.
     ///
     /// # Example
     ///
@@ -189,23 +376,184 @@ impl Verifier {
     /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn process<H: CallbackHandler>(&self, body: &[u8], handler: &H) -> Reply {
-        match self.verify_and_parse(body) {
-            Ok(callback) => match handler.handle(&callback) {
+        self.process_at(body, handler, SystemTime::now())
+    }
+
+    /// [`process`](Self::process), with `now` as the current time for the freshness checks.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use cregis_payout_callback::{PayoutCallback, Verifier};
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?;
+    /// let reply = verifier.process_at(b"{}", &|_: &PayoutCallback| Ok::<(), String>(()), SystemTime::now());
+    /// assert_eq!(reply.status_code(), 401);
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    pub fn process_at<H: CallbackHandler>(
+        &self,
+        body: &[u8],
+        handler: &H,
+        now: SystemTime,
+    ) -> Reply {
+        match self.begin(body, now) {
+            Ok(delivery) => {
+                let outcome = handler
+                    .handle(&delivery.callback)
+                    .map_err(|e| e.to_string());
+                delivery.finish(outcome)
+            }
+            Err(reply) => reply,
+        }
+    }
+
+    /// Everything before the handler: verification, parsing, and the idempotency claim. `Err`
+    /// is the reply to send without calling the handler.
+    pub(crate) fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Reply> {
+        let callback = self.verify_and_parse_at(body, now)?;
+        let claim = match &self.settings.store {
+            None => None,
+            Some(store) => {
+                let key = callback.delivery_key();
+                match store.claim(&key) {
+                    Ok(Claim::Claimed) => Some(ClaimGuard {
+                        store: Arc::clone(store),
+                        key,
+                        settled: false,
+                    }),
+                    Ok(Claim::AlreadyDone) => return Err(Reply::ack()),
+                    Ok(Claim::InProgress) => return Err(Error::DeliveryInProgress.into()),
+                    Err(e) => {
+                        return Err(Error::Store {
+                            message: e.to_string(),
+                        }
+                        .into());
+                    }
+                }
+            }
+        };
+        Ok(Delivery { callback, claim })
+    }
+
+    /// The parameters of `body`, once its size, syntax and signature are checked, and the
+    /// project and freshness checks that are set.
+    fn checked_params<'b>(&self, body: &'b [u8], now: SystemTime) -> Result<Params<'b>, Error> {
+        let settings = &*self.settings;
+        let params = authentic_params(body, &settings.api_keys, settings.max_body_bytes)?;
+        if let Some(expected) = settings.expected_pid {
+            let found = required_integer(&params, "pid")?;
+            if found != expected {
+                return Err(Error::PidMismatch { expected, found });
+            }
+        }
+        let skew = settings
+            .future_skew
+            .or(settings.max_age.map(|_| DEFAULT_FUTURE_SKEW));
+        if settings.max_age.is_some() || skew.is_some() {
+            let timestamp = required_integer(&params, "timestamp")?;
+            check_freshness(timestamp, now, settings.max_age, skew)?;
+        }
+        Ok(params)
+    }
+}
+
+/// Checks `timestamp` (ms since the epoch) against `now`. All arithmetic is in `i128`
+/// milliseconds, where no `i64` timestamp and no `Duration` can overflow.
+fn check_freshness(
+    timestamp: i64,
+    now: SystemTime,
+    max_age: Option<Duration>,
+    skew: Option<Duration>,
+) -> Result<(), Error> {
+    let millis = |d: Duration| i128::try_from(d.as_millis()).unwrap_or(i128::MAX);
+    let now_ms = match now.duration_since(UNIX_EPOCH) {
+        Ok(since) => millis(since),
+        Err(before) => -millis(before.duration()),
+    };
+    let timestamp = i128::from(timestamp);
+    if let Some(max_age) = max_age {
+        if now_ms - timestamp > millis(max_age) {
+            return Err(Error::TimestampTooOld { max_age });
+        }
+    }
+    if let Some(skew) = skew {
+        if timestamp - now_ms > millis(skew) {
+            return Err(Error::TimestampInFuture { skew });
+        }
+    }
+    Ok(())
+}
+
+/// A verified callback on its way to the handler, holding its idempotency claim if any.
+pub(crate) struct Delivery {
+    pub(crate) callback: PayoutCallback,
+    claim: Option<ClaimGuard>,
+}
+
+impl Delivery {
+    /// Settles the claim according to the handler's outcome, and says what to answer.
+    pub(crate) fn finish(self, outcome: Result<(), String>) -> Reply {
+        match (outcome, self.claim) {
+            (Ok(()), None) => Reply::ack(),
+            (Ok(()), Some(mut claim)) => match claim.settle(|store, key| store.complete(key)) {
                 Ok(()) => Reply::ack(),
-                Err(e) => Reply::from(Error::HandlerFailed {
-                    message: e.to_string(),
+                // The effect happened: acknowledge it, and let the host log the failure.
+                Err(e) => Reply::ack_with(Error::Store {
+                    message: format!("handled, but not recorded as done: {e}"),
                 }),
             },
-            Err(e) => Reply::from(e),
+            (Err(message), None) => Error::HandlerFailed { message }.into(),
+            (Err(message), Some(mut claim)) => {
+                let message = match claim.settle(|store, key| store.release(key)) {
+                    Ok(()) => message,
+                    Err(e) => format!("{message}; releasing its claim failed too: {e}"),
+                };
+                Error::HandlerFailed { message }.into()
+            }
+        }
+    }
+}
+
+/// A claim in the idempotency store, released if dropped unsettled: when the handler panics,
+/// or when an async handler's future is dropped because the client went away.
+struct ClaimGuard {
+    store: Arc<dyn IdempotencyStore>,
+    key: DeliveryKey,
+    settled: bool,
+}
+
+impl ClaimGuard {
+    fn settle(
+        &mut self,
+        how: impl FnOnce(&dyn IdempotencyStore, &DeliveryKey) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.settled = true;
+        how(&*self.store, &self.key)
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if !self.settled {
+            // Nobody is left to tell about a failure; the claim then stays "in progress", which
+            // refuses re-deliveries (409) rather than risk handling the payout twice.
+            let _ = self.store.release(&self.key);
         }
     }
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &*self.settings;
         f.debug_struct("Verifier")
-            .field("api_key", &"[redacted]")
-            .field("max_body_bytes", &self.max_body_bytes)
+            .field("api_keys", &vec!["[redacted]"; settings.api_keys.len()])
+            .field("max_body_bytes", &settings.max_body_bytes)
+            .field("expected_pid", &settings.expected_pid)
+            .field("max_age", &settings.max_age)
+            .field("future_skew", &settings.future_skew)
+            .field("idempotency", &settings.store.is_some())
             .finish()
     }
 }
@@ -231,12 +579,16 @@ impl fmt::Debug for Verifier {
 /// [`Error::EmptyApiKey`], then everything [`Verifier::verify_and_parse`] returns.
 pub fn verify_and_parse(body: &[u8], api_key: &str) -> Result<PayoutCallback, Error> {
     check_api_key(api_key)?;
-    let params = authentic_params(body, api_key, DEFAULT_MAX_BODY_BYTES)?;
+    let params = authentic_params(body, &[api_key], DEFAULT_MAX_BODY_BYTES)?;
     PayoutCallback::from_params(&params)
 }
 
 /// The parameters of `body`, once its size, syntax and signature are checked.
-fn authentic_params<'b>(body: &'b [u8], api_key: &str, limit: usize) -> Result<Params<'b>, Error> {
+fn authentic_params<'b, K: AsRef<str>>(
+    body: &'b [u8],
+    api_keys: &[K],
+    limit: usize,
+) -> Result<Params<'b>, Error> {
     if body.len() > limit {
         return Err(Error::BodyTooLarge {
             len: body.len(),
@@ -244,6 +596,6 @@ fn authentic_params<'b>(body: &'b [u8], api_key: &str, limit: usize) -> Result<P
         });
     }
     let params = Params::from_body(body)?;
-    verify_params(&params, api_key)?;
+    verify_params(&params, api_keys)?;
     Ok(params)
 }

@@ -1,0 +1,564 @@
+//! Delivery safety: idempotent processing, the expected project, freshness and key rotation.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{DOC_EXAMPLE, KEY, example_with_status, signed_body, signed_example};
+use cregis_payout_callback::{
+    CallbackStatus, Claim, DeliveryKey, Error, IdempotencyStore, MemoryIdempotencyStore,
+    PayoutCallback, Reply, StoreError, Verifier,
+};
+
+/// `timestamp` of the documented example.
+const SENT_MS: u64 = 1687850657960;
+
+fn sent_at() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(SENT_MS)
+}
+
+/// The documented example with status 6 and the given nonce and timestamp, signed.
+fn delivery(nonce: &str, timestamp: u64) -> String {
+    let pairs: Vec<(&str, String)> = example_with_status("6")
+        .into_iter()
+        .map(|(k, v)| match k {
+            "nonce" => (k, format!("\"{nonce}\"")),
+            "timestamp" => (k, timestamp.to_string()),
+            _ => (k, v),
+        })
+        .collect();
+    signed_body(&pairs, KEY)
+}
+
+/// A handler that counts its calls and succeeds.
+fn counting(calls: &AtomicUsize) -> impl Fn(&PayoutCallback) -> Result<(), String> + '_ {
+    move |_| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn idempotent_verifier() -> Verifier {
+    Verifier::new(KEY)
+        .unwrap()
+        .idempotency(MemoryIdempotencyStore::default())
+}
+
+#[test]
+fn a_repeated_delivery_is_acknowledged_without_handling_it_again() {
+    let verifier = idempotent_verifier();
+    let calls = AtomicUsize::new(0);
+    let first = verifier.process(delivery("aaaaaa", SENT_MS).as_bytes(), &counting(&calls));
+    // A re-push from the console may carry a fresh nonce and timestamp: still the same fact.
+    let again = verifier.process(
+        delivery("bbbbbb", SENT_MS + 86_400_000).as_bytes(),
+        &counting(&calls),
+    );
+    assert_eq!(first, Reply::ack());
+    assert_eq!(again, Reply::ack());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn another_status_of_the_same_payout_is_a_new_fact() {
+    let verifier = idempotent_verifier();
+    let calls = AtomicUsize::new(0);
+    for status in ["6", "7"] {
+        let body = signed_body(&example_with_status(status), KEY);
+        assert!(
+            verifier
+                .process(body.as_bytes(), &counting(&calls))
+                .is_ack()
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_delivery_in_progress_elsewhere_gets_409_and_is_not_handled() {
+    let store = Arc::new(MemoryIdempotencyStore::default());
+    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
+    let key = DeliveryKey {
+        pid: 1382528827416576,
+        cid: 1391751691788288,
+        status: CallbackStatus::PendingApproval,
+    };
+    assert_eq!(store.claim(&key).unwrap(), Claim::Claimed);
+    let calls = AtomicUsize::new(0);
+    let reply = verifier.process(signed_example().as_bytes(), &counting(&calls));
+    assert_eq!(reply.status_code(), 409);
+    assert_eq!(reply.body(), "the same delivery is being processed");
+    assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_failing_handler_releases_the_claim_so_a_re_push_succeeds() {
+    let verifier = idempotent_verifier();
+    let calls = AtomicUsize::new(0);
+    let flaky = |_: &PayoutCallback| {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err("database is down")
+        } else {
+            Ok(())
+        }
+    };
+    let body = signed_example();
+    let first = verifier.process(body.as_bytes(), &flaky);
+    assert_eq!(first.status_code(), 500);
+    assert_eq!(
+        first.error(),
+        Some(&Error::HandlerFailed {
+            message: "database is down".into()
+        })
+    );
+    assert_eq!(verifier.process(body.as_bytes(), &flaky), Reply::ack());
+    assert_eq!(verifier.process(body.as_bytes(), &flaky), Reply::ack());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_panicking_handler_releases_the_claim() {
+    let verifier = idempotent_verifier();
+    let body = signed_example();
+    let panicking = |_: &PayoutCallback| -> Result<(), String> { panic!("handler bug") };
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        verifier.process(body.as_bytes(), &panicking)
+    }));
+    assert!(result.is_err());
+    let calls = AtomicUsize::new(0);
+    assert_eq!(
+        verifier.process(body.as_bytes(), &counting(&calls)),
+        Reply::ack()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn sixteen_concurrent_duplicates_are_handled_exactly_once() {
+    const THREADS: usize = 16;
+    let verifier = idempotent_verifier();
+    let body = signed_example();
+    let calls = AtomicUsize::new(0);
+    let barrier = Barrier::new(THREADS);
+    let handler = |_: &PayoutCallback| -> Result<(), String> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        // Hold the claim long enough for the other deliveries to run into it.
+        thread::sleep(Duration::from_millis(50));
+        Ok(())
+    };
+    let replies: Vec<Reply> = thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    verifier.process(body.as_bytes(), &handler)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    for reply in &replies {
+        assert!(
+            reply.is_ack() || reply.status_code() == 409,
+            "unexpected reply {reply:?}"
+        );
+        assert!(reply.is_ack() == (reply.body() == "success"));
+    }
+    assert!(replies.iter().any(Reply::is_ack));
+    // Once settled, every re-delivery is acknowledged without running the handler.
+    for _ in 0..THREADS {
+        assert_eq!(verifier.process(body.as_bytes(), &handler), Reply::ack());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A store whose every call fails, or whose `complete` alone fails.
+struct BrokenStore {
+    claim_works: bool,
+    released: Mutex<Vec<DeliveryKey>>,
+}
+
+impl IdempotencyStore for BrokenStore {
+    fn claim(&self, _: &DeliveryKey) -> Result<Claim, StoreError> {
+        if self.claim_works {
+            Ok(Claim::Claimed)
+        } else {
+            Err("connection refused".into())
+        }
+    }
+
+    fn complete(&self, _: &DeliveryKey) -> Result<(), StoreError> {
+        Err("disk full".into())
+    }
+
+    fn release(&self, key: &DeliveryKey) -> Result<(), StoreError> {
+        self.released.lock().unwrap().push(*key);
+        Err("still disk full".into())
+    }
+}
+
+#[test]
+fn a_failing_store_fails_closed_without_calling_the_handler() {
+    let verifier = Verifier::new(KEY).unwrap().idempotency(BrokenStore {
+        claim_works: false,
+        released: Mutex::default(),
+    });
+    let calls = AtomicUsize::new(0);
+    let reply = verifier.process(signed_example().as_bytes(), &counting(&calls));
+    assert_eq!(reply.status_code(), 500);
+    assert_eq!(reply.body(), "internal error");
+    assert_eq!(
+        reply.error(),
+        Some(&Error::Store {
+            message: "connection refused".into()
+        })
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_handled_delivery_the_store_cannot_record_is_still_acknowledged() {
+    let verifier = Verifier::new(KEY).unwrap().idempotency(BrokenStore {
+        claim_works: true,
+        released: Mutex::default(),
+    });
+    let calls = AtomicUsize::new(0);
+    let reply = verifier.process(signed_example().as_bytes(), &counting(&calls));
+    assert!(reply.is_ack());
+    assert_eq!(reply.body(), "success");
+    assert_eq!(
+        reply.error(),
+        Some(&Error::Store {
+            message: "handled, but not recorded as done: disk full".into()
+        })
+    );
+}
+
+#[test]
+fn a_failed_release_is_reported_with_the_handler_failure() {
+    let store = Arc::new(BrokenStore {
+        claim_works: true,
+        released: Mutex::default(),
+    });
+    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
+    let reply = verifier.process(signed_example().as_bytes(), &|_: &PayoutCallback| {
+        Err::<(), _>("boom")
+    });
+    assert_eq!(reply.status_code(), 500);
+    assert_eq!(
+        reply.error(),
+        Some(&Error::HandlerFailed {
+            message: "boom; releasing its claim failed too: still disk full".into()
+        })
+    );
+    assert_eq!(store.released.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn unverified_deliveries_never_touch_the_store() {
+    let store = Arc::new(MemoryIdempotencyStore::new(1));
+    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
+    let forged = signed_body(DOC_EXAMPLE, "fake-attacker-key");
+    let calls = AtomicUsize::new(0);
+    assert_eq!(
+        verifier
+            .process(forged.as_bytes(), &counting(&calls))
+            .status_code(),
+        401
+    );
+    assert_eq!(
+        format!("{store:?}"),
+        "MemoryIdempotencyStore { capacity: 1, len: 0, .. }"
+    );
+}
+
+#[test]
+fn memory_store_forgets_the_oldest_handled_delivery_when_full() {
+    let store = MemoryIdempotencyStore::new(2);
+    let key = |cid| DeliveryKey {
+        pid: 1,
+        cid,
+        status: CallbackStatus::TransactionSuccessful,
+    };
+    for cid in 1..=3 {
+        assert_eq!(store.claim(&key(cid)).unwrap(), Claim::Claimed);
+        store.complete(&key(cid)).unwrap();
+    }
+    assert_eq!(store.claim(&key(3)).unwrap(), Claim::AlreadyDone);
+    assert_eq!(store.claim(&key(2)).unwrap(), Claim::AlreadyDone);
+    // Key 1 was forgotten to make room for key 3.
+    assert_eq!(store.claim(&key(1)).unwrap(), Claim::Claimed);
+}
+
+#[test]
+fn memory_store_full_of_claims_in_progress_refuses_new_ones() {
+    let store = MemoryIdempotencyStore::new(1);
+    let key = |cid| DeliveryKey {
+        pid: 1,
+        cid,
+        status: CallbackStatus::TransactionFailed,
+    };
+    assert_eq!(store.claim(&key(1)).unwrap(), Claim::Claimed);
+    let err = store.claim(&key(2)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "memory idempotency store is full of deliveries in progress"
+    );
+    store.release(&key(1)).unwrap();
+    assert_eq!(store.claim(&key(2)).unwrap(), Claim::Claimed);
+}
+
+#[test]
+fn expected_pid_refuses_an_authentic_callback_for_another_project() {
+    let verifier = Verifier::new(KEY).unwrap().expected_pid(42);
+    let err = verifier.verify(signed_example().as_bytes()).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PidMismatch {
+            expected: 42,
+            found: 1382528827416576
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "callback is for project 1382528827416576, not the expected project 42"
+    );
+    assert_eq!(err.http_status(), 400);
+    assert!(err.is_contract());
+
+    let ours = Verifier::new(KEY).unwrap().expected_pid(1382528827416576);
+    assert_eq!(ours.verify(signed_example().as_bytes()), Ok(()));
+    // The pid check comes after the signature: a forgery is still a 401.
+    let forged = signed_body(DOC_EXAMPLE, "fake-attacker-key");
+    assert_eq!(
+        verifier.verify(forged.as_bytes()),
+        Err(Error::SignatureMismatch)
+    );
+}
+
+#[test]
+fn expected_pid_reads_a_pid_sent_as_a_string() {
+    let pairs: Vec<(&str, String)> = DOC_EXAMPLE
+        .iter()
+        .map(|&(k, v)| {
+            (
+                k,
+                if k == "pid" {
+                    format!("\"{v}\"")
+                } else {
+                    v.to_owned()
+                },
+            )
+        })
+        .collect();
+    let verifier = Verifier::new(KEY).unwrap().expected_pid(1382528827416576);
+    assert_eq!(verifier.verify(signed_body(&pairs, KEY).as_bytes()), Ok(()));
+}
+
+#[test]
+fn max_age_boundaries_are_exact_to_the_millisecond() {
+    let max_age = Duration::from_secs(300);
+    let verifier = Verifier::new(KEY).unwrap().max_age(max_age);
+    let body = signed_example();
+    let at = |offset_ms: u64| sent_at() + Duration::from_millis(offset_ms);
+    assert_eq!(verifier.verify_at(body.as_bytes(), at(0)), Ok(()));
+    assert_eq!(verifier.verify_at(body.as_bytes(), at(300_000)), Ok(()));
+    let err = verifier
+        .verify_at(body.as_bytes(), at(300_001))
+        .unwrap_err();
+    assert_eq!(err, Error::TimestampTooOld { max_age });
+    assert_eq!(
+        err.to_string(),
+        "timestamp is older than the maximum age of 300s"
+    );
+    assert!(err.is_authentication());
+    assert_eq!(err.http_status(), 401);
+    // The same through the parsing and processing entry points.
+    assert_eq!(
+        verifier.verify_and_parse_at(body.as_bytes(), at(300_001)),
+        Err(Error::TimestampTooOld { max_age })
+    );
+    let calls = AtomicUsize::new(0);
+    let reply = verifier.process_at(body.as_bytes(), &counting(&calls), at(300_001));
+    assert_eq!(reply.status_code(), 401);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn future_skew_defaults_to_one_minute_once_max_age_is_set() {
+    let verifier = Verifier::new(KEY)
+        .unwrap()
+        .max_age(Duration::from_secs(300));
+    let body = signed_example();
+    let before = |ms: u64| sent_at() - Duration::from_millis(ms);
+    assert_eq!(verifier.verify_at(body.as_bytes(), before(60_000)), Ok(()));
+    let err = verifier
+        .verify_at(body.as_bytes(), before(60_001))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::TimestampInFuture {
+            skew: Duration::from_secs(60)
+        }
+    );
+    assert_eq!(err.to_string(), "timestamp is more than 60s in the future");
+    assert_eq!(err.http_status(), 401);
+}
+
+#[test]
+fn future_skew_can_be_set_and_works_alone() {
+    let body = signed_example();
+    let skew = Duration::from_millis(1500);
+    let verifier = Verifier::new(KEY).unwrap().future_skew(skew);
+    let before = |ms: u64| sent_at() - Duration::from_millis(ms);
+    assert_eq!(verifier.verify_at(body.as_bytes(), before(1500)), Ok(()));
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), before(1501)),
+        Err(Error::TimestampInFuture { skew })
+    );
+    // No max age: any age passes.
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), UNIX_EPOCH + Duration::from_secs(1 << 40)),
+        Ok(())
+    );
+}
+
+#[test]
+fn freshness_is_off_by_default() {
+    let verifier = Verifier::new(KEY).unwrap();
+    let body = signed_example();
+    assert_eq!(verifier.verify_at(body.as_bytes(), UNIX_EPOCH), Ok(()));
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), UNIX_EPOCH + Duration::from_secs(1 << 40)),
+        Ok(())
+    );
+}
+
+#[test]
+fn extreme_timestamps_and_clocks_do_not_overflow() {
+    let verifier = Verifier::new(KEY)
+        .unwrap()
+        .max_age(Duration::MAX)
+        .future_skew(Duration::ZERO);
+    let strict = Verifier::new(KEY)
+        .unwrap()
+        .max_age(Duration::ZERO)
+        .future_skew(Duration::MAX);
+    let before_epoch = UNIX_EPOCH - Duration::from_secs(1 << 40);
+    for timestamp in [i64::MIN, -1, 0, i64::MAX] {
+        let pairs: Vec<(&str, String)> = DOC_EXAMPLE
+            .iter()
+            .map(|&(k, v)| {
+                (
+                    k,
+                    if k == "timestamp" {
+                        timestamp.to_string()
+                    } else {
+                        v.to_owned()
+                    },
+                )
+            })
+            .collect();
+        let body = signed_body(&pairs, KEY);
+        for now in [UNIX_EPOCH, before_epoch, sent_at()] {
+            let loose = verifier.verify_at(body.as_bytes(), now);
+            let tight = strict.verify_at(body.as_bytes(), now);
+            // Every timestamp is old enough for Duration::MAX, and never too far ahead for it.
+            assert!(
+                matches!(loose, Ok(()) | Err(Error::TimestampInFuture { .. })),
+                "{loose:?}"
+            );
+            assert!(
+                matches!(tight, Ok(()) | Err(Error::TimestampTooOld { .. })),
+                "{tight:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_timestamp_is_an_invalid_field_when_freshness_is_checked() {
+    let pairs: Vec<(&str, &str)> = DOC_EXAMPLE
+        .iter()
+        .copied()
+        .filter(|&(k, _)| k != "timestamp")
+        .collect();
+    let body = signed_body(&pairs, KEY);
+    let verifier = Verifier::new(KEY).unwrap().max_age(Duration::from_secs(60));
+    assert_eq!(
+        verifier.verify(body.as_bytes()),
+        Err(Error::InvalidField {
+            field: "timestamp",
+            problem: "is missing, null or empty"
+        })
+    );
+}
+
+#[test]
+fn during_a_key_rotation_either_key_verifies() {
+    let verifier = Verifier::new("fake-new-key")
+        .unwrap()
+        .also_accept("fake-old-key")
+        .unwrap();
+    for key in ["fake-new-key", "fake-old-key"] {
+        let body = signed_body(DOC_EXAMPLE, key);
+        assert_eq!(
+            verifier.verify(body.as_bytes()),
+            Ok(()),
+            "signed with {key}"
+        );
+    }
+    let other = signed_body(DOC_EXAMPLE, "fake-third-key");
+    assert_eq!(
+        verifier.verify(other.as_bytes()),
+        Err(Error::SignatureMismatch)
+    );
+    let debug = format!("{verifier:?}");
+    assert!(
+        !debug.contains("fake-new-key") && !debug.contains("fake-old-key"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_rotation_key_must_not_be_empty() {
+    let verifier = Verifier::new("fake-new-key").unwrap();
+    assert_eq!(
+        verifier.clone().also_accept("").unwrap_err(),
+        Error::EmptyApiKey
+    );
+    assert_eq!(verifier.also_accept(" \n").unwrap_err(), Error::EmptyApiKey);
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let verifier = Verifier::new(KEY).unwrap().max_body_bytes(1 << 20);
+    let mut body = String::from(r#"{"a":"#);
+    body.push_str(&"[".repeat(100_000));
+    let err = verifier.verify(body.as_bytes()).unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { .. }), "{err:?}");
+    let bare = "[".repeat(100_000);
+    let err = verifier.verify(bare.as_bytes()).unwrap_err();
+    assert!(matches!(err, Error::InvalidJson { .. }), "{err:?}");
+}
+
+#[test]
+fn a_ten_megabyte_body_is_refused_before_parsing() {
+    let verifier = Verifier::new(KEY).unwrap();
+    let body = vec![b'{'; 10 * 1024 * 1024];
+    assert_eq!(
+        verifier.verify(&body),
+        Err(Error::BodyTooLarge {
+            len: 10 * 1024 * 1024,
+            limit: 64 * 1024
+        })
+    );
+    let reply = verifier.process(&body, &|_: &PayoutCallback| Ok::<(), String>(()));
+    assert_eq!(reply.status_code(), 413);
+}
