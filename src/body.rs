@@ -52,10 +52,20 @@ fn collect_with_serde<'a>(text: &'a str, params: &mut Vec<Param<'a>>) -> Result<
     let mut collector = Collector {
         params,
         nested: None,
+        bad_string: false,
     };
     let mut de = serde_json::Deserializer::from_str(text);
-    de::Deserializer::deserialize_map(&mut de, &mut collector).map_err(|e| invalid_json(&e))?;
-    de.end().map_err(|e| invalid_json(&e))?;
+    let parsed = de::Deserializer::deserialize_map(&mut de, &mut collector).and_then(|()| de.end());
+    if let Err(e) = parsed {
+        if collector.bad_string {
+            // A string with a bad escape (a lone surrogate): parse the whole body as a value,
+            // which fails on that same string and says where it is in the body.
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+                return Err(invalid_json(&e));
+            }
+        }
+        return Err(invalid_json(&e));
+    }
     match collector.nested {
         Some(key) => Err(Error::NestedValue { key }),
         None => Ok(()),
@@ -74,6 +84,8 @@ struct Collector<'a, 'p> {
     /// The first key whose value is an object or array. Reported once the whole body is known
     /// to be valid JSON, so a syntax error always wins.
     nested: Option<String>,
+    /// Whether parsing stopped on a string value that could not be decoded.
+    bad_string: bool,
 }
 
 impl<'de> Visitor<'de> for &mut Collector<'de, '_> {
@@ -86,7 +98,11 @@ impl<'de> Visitor<'de> for &mut Collector<'de, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let raw: &'de RawValue = map.next_value()?;
-            match scalar(raw.get()).map_err(de::Error::custom)? {
+            let value = scalar(raw.get()).map_err(|e| {
+                self.bad_string = true;
+                de::Error::custom(e)
+            })?;
+            match value {
                 Some(value) => self.params.push(Param { key, value }),
                 None => {
                     if self.nested.is_none() {

@@ -27,8 +27,9 @@ use crate::{CallbackStatus, Error};
 ///   is lost.
 ///
 /// Serializing gives back one flat JSON object, unknown fields at top level, that still passes
-/// [`verify_sign`](crate::verify_sign) (as long as no unknown field held a fractional number, whose
-/// text `serde_json` does not keep).
+/// [`verify_sign`](crate::verify_sign). (An unknown number whose exact text `serde_json` cannot
+/// keep, such as `1.10` or `1e400`, is kept in `extra` as a string of that text, which signs
+/// the same.)
 ///
 /// # Example
 ///
@@ -91,6 +92,8 @@ pub struct PayoutCallback {
     /// The signature, as received.
     pub sign: String,
     /// Every field this crate does not know, with its value (part of the signature too).
+    ///
+    /// Keep documented field names out of it: serializing would write such a key twice.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -319,13 +322,19 @@ fn parse_canonical_i64(text: &str) -> Option<i64> {
 }
 
 /// An unknown field's value, for [`PayoutCallback::extra`].
+///
+/// A number whose text `serde_json` would not write back the same (`1.10`, `-0`, `1e400`, an
+/// integer beyond 64 bits) is kept as a string of that exact text instead: it signs the same,
+/// so nothing is lost and the serialized callback still verifies.
 fn json_value(value: &Scalar<'_>) -> Value {
     match value {
         Scalar::Null => Value::Null,
         Scalar::Bool(b) => Value::Bool(*b),
         Scalar::Str(s) => Value::String(s.as_ref().to_owned()),
-        // The text is a valid JSON number, so this parse cannot fail.
-        Scalar::Number(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+        Scalar::Number(text) => match serde_json::from_str::<serde_json::Number>(text) {
+            Ok(number) if number.to_string() == *text => Value::Number(number),
+            _ => Value::String(text.as_ref().to_owned()),
+        },
     }
 }
 

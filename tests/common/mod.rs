@@ -104,3 +104,73 @@ pub fn signed_body<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], api_key: &str
 pub fn signed_example() -> String {
     signed_body(DOC_EXAMPLE, KEY)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers added for the behaviour tests (raw_body, bad_input, reply, callback, secrets,
+// properties). The helpers above are unchanged.
+// ---------------------------------------------------------------------------------------------
+
+/// A verifier for [`KEY`] with default settings.
+#[track_caller]
+pub fn verifier() -> cregis_payout_callback::Verifier {
+    cregis_payout_callback::Verifier::new(KEY).expect("KEY is not empty")
+}
+
+/// Owned copies of `(key, raw JSON value)` pairs, ready to edit.
+pub fn owned<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+        .collect()
+}
+
+/// `pairs` with `key` set to the raw JSON `raw`: replaced in place if present, else appended.
+pub fn with_field<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+    key: &str,
+    raw: &str,
+) -> Vec<(String, String)> {
+    let mut out = owned(pairs);
+    match out.iter_mut().find(|(k, _)| k == key) {
+        Some(entry) => raw.clone_into(&mut entry.1),
+        None => out.push((key.to_owned(), raw.to_owned())),
+    }
+    out
+}
+
+/// `pairs` without any entry for `key`.
+pub fn without_field<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+    key: &str,
+) -> Vec<(String, String)> {
+    owned(pairs).into_iter().filter(|(k, _)| k != key).collect()
+}
+
+/// `pairs` followed by a correct `sign` made with `api_key` (as pairs, so that the signed
+/// callback can still be edited before it becomes a body).
+#[track_caller]
+pub fn signed_pairs<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
+    api_key: &str,
+) -> Vec<(String, String)> {
+    let sign = oracle_sign(pairs, api_key);
+    let mut out = owned(pairs);
+    out.push(("sign".to_owned(), format!("\"{sign}\"")));
+    out
+}
+
+/// The body of `pairs` written with unusual but legal whitespace: leading and trailing blank
+/// lines, tabs, spaces around `:` and `,`, one field per line (CRLF line ends).
+pub fn spaced_body_of<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let fields: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "\t{} \t:\r\n  {} ",
+                serde_json::to_string(k.as_ref()).unwrap(),
+                v.as_ref()
+            )
+        })
+        .collect();
+    format!(" \r\n{{\r\n{}\r\n}}\n\t ", fields.join(" ,\r\n"))
+}

@@ -1,0 +1,274 @@
+//! Compile-time checks, from outside the crate, that the public API has exactly the shapes
+//! issue 2 gives it. Most of this file proves itself by compiling; the tests run the few
+//! checks that need values.
+
+use std::fmt::{Debug, Display};
+use std::hash::Hash;
+
+use cregis_payout_callback::{
+    CallbackHandler, CallbackStatus, Error, PayoutCallback, Reply, SUCCESS_ACK, Verifier, sign,
+    verify_and_parse, verify_sign,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+type Params = Map<String, Value>;
+
+#[test]
+fn free_functions_have_the_contract_signatures() {
+    let _: fn(&Params, &str) -> Result<String, Error> = sign;
+    let _: fn(&Params, &str) -> Result<(), Error> = verify_sign;
+    let _: fn(&[u8], &str) -> Result<PayoutCallback, Error> = verify_and_parse;
+}
+
+#[test]
+fn success_ack_is_the_word_success() {
+    const ACK: &str = SUCCESS_ACK;
+    assert_eq!(ACK, "success");
+}
+
+#[test]
+fn verifier_has_the_contract_methods() {
+    // `new` is generic (`impl Into<String>`); each instance coerces to a plain function.
+    let _: fn(&'static str) -> Result<Verifier, Error> = Verifier::new;
+    let _: fn(String) -> Result<Verifier, Error> = Verifier::new;
+    let _: fn(Verifier, usize) -> Verifier = Verifier::max_body_bytes;
+    let _: fn(&Verifier, &[u8]) -> Result<(), Error> = Verifier::verify;
+    let _: fn(&Verifier, &[u8]) -> Result<PayoutCallback, Error> = Verifier::verify_and_parse;
+
+    // `new` takes anything `Into<String>`.
+    let from_str: Result<Verifier, Error> = Verifier::new("fake-contract-key");
+    let from_string: Result<Verifier, Error> = Verifier::new(String::from("fake-contract-key"));
+    let from_box: Result<Verifier, Error> = Verifier::new(Box::<str>::from("fake-contract-key"));
+    assert!(from_str.is_ok() && from_string.is_ok() && from_box.is_ok());
+}
+
+fn process_signature<H: CallbackHandler>() -> fn(&Verifier, &[u8], &H) -> Reply {
+    Verifier::process::<H>
+}
+
+#[test]
+fn process_takes_any_handler_including_closures() {
+    struct Host;
+    impl CallbackHandler for Host {
+        type Error = String;
+        fn handle(&self, _: &PayoutCallback) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let _ = process_signature::<Host>();
+
+    let verifier = Verifier::new("fake-contract-key")
+        .unwrap()
+        .max_body_bytes(1024);
+    let closure = |_: &PayoutCallback| -> Result<(), std::io::Error> { Ok(()) };
+    let reply: Reply = verifier.process(b"{}", &closure);
+    assert_eq!(reply.status_code(), 401);
+    let reply: Reply = verifier.process(b"{}", &Host);
+    assert_eq!(reply.status_code(), 401);
+}
+
+fn assert_handler<H: CallbackHandler>(_: &H) {}
+
+#[test]
+fn closures_of_any_display_error_are_handlers() {
+    assert_handler(&|_: &PayoutCallback| Ok::<(), String>(()));
+    assert_handler(&|_: &PayoutCallback| Ok::<(), &'static str>(()));
+    assert_handler(&|_: &PayoutCallback| Ok::<(), Error>(()));
+    assert_handler(&|_: &PayoutCallback| Ok::<(), std::fmt::Error>(()));
+}
+
+#[test]
+fn handler_trait_has_the_contract_shape() {
+    fn handle_of<H: CallbackHandler>() -> fn(&H, &PayoutCallback) -> Result<(), H::Error> {
+        H::handle
+    }
+    fn error_is_display<H: CallbackHandler>()
+    where
+        H::Error: Display,
+    {
+    }
+    struct Host;
+    impl CallbackHandler for Host {
+        type Error = std::io::Error;
+        fn handle(&self, _: &PayoutCallback) -> Result<(), std::io::Error> {
+            Ok(())
+        }
+    }
+    let _ = handle_of::<Host>();
+    error_is_display::<Host>();
+}
+
+#[test]
+fn reply_has_the_contract_methods() {
+    let _: fn(&Reply) -> u16 = Reply::status_code;
+    let _: fn(&Reply) -> &str = Reply::body;
+    let _: fn(&Reply) -> bool = Reply::is_ack;
+    let _: fn(&Reply) -> Option<&Error> = Reply::error;
+}
+
+#[test]
+fn status_has_the_contract_methods_and_variants() {
+    let _: fn(CallbackStatus) -> i32 = CallbackStatus::code;
+    let _: fn(CallbackStatus) -> bool = CallbackStatus::is_final;
+    let _: fn(CallbackStatus) -> bool = CallbackStatus::is_success;
+    let _: fn(i32) -> Result<CallbackStatus, Error> = CallbackStatus::try_from;
+
+    let named = [
+        (CallbackStatus::PendingApproval, 0),
+        (CallbackStatus::SignatureApproved, 1),
+        (CallbackStatus::SignatureRejected, 2),
+        (CallbackStatus::ApprovalCancelled, 3),
+        (CallbackStatus::ApprovalRejected, 4),
+        (CallbackStatus::PendingSignature, 5),
+        (CallbackStatus::TransactionSuccessful, 6),
+        (CallbackStatus::TransactionFailed, 7),
+    ];
+    for (status, code) in named {
+        assert_eq!(status.code(), code);
+    }
+}
+
+fn assert_status_traits<
+    T: Debug
+        + Clone
+        + Copy
+        + PartialEq
+        + Eq
+        + Hash
+        + Display
+        + Serialize
+        + DeserializeOwned
+        + TryFrom<i32, Error = Error>,
+>() {
+}
+
+fn assert_callback_traits<T: Debug + Clone + PartialEq + Serialize + DeserializeOwned>() {}
+
+#[test]
+fn models_have_the_contract_traits() {
+    assert_status_traits::<CallbackStatus>();
+    assert_callback_traits::<PayoutCallback>();
+}
+
+/// Every public field of `PayoutCallback`, with its exact type.
+#[allow(clippy::needless_pass_by_value)]
+fn callback_field_types(callback: PayoutCallback) {
+    let PayoutCallback {
+        pid,
+        cid,
+        chain_id,
+        token_id,
+        currency,
+        address,
+        amount,
+        third_party_id,
+        remark,
+        status,
+        txid,
+        block_height,
+        block_time,
+        memo,
+        nonce,
+        timestamp,
+        sign,
+        extra,
+        ..
+    } = callback;
+    let _: (i64, i64) = (pid, cid);
+    let _: (String, String, String, String, String, String) = (
+        chain_id,
+        token_id,
+        currency,
+        address,
+        amount,
+        third_party_id,
+    );
+    let _: Option<String> = remark;
+    let _: CallbackStatus = status;
+    let _: (Option<String>, Option<String>, Option<i64>, Option<String>) =
+        (txid, block_height, block_time, memo);
+    let _: (String, i64, String) = (nonce, timestamp, sign);
+    let _: Map<String, Value> = extra;
+}
+
+#[test]
+fn callback_has_the_contract_fields() {
+    let callback: PayoutCallback = serde_json::from_str(
+        r#"{"pid":1,"cid":2,"chain_id":"195","token_id":"195","currency":"TRX",
+            "address":"TXsm","amount":"1.1","third_party_id":"order-42","status":6,
+            "nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#,
+    )
+    .unwrap();
+    let _: fn(&PayoutCallback) -> bool = PayoutCallback::is_final;
+    let _: fn(&PayoutCallback) -> bool = PayoutCallback::is_success;
+    assert_eq!(callback.pid, 1);
+    callback_field_types(callback);
+}
+
+/// Every variant the issue names, by name (the enum is `#[non_exhaustive]`, hence the last arm).
+fn variant_name(error: &Error) -> &'static str {
+    match error {
+        Error::EmptyApiKey => "EmptyApiKey",
+        Error::BodyTooLarge { .. } => "BodyTooLarge",
+        Error::InvalidJson { .. } => "InvalidJson",
+        Error::NotAnObject => "NotAnObject",
+        Error::DuplicateKey { .. } => "DuplicateKey",
+        Error::MissingSign => "MissingSign",
+        Error::MalformedSign => "MalformedSign",
+        Error::SignatureMismatch => "SignatureMismatch",
+        Error::InvalidField { .. } => "InvalidField",
+        Error::UnknownStatus { code } => {
+            let _: &i32 = code;
+            "UnknownStatus"
+        }
+        _ => "other",
+    }
+}
+
+#[test]
+fn error_has_the_contract_variants() {
+    assert_eq!(
+        variant_name(&Error::UnknownStatus { code: 8 }),
+        "UnknownStatus"
+    );
+    assert_eq!(variant_name(&Error::EmptyApiKey), "EmptyApiKey");
+    let _: fn(&Error) -> u16 = Error::http_status;
+    let _: fn(&Error) -> bool = Error::is_authentication;
+    let _: fn(&Error) -> bool = Error::is_contract;
+}
+
+fn assert_send_sync<T: Send + Sync>() {}
+fn assert_clone<T: Clone>() {}
+fn assert_std_error<T: std::error::Error + Send + Sync + 'static>() {}
+
+#[test]
+fn auto_traits() {
+    assert_send_sync::<Verifier>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<Reply>();
+    assert_send_sync::<PayoutCallback>();
+    assert_send_sync::<CallbackStatus>();
+    assert_clone::<Verifier>();
+    assert_std_error::<Error>();
+}
+
+#[test]
+fn error_converts_into_boxed_errors() {
+    fn host() -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Verifier::new("")?;
+        Ok(())
+    }
+    let boxed = host().unwrap_err();
+    assert_eq!(boxed.to_string(), "api key is empty");
+    assert_eq!(boxed.downcast_ref::<Error>(), Some(&Error::EmptyApiKey));
+}
+
+#[test]
+fn errors_and_debug_are_implemented() {
+    fn assert_debug<T: Debug>() {}
+    assert_debug::<Verifier>();
+    assert_debug::<Reply>();
+    assert_debug::<Error>();
+}
