@@ -60,3 +60,71 @@ where
         self(callback)
     }
 }
+
+/// Acts on a verified payout callback, asynchronously: the host's business logic in an async
+/// service (a database update, a message to a queue).
+///
+/// [`Verifier::process_async`](crate::Verifier::process_async) calls it with the same rules as
+/// [`CallbackHandler`]. Its future must be `Send`, so that it runs inside axum, actix-web or
+/// any multi-threaded runtime; handlers are shared between requests, hence `Sync`.
+///
+/// Closures returning a future implement it. The future cannot borrow the callback: clone what
+/// it needs first, as in the example.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback};
+///
+/// struct Ledger;
+///
+/// impl AsyncCallbackHandler for Ledger {
+///     type Error = std::io::Error;
+///
+///     async fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+///         // e.g. UPDATE payouts SET status = $1 WHERE third_party_id = $2
+///         println!("{} is now {}", callback.third_party_id, callback.status);
+///         Ok(())
+///     }
+/// }
+///
+/// // The same as a closure.
+/// let handler = |callback: &PayoutCallback| {
+///     let id = callback.third_party_id.clone();
+///     async move {
+///         println!("{id} settled");
+///         Ok::<(), std::io::Error>(())
+///     }
+/// };
+/// # fn is_handler<H: AsyncCallbackHandler>(_: &H) {}
+/// # is_handler(&Ledger);
+/// # is_handler(&handler);
+/// ```
+pub trait AsyncCallbackHandler: Sync {
+    /// The handler's failure; its `Display` text is kept in the [`Reply`](crate::Reply) for
+    /// logging, never sent back to Cregis.
+    type Error: Display;
+
+    /// Acts on one verified callback.
+    ///
+    /// # Errors
+    ///
+    /// Whatever kept the host from acting on the callback; the delivery is then answered 500.
+    fn handle(
+        &self,
+        callback: &PayoutCallback,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl<F, Fut, E> AsyncCallbackHandler for F
+where
+    F: Fn(&PayoutCallback) -> Fut + Sync,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Display,
+{
+    type Error = E;
+
+    fn handle(&self, callback: &PayoutCallback) -> impl Future<Output = Result<(), E>> + Send {
+        self(callback)
+    }
+}

@@ -66,12 +66,12 @@ mod verifier;
 
 pub use callback::PayoutCallback;
 pub use error::Error;
-pub use handler::CallbackHandler;
+pub use handler::{AsyncCallbackHandler, CallbackHandler};
 pub use idempotency::{
     Claim, DEFAULT_MEMORY_STORE_CAPACITY, DeliveryKey, IdempotencyStore, MemoryIdempotencyStore,
     StoreError,
 };
-pub use reply::{Reply, SUCCESS_ACK};
-pub use sign::{sign, verify_sign};
+pub use reply::{CONTENT_TYPE, Reply, SUCCESS_ACK};
+pub use sign::{Omission, SigningText, sign, verify_sign};
 pub use status::CallbackStatus;
 pub use verifier::{DEFAULT_FUTURE_SKEW, DEFAULT_MAX_BODY_BYTES, Verifier, verify_and_parse};

@@ -7,6 +7,9 @@ use crate::Error;
 /// The only reply body Cregis counts as a successful delivery.
 pub const SUCCESS_ACK: &str = "success";
 
+/// The `Content-Type` of every [`Reply`] body.
+pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
 /// The HTTP answer to one callback delivery: a status code and a plain-text body.
 ///
 /// | outcome | status | body |
@@ -82,6 +85,34 @@ impl Reply {
     /// ```
     pub fn body(&self) -> &str {
         &self.body
+    }
+
+    /// The `Content-Type` to answer with: always [`CONTENT_TYPE`], plain UTF-8 text.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Reply;
+    ///
+    /// assert_eq!(Reply::ack().content_type(), "text/plain; charset=utf-8");
+    /// ```
+    pub fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+
+    /// The status code, `Content-Type` and body, for frameworks that build a response from
+    /// parts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Reply;
+    ///
+    /// let (status, content_type, body) = Reply::ack().into_parts();
+    /// assert_eq!((status, content_type, body.as_str()), (200, "text/plain; charset=utf-8", "success"));
+    /// ```
+    pub fn into_parts(self) -> (u16, &'static str, String) {
+        (self.status, CONTENT_TYPE, self.body.into_owned())
     }
 
     /// Whether this reply acknowledges the delivery (status 200, body `success`).

@@ -8,7 +8,8 @@ use crate::callback::required_integer;
 use crate::params::Params;
 use crate::sign::{check_api_key, verify_params};
 use crate::{
-    CallbackHandler, Claim, DeliveryKey, Error, IdempotencyStore, PayoutCallback, Reply, StoreError,
+    AsyncCallbackHandler, CallbackHandler, Claim, DeliveryKey, Error, IdempotencyStore,
+    PayoutCallback, Reply, StoreError,
 };
 
 /// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
@@ -406,6 +407,69 @@ impl Verifier {
                 delivery.finish(outcome)
             }
             Err(reply) => reply,
+        }
+    }
+
+    /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
+    /// [`process`](Self::process) for async handlers, with the same replies.
+    ///
+    /// The returned future is `Send`, as axum and actix-web handlers need. If it is dropped
+    /// while the handler runs (the client went away), an idempotency claim is released.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{PayoutCallback, Verifier};
+    ///
+    /// # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    /// #     let mut future = std::pin::pin!(future);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) { return output; }
+    /// #     }
+    /// # }
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?;
+    /// let handler = |callback: &PayoutCallback| {
+    ///     let id = callback.third_party_id.clone();
+    ///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
+    /// };
+    /// // Inside an async web handler: `verifier.process_async(&body, &handler).await`.
+    /// let reply = block_on(verifier.process_async(b"not json", &handler));
+    /// assert_eq!(reply.status_code(), 400);
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    pub fn process_async<H: AsyncCallbackHandler>(
+        &self,
+        body: &[u8],
+        handler: &H,
+    ) -> impl Future<Output = Reply> + Send {
+        self.process_async_at(body, handler, SystemTime::now())
+    }
+
+    /// [`process_async`](Self::process_async), with `now` as the current time for the
+    /// freshness checks.
+    ///
+    /// # Example
+    ///
+    /// See [`process_async`](Self::process_async) and [`max_age`](Self::max_age).
+    pub fn process_async_at<H: AsyncCallbackHandler>(
+        &self,
+        body: &[u8],
+        handler: &H,
+        now: SystemTime,
+    ) -> impl Future<Output = Reply> + Send {
+        let begun = self.begin(body, now);
+        async move {
+            match begun {
+                Ok(delivery) => {
+                    let outcome = handler
+                        .handle(&delivery.callback)
+                        .await
+                        .map_err(|e| e.to_string());
+                    delivery.finish(outcome)
+                }
+                Err(reply) => reply,
+            }
         }
     }
 

@@ -1,0 +1,113 @@
+//! Explains why a callback's signature does or does not match.
+//!
+//! ```sh
+//! CREGIS_API_KEY=... cargo run --example inspect -- callback.json
+//! CREGIS_API_KEY=... cargo run --example inspect -- --sign < callback.json > signed.json
+//! ```
+//!
+//! Reads a callback body from a file (or standard input) and the key from `CREGIS_API_KEY`
+//! (never from an argument, which would land in shell history and process lists). Prints
+//! whether it verifies, the exact text that is signed (the key shown as `<api-key>`), the
+//! fields left out and why, and the received and expected `sign`. With `--sign`, prints only
+//! the body, correctly signed.
+//!
+//! This is an operator's tool: it prints the expected signature, which a server must never do.
+
+use std::io::{self, Read, Write};
+
+use cregis_payout_callback::{SigningText, Verifier, sign};
+use md5::{Digest, Md5};
+use serde_json::{Map, Value};
+
+/// Writes the explanation of `body` to `out`; returns whether the body verifies.
+///
+/// # Errors
+///
+/// Writing to `out` failed.
+pub fn explain(body: &[u8], api_key: &str, out: &mut impl Write) -> io::Result<bool> {
+    let verifier = match Verifier::new(api_key) {
+        Ok(verifier) => verifier,
+        Err(e) => {
+            writeln!(out, "cannot verify: {e}")?;
+            return Ok(false);
+        }
+    };
+    let verdict = verifier.verify(body);
+    match &verdict {
+        Ok(()) => writeln!(out, "verifies: yes")?,
+        Err(e) => writeln!(out, "verifies: no ({e})")?,
+    }
+    let signing = match SigningText::of_body(body) {
+        Ok(signing) => signing,
+        Err(e) => {
+            writeln!(out, "the body cannot be signed at all: {e}")?;
+            return Ok(false);
+        }
+    };
+    writeln!(out, "signed text: <api-key>{}", signing.text)?;
+    if signing.omitted.is_empty() {
+        writeln!(out, "left out: nothing")?;
+    }
+    for (key, why) in &signing.omitted {
+        writeln!(out, "left out: {key:?} ({why})")?;
+    }
+    let expected = hex::encode(Md5::digest(format!("{api_key}{}", signing.text)));
+    writeln!(
+        out,
+        "sign received: {}",
+        signing.received_sign.as_deref().unwrap_or("(none)")
+    )?;
+    writeln!(out, "sign expected: {expected}")?;
+    if verdict.is_err()
+        && signing
+            .received_sign
+            .is_some_and(|s| s.eq_ignore_ascii_case(&expected))
+    {
+        writeln!(
+            out,
+            "note: the sign matches, so the body fails for another reason above"
+        )?;
+    }
+    Ok(verdict.is_ok())
+}
+
+/// `body` with its `sign` replaced by the correct one.
+///
+/// # Errors
+///
+/// The body is not a flat JSON object, or the key is empty.
+pub fn signed(body: &[u8], api_key: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let mut params: Map<String, Value> = serde_json::from_slice(body)?;
+    params.remove("sign");
+    let signature = sign(&params, api_key)?;
+    params.insert("sign".into(), signature.into());
+    Ok(serde_json::to_string_pretty(&params)?)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut sign_it = false;
+    let mut path = None;
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--sign" => sign_it = true,
+            "--" => {}
+            _ => path = Some(arg),
+        }
+    }
+    let api_key = std::env::var("CREGIS_API_KEY").map_err(
+        |_| "set CREGIS_API_KEY to the project's API key (never pass it as an argument)",
+    )?;
+    let body = if let Some(path) = path {
+        std::fs::read(path)?
+    } else {
+        let mut body = Vec::new();
+        io::stdin().read_to_end(&mut body)?;
+        body
+    };
+    if sign_it {
+        println!("{}", signed(&body, &api_key)?);
+        return Ok(());
+    }
+    let verifies = explain(&body, &api_key, &mut io::stdout().lock())?;
+    std::process::exit(i32::from(!verifies));
+}
