@@ -1,12 +1,13 @@
 //! Plays Cregis: builds a realistic payout callback, signs it, POSTs it, prints the reply.
 //!
 //! ```sh
-//! cargo run --example simulate -- [URL] [--tamper] [--status N] [--amount X] [--memo M]
+//! cargo run --example simulate -- [URL] [--tamper] [--status N] [--amount X] [--memo M] [--id ID]
 //! ```
 //!
 //! URL defaults to the axum example's endpoint. The key comes from `CREGIS_API_KEY` (the
 //! examples' fake demo key if unset). `--tamper` changes the amount after signing, as a forger
-//! would; `--status` picks the outcome (6 successful, 7 failed, 2 or 4 rejected).
+//! would; `--status` picks the outcome (6 successful, 7 failed, 2 or 4 rejected); `--id` the
+//! host's payout id (`third_party_id`, random by default).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -32,6 +33,8 @@ pub struct Options {
     pub amount: String,
     /// A memo (Ton and Xrp payouts carry one).
     pub memo: Option<String>,
+    /// The host's id of the payout; random if `None`.
+    pub third_party_id: Option<String>,
     /// Change the amount after signing.
     pub tamper: bool,
 }
@@ -48,6 +51,7 @@ impl Options {
             status: CallbackStatus::TransactionSuccessful,
             amount: "1.1".to_owned(),
             memo: None,
+            third_party_id: None,
             tamper: false,
         };
         let mut args = args.iter();
@@ -64,6 +68,7 @@ impl Options {
                 }
                 "--amount" => options.amount = value("--amount")?,
                 "--memo" => options.memo = Some(value("--memo")?),
+                "--id" => options.third_party_id = Some(value("--id")?),
                 flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}")),
                 url => url.clone_into(&mut options.url),
             }
@@ -94,7 +99,10 @@ pub fn build_body(options: &Options, api_key: &str) -> Result<String, Box<dyn st
         "currency": "TRX",
         "address": "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
         "amount": options.amount,
-        "third_party_id": format!("order-{}", random() % 100_000),
+        "third_party_id": options
+            .third_party_id
+            .clone()
+            .unwrap_or_else(|| format!("order-{}", random() % 100_000)),
         "remark": "payout",
         "status": options.status.code(),
         "nonce": nonce,

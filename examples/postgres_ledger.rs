@@ -1,0 +1,297 @@
+//! Exactly-once payout callbacks on PostgreSQL: for services that run several instances.
+//!
+//! ```sh
+//! DATABASE_URL=postgres://user:pass@127.0.0.1/db CREGIS_API_KEY=... PORT=3000 \
+//!     cargo run --example postgres_ledger
+//! # in another terminal (the demo creates payouts order-1 to order-100):
+//! cargo run --example simulate -- --id order-7
+//! ```
+//!
+//! Every instance points at the same database. The handler applies each callback in one
+//! transaction: `INSERT ... ON CONFLICT DO NOTHING` into `processed_deliveries` (keyed by
+//! `pid`, `cid`, `status`), then the update of the host's own `payouts` row, then `COMMIT`.
+//! When two instances receive the same callback at once, the second insert waits on the first
+//! one's uncommitted row: if the first commits, the second finds the conflict and changes
+//! nothing; if it rolls back, the second applies the callback. Either way it lands once.
+//!
+//! Driver: `tokio-postgres` (the maintained rust-postgres project; async, pure Rust, no build-
+//! time database or query macros), pooled by `deadpool-postgres`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// Where Cregis POSTs the callbacks.
+pub const ROUTE: &str = "/cregis/payout-callback";
+
+/// An obviously fake key, used when `CREGIS_API_KEY` is not set.
+pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS payouts (
+        third_party_id TEXT PRIMARY KEY,
+        amount         TEXT NOT NULL,
+        status         INTEGER,
+        txid           TEXT,
+        status_changes BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS processed_deliveries (
+        pid            BIGINT NOT NULL,
+        cid            BIGINT NOT NULL,
+        status         INTEGER NOT NULL,
+        third_party_id TEXT NOT NULL,
+        processed_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (pid, cid, status)
+    );
+";
+
+/// The host's payouts and the record of processed deliveries, in PostgreSQL.
+#[derive(Clone)]
+pub struct PgLedger {
+    pool: Pool,
+}
+
+impl fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The pool's configuration holds the database password: show its size only.
+        f.debug_struct("PgLedger")
+            .field("pool_size", &self.pool.status().max_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of `payouts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    /// The last status Cregis reported, if any.
+    pub status: Option<i32>,
+    /// How many callbacks changed it: 1 per distinct fact, never more.
+    pub status_changes: i64,
+}
+
+/// Why a callback could not be applied; the transaction was rolled back.
+#[derive(Debug)]
+pub enum LedgerError {
+    /// The callback names a payout this host does not have (yet).
+    UnknownPayout(String),
+    /// No connection could be had.
+    Pool(PoolError),
+    /// The database failed.
+    Postgres(tokio_postgres::Error),
+}
+
+impl fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LedgerError::UnknownPayout(id) => write!(f, "no payout {id:?} in the ledger"),
+            LedgerError::Pool(e) => write!(f, "connection pool: {e}"),
+            LedgerError::Postgres(e) => write!(f, "postgres: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LedgerError {}
+
+impl From<PoolError> for LedgerError {
+    fn from(e: PoolError) -> Self {
+        LedgerError::Pool(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for LedgerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        LedgerError::Postgres(e)
+    }
+}
+
+impl PgLedger {
+    /// Connects to `database_url` with a pool of up to `pool_size` connections, and creates
+    /// the schema if needed (safely, even when several instances start at once).
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid, or the database cannot be reached.
+    pub async fn connect(
+        database_url: &str,
+        pool_size: usize,
+    ) -> Result<PgLedger, Box<dyn std::error::Error>> {
+        let config = tokio_postgres::Config::from_str(database_url)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager).max_size(pool_size).build()?;
+        let ledger = PgLedger { pool };
+        let mut client = ledger.pool.get().await?;
+        let tx = client.transaction().await?;
+        // One instance at a time creates the tables.
+        tx.execute("SELECT pg_advisory_xact_lock(7171717171)", &[])
+            .await?;
+        tx.batch_execute(SCHEMA).await?;
+        tx.commit().await?;
+        Ok(ledger)
+    }
+
+    /// Records a payout the host created (what `third_party_id` in callbacks refers to).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn add_payout(&self, third_party_id: &str, amount: &str) -> Result<(), LedgerError> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO payouts (third_party_id, amount) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&third_party_id, &amount],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The payout `third_party_id`, if the host has it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn payout(&self, third_party_id: &str) -> Result<Option<Payout>, LedgerError> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT status, status_changes FROM payouts WHERE third_party_id = $1",
+                &[&third_party_id],
+            )
+            .await?;
+        Ok(row.map(|row| Payout {
+            status: row.get(0),
+            status_changes: row.get(1),
+        }))
+    }
+
+    /// How many deliveries of the payout `third_party_id` are recorded as processed.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub async fn processed_deliveries(&self, third_party_id: &str) -> Result<i64, LedgerError> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM processed_deliveries WHERE third_party_id = $1",
+                &[&third_party_id],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Applies `callback` once: in one transaction, records the delivery and updates the payout.
+    /// Returns whether it changed anything (`false` for a duplicate).
+    ///
+    /// # Errors
+    ///
+    /// The payout is unknown or the database failed; nothing was changed.
+    pub async fn apply(&self, callback: &PayoutCallback) -> Result<bool, LedgerError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let recorded = tx
+            .execute(
+                "INSERT INTO processed_deliveries (pid, cid, status, third_party_id)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[
+                    &callback.pid,
+                    &callback.cid,
+                    &callback.status.code(),
+                    &callback.third_party_id,
+                ],
+            )
+            .await?;
+        if recorded == 0 {
+            return Ok(false); // Already applied; dropping `tx` rolls back nothing.
+        }
+        let updated = tx
+            .execute(
+                "UPDATE payouts SET status = $1, txid = $2, status_changes = status_changes + 1
+                 WHERE third_party_id = $3",
+                &[
+                    &callback.status.code(),
+                    &callback.txid,
+                    &callback.third_party_id,
+                ],
+            )
+            .await?;
+        if updated == 0 {
+            // Dropping `tx` rolls back the delivery record too: a re-push can apply it later.
+            return Err(LedgerError::UnknownPayout(callback.third_party_id.clone()));
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+impl AsyncCallbackHandler for PgLedger {
+    type Error = LedgerError;
+
+    async fn handle(&self, callback: &PayoutCallback) -> Result<(), LedgerError> {
+        if self.apply(callback).await? {
+            println!(
+                "payout {} is now {}",
+                callback.third_party_id, callback.status
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The application: one route, the body capped at the verifier's limit.
+pub fn app(verifier: Verifier, ledger: PgLedger) -> Router {
+    let limit = verifier.body_limit();
+    Router::new()
+        .route(ROUTE, post(receive))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state((verifier, ledger))
+}
+
+async fn receive(State((verifier, ledger)): State<(Verifier, PgLedger)>, body: Bytes) -> Response {
+    let reply = verifier.process_async(&body, &ledger).await;
+    if let Some(error) = reply.error() {
+        eprintln!("callback answered {}: {error}", reply.status_code());
+    }
+    let (status, content_type, body) = reply.into_parts();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
+        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
+        DEMO_API_KEY.to_owned()
+    });
+    let url = std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL=postgres://...")?;
+    let ledger = PgLedger::connect(&url, 16).await?;
+    for n in 1..=100 {
+        ledger.add_payout(&format!("order-{n}"), "1.1").await?;
+    }
+    let port: u16 = std::env::var("PORT").map_or(Ok(3000), |p| p.parse())?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}{ROUTE}", listener.local_addr()?);
+    println!("try: cargo run --example simulate -- --id order-7");
+    axum::serve(listener, app(Verifier::new(api_key)?, ledger)).await?;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Exactly-once payout callbacks on SQLite: the embedded default for a service on one machine.
+//!
+//! ```sh
+//! CREGIS_API_KEY=... SQLITE_PATH=ledger.sqlite3 PORT=3000 cargo run --example sqlite_ledger
+//! # in another terminal (the demo creates payouts order-1 to order-100):
+//! cargo run --example simulate -- --id order-7
+//! ```
+//!
+//! The handler applies each callback in one SQLite transaction: it records the delivery in
+//! `processed_deliveries` (keyed by `pid`, `cid`, `status`) and updates the host's own row in
+//! `payouts`, then commits. A duplicate finds its delivery already recorded, changes nothing and
+//! is acknowledged; a failure or a crash before the commit leaves nothing behind, so a re-push
+//! applies it later. The record lives in the same database as the business data, so the two can
+//! never disagree: that is why this is a transactional handler rather than a separate
+//! `IdempotencyStore`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// Where Cregis POSTs the callbacks.
+pub const ROUTE: &str = "/cregis/payout-callback";
+
+/// An obviously fake key, used when `CREGIS_API_KEY` is not set.
+pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS payouts (
+        third_party_id TEXT PRIMARY KEY,
+        amount         TEXT NOT NULL,
+        status         INTEGER,
+        txid           TEXT,
+        status_changes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS processed_deliveries (
+        pid            INTEGER NOT NULL,
+        cid            INTEGER NOT NULL,
+        status         INTEGER NOT NULL,
+        third_party_id TEXT NOT NULL,
+        processed_ms   INTEGER NOT NULL,
+        PRIMARY KEY (pid, cid, status)
+    );
+";
+
+/// The host's payouts and the record of processed deliveries, in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteLedger {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// One row of `payouts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    /// The last status Cregis reported, if any.
+    pub status: Option<i32>,
+    /// How many callbacks changed it: 1 per distinct fact, never more.
+    pub status_changes: i64,
+}
+
+/// Why a callback could not be applied; the transaction was rolled back.
+#[derive(Debug)]
+pub enum LedgerError {
+    /// The callback names a payout this host does not have (yet).
+    UnknownPayout(String),
+    /// The database failed.
+    Sqlite(rusqlite::Error),
+    /// The blocking task running the transaction died.
+    Task(String),
+}
+
+impl fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LedgerError::UnknownPayout(id) => write!(f, "no payout {id:?} in the ledger"),
+            LedgerError::Sqlite(e) => write!(f, "sqlite: {e}"),
+            LedgerError::Task(e) => write!(f, "ledger task: {e}"),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(e: rusqlite::Error) -> Self {
+        LedgerError::Sqlite(e)
+    }
+}
+
+impl SqliteLedger {
+    /// Opens (or creates) the ledger at `path`, with its schema.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be opened or the schema created.
+    pub fn open(path: &Path) -> rusqlite::Result<SqliteLedger> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteLedger {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a payout the host created (what `third_party_id` in callbacks refers to).
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub fn add_payout(&self, third_party_id: &str, amount: &str) -> rusqlite::Result<()> {
+        self.conn().execute(
+            "INSERT INTO payouts (third_party_id, amount) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![third_party_id, amount],
+        )?;
+        Ok(())
+    }
+
+    /// The payout `third_party_id`, if the host has it.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub fn payout(&self, third_party_id: &str) -> rusqlite::Result<Option<Payout>> {
+        self.conn()
+            .query_row(
+                "SELECT status, status_changes FROM payouts WHERE third_party_id = ?1",
+                [third_party_id],
+                |row| {
+                    Ok(Payout {
+                        status: row.get(0)?,
+                        status_changes: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    /// How many deliveries are recorded as processed.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    pub fn processed_deliveries(&self) -> rusqlite::Result<i64> {
+        self.conn()
+            .query_row("SELECT count(*) FROM processed_deliveries", [], |row| {
+                row.get(0)
+            })
+    }
+
+    /// Applies `callback` once: in one transaction, records the delivery and updates the payout.
+    /// Returns whether it changed anything (`false` for a duplicate).
+    ///
+    /// # Errors
+    ///
+    /// The payout is unknown or the database failed; nothing was changed.
+    pub fn apply(&self, callback: &PayoutCallback) -> Result<bool, LedgerError> {
+        let mut conn = self.conn();
+        // IMMEDIATE takes the write lock up front: concurrent deliveries queue here.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let recorded = tx.execute(
+            "INSERT INTO processed_deliveries (pid, cid, status, third_party_id, processed_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+            params![
+                callback.pid,
+                callback.cid,
+                callback.status.code(),
+                callback.third_party_id,
+                now_ms
+            ],
+        )?;
+        if recorded == 0 {
+            return Ok(false); // Already applied; dropping `tx` rolls back nothing.
+        }
+        let updated = tx.execute(
+            "UPDATE payouts SET status = ?1, txid = ?2, status_changes = status_changes + 1
+             WHERE third_party_id = ?3",
+            params![
+                callback.status.code(),
+                callback.txid,
+                callback.third_party_id
+            ],
+        )?;
+        if updated == 0 {
+            // Dropping `tx` rolls back the delivery record too: a re-push can apply it later.
+            return Err(LedgerError::UnknownPayout(callback.third_party_id.clone()));
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
+impl AsyncCallbackHandler for SqliteLedger {
+    type Error = LedgerError;
+
+    async fn handle(&self, callback: &PayoutCallback) -> Result<(), LedgerError> {
+        let (ledger, owned) = (self.clone(), callback.clone());
+        // SQLite blocks: keep it off the async workers.
+        let applied = tokio::task::spawn_blocking(move || ledger.apply(&owned))
+            .await
+            .map_err(|e| LedgerError::Task(e.to_string()))??;
+        if applied {
+            println!(
+                "payout {} is now {}",
+                callback.third_party_id, callback.status
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The application: one route, the body capped at the verifier's limit.
+pub fn app(verifier: Verifier, ledger: SqliteLedger) -> Router {
+    let limit = verifier.body_limit();
+    Router::new()
+        .route(ROUTE, post(receive))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state((verifier, ledger))
+}
+
+async fn receive(
+    State((verifier, ledger)): State<(Verifier, SqliteLedger)>,
+    body: Bytes,
+) -> Response {
+    let reply = verifier.process_async(&body, &ledger).await;
+    if let Some(error) = reply.error() {
+        eprintln!("callback answered {}: {error}", reply.status_code());
+    }
+    let (status, content_type, body) = reply.into_parts();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
+        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
+        DEMO_API_KEY.to_owned()
+    });
+    let path = std::env::var("SQLITE_PATH").unwrap_or_else(|_| "cregis-ledger.sqlite3".to_owned());
+    let ledger = SqliteLedger::open(Path::new(&path))?;
+    for n in 1..=100 {
+        ledger.add_payout(&format!("order-{n}"), "1.1")?;
+    }
+    let port: u16 = std::env::var("PORT").map_or(Ok(3000), |p| p.parse())?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!(
+        "ledger {path}; listening on http://{}{ROUTE}",
+        listener.local_addr()?
+    );
+    println!("try: cargo run --example simulate -- --id order-7");
+    axum::serve(listener, app(Verifier::new(api_key)?, ledger)).await?;
+    Ok(())
+}
