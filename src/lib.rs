@@ -41,6 +41,18 @@
 //! Each failure is a specific [`Error`], and tells whether the callback is not authentic (401),
 //! malformed or not as documented (400), or the host's own fault (500).
 //!
+//! # Exactly once, async, and more
+//!
+//! - [`Verifier::idempotency`] with an [`IdempotencyStore`] (such as
+//!   [`MemoryIdempotencyStore`]) handles each fact (`pid`, `cid`, `status`) once, however often
+//!   it is delivered.
+//! - [`AsyncCallbackHandler`] and [`Verifier::process_async`] for async services (axum,
+//!   actix-web); the crate's repository has runnable examples for both, and for durable
+//!   exactly-once ledgers on SQLite and PostgreSQL.
+//! - [`Verifier::expected_pid`], opt-in freshness ([`Verifier::max_age`]) and key rotation
+//!   ([`Verifier::also_accept`]).
+//! - [`SigningText`] explains what a signature covers, for debugging a mismatch.
+//!
 //! # Scope
 //!
 //! This crate does no networking and needs no async runtime: any web framework hands it the

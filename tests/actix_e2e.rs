@@ -8,14 +8,13 @@ mod example;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix_web::dev::ServerHandle;
 use common::{DOC_EXAMPLE, KEY, example_with_status, signed_body};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, PayoutCallback, Verifier,
+    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, Verifier,
 };
-use e2e::{announce_huge_body, post, stream_endless_body};
+use e2e::{Failing, announce_huge_body, post, stream_endless_body};
 use example::{Ledger, ROUTE, server};
 
 /// Runs the example's server on an ephemeral loopback port, in the background.
@@ -87,27 +86,15 @@ async fn a_body_over_the_limit_is_refused_without_being_read_whole() {
     server.stop(true).await;
 }
 
-/// A handler whose database is down.
-struct Failing(AtomicUsize);
-
-impl AsyncCallbackHandler for Failing {
-    type Error = String;
-
-    async fn handle(&self, _: &PayoutCallback) -> Result<(), String> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Err("database is down".to_owned())
-    }
-}
-
 #[actix_web::test]
 async fn a_failing_handler_gets_500() {
-    let handler = Arc::new(Failing(AtomicUsize::new(0)));
+    let handler = Arc::new(Failing::default());
     let (addr, server) = serve(Arc::clone(&handler));
     let answer = post(&url(addr), signed_body(DOC_EXAMPLE, KEY)).await;
     assert_eq!(
         (answer.status, answer.body.as_str()),
         (500, "internal error")
     );
-    assert_eq!(handler.0.load(Ordering::SeqCst), 1);
+    assert_eq!(handler.calls(), 1);
     server.stop(true).await;
 }

@@ -8,13 +8,12 @@ mod example;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{DOC_EXAMPLE, KEY, example_with_status, signed_body};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, MemoryIdempotencyStore, PayoutCallback, Verifier, verify_and_parse,
+    AsyncCallbackHandler, MemoryIdempotencyStore, Verifier, verify_and_parse,
 };
-use e2e::{announce_huge_body, post, stream_endless_body};
+use e2e::{Failing, announce_huge_body, post, stream_endless_body};
 use example::{Ledger, ROUTE, app};
 
 /// Serves `app` on an ephemeral loopback port, in the background.
@@ -86,21 +85,9 @@ async fn a_body_over_the_limit_is_refused_without_being_read_whole() {
     assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
 }
 
-/// A handler whose database is down.
-struct Failing(AtomicUsize);
-
-impl AsyncCallbackHandler for Failing {
-    type Error = String;
-
-    async fn handle(&self, _: &PayoutCallback) -> Result<(), String> {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        Err("database is down".to_owned())
-    }
-}
-
 #[tokio::test]
 async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
-    let handler = Arc::new(Failing(AtomicUsize::new(0)));
+    let handler = Arc::new(Failing::default());
     let addr = serve(Arc::clone(&handler)).await;
     let body = signed_body(DOC_EXAMPLE, KEY);
     for attempt in 1..=2 {
@@ -109,6 +96,6 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
             (answer.status, answer.body.as_str()),
             (500, "internal error")
         );
-        assert_eq!(handler.0.load(Ordering::SeqCst), attempt);
+        assert_eq!(handler.calls(), attempt);
     }
 }

@@ -3,7 +3,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -79,4 +82,23 @@ async fn send_and_read_status(addr: SocketAddr, head: &[u8], body: &[u8]) -> Str
         .unwrap();
     let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
     answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A handler whose database is down: it counts its calls and fails every one.
+#[derive(Debug, Default)]
+pub struct Failing(AtomicUsize);
+
+impl Failing {
+    pub fn calls(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl AsyncCallbackHandler for Failing {
+    type Error = String;
+
+    async fn handle(&self, _: &PayoutCallback) -> Result<(), String> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Err("database is down".to_owned())
+    }
 }
