@@ -272,3 +272,61 @@ fn errors_and_debug_are_implemented() {
     assert_debug::<Reply>();
     assert_debug::<Error>();
 }
+
+// Issues 3 and 4: async handlers, replies for frameworks, idempotency.
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn process_async_returns_a_send_future_for_any_async_handler() {
+    use cregis_payout_callback::AsyncCallbackHandler;
+
+    struct Host;
+    impl AsyncCallbackHandler for Host {
+        type Error = String;
+        async fn handle(&self, _: &PayoutCallback) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    let verifier = Verifier::new("fake-contract-key").unwrap();
+    assert_send(&verifier.process_async(b"{}", &Host));
+    let closure = |callback: &PayoutCallback| {
+        let id = callback.third_party_id.clone();
+        async move { if id.is_empty() { Err("no id") } else { Ok(()) } }
+    };
+    assert_send(&verifier.process_async(b"{}", &closure));
+}
+
+#[test]
+fn reply_answers_in_one_line() {
+    let (status, content_type, body) = Reply::ack().into_parts();
+    assert_eq!(
+        (status, content_type, body.as_str()),
+        (200, "text/plain; charset=utf-8", "success")
+    );
+    assert_eq!(
+        Reply::ack().content_type(),
+        cregis_payout_callback::CONTENT_TYPE
+    );
+}
+
+#[test]
+fn idempotency_stores_are_object_safe_and_the_verifier_stays_shareable() {
+    use std::sync::Arc;
+
+    use cregis_payout_callback::{IdempotencyStore, MemoryIdempotencyStore};
+
+    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryIdempotencyStore::default());
+    let verifier = Verifier::new("fake-contract-key")
+        .unwrap()
+        .idempotency(store)
+        .also_accept("fake-old-key")
+        .unwrap()
+        .expected_pid(1)
+        .max_age(std::time::Duration::from_secs(60))
+        .future_skew(std::time::Duration::from_secs(5));
+    assert_send_sync::<Verifier>();
+    assert_send_sync::<MemoryIdempotencyStore>();
+    let copy = verifier.clone();
+    assert_eq!(format!("{copy:?}"), format!("{verifier:?}"));
+}
