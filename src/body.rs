@@ -225,27 +225,33 @@ impl<'a> Scanner<'a> {
 
     /// A string, decoded: borrowed when it holds no escape.
     fn string(&mut self) -> Option<Cow<'a, str>> {
-        let start = self.pos;
-        self.expect(b'"')?;
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        self.pos = start;
         let mut escaped = false;
         loop {
             self.skip_plain_string_bytes();
-            match self.next()? {
-                b'"' => break,
-                b'\\' => {
+            match bytes.get(self.pos) {
+                Some(b'"') => break,
+                Some(b'\\') => {
                     escaped = true;
-                    self.next()?;
+                    self.pos += 2;
                 }
-                // A control character: invalid inside a JSON string.
+                // A control character (invalid inside a JSON string), or the end of the text.
                 _ => return None,
             }
         }
+        let end = self.pos;
+        self.pos += 1;
         if escaped {
             // `serde_json` decodes and checks every escape (surrogate pairs included).
-            let raw = self.text.get(start..self.pos)?;
+            let raw = self.text.get(start - 1..self.pos)?;
             serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
         } else {
-            self.text.get(start + 1..self.pos - 1).map(Cow::Borrowed)
+            self.text.get(start..end).map(Cow::Borrowed)
         }
     }
 

@@ -1,6 +1,7 @@
 //! The flat parameters of a callback, in the form the signature is computed over.
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
@@ -42,13 +43,20 @@ pub(crate) struct Param<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Params<'a>(Vec<Param<'a>>);
 
+/// Byte order of keys, deciding on the first byte inline: most keys of a callback differ there,
+/// which spares a `memcmp` call per comparison.
+fn key_order(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.first().cmp(&b.first()).then_with(|| a.cmp(b))
+}
+
 /// The key that carries the signature and is itself left out of it.
 pub(crate) const SIGN_KEY: &str = "sign";
 
 impl<'a> Params<'a> {
     /// Sorts `params` by key and refuses a repeated key.
     pub(crate) fn new(mut params: Vec<Param<'a>>) -> Result<Self, Error> {
-        params.sort_unstable_by(|a, b| a.key.as_bytes().cmp(b.key.as_bytes()));
+        params.sort_unstable_by(|a, b| key_order(&a.key, &b.key));
         if let Some(pair) = params.windows(2).find(|pair| pair[0].key == pair[1].key) {
             return Err(Error::DuplicateKey {
                 key: pair[0].key.clone().into_owned(),
@@ -91,7 +99,7 @@ impl<'a> Params<'a> {
     /// The value under `key`, if present.
     pub(crate) fn get(&self, key: &str) -> Option<&Scalar<'a>> {
         self.0
-            .binary_search_by(|p| p.key.as_bytes().cmp(key.as_bytes()))
+            .binary_search_by(|p| key_order(&p.key, key))
             .ok()
             .map(|index| &self.0[index].value)
     }
