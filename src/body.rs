@@ -224,6 +224,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string, decoded: borrowed when it holds no escape.
+    // Inlined into both callers: returning the `Cow` through memory costs more than the copy.
+    #[inline(always)]
     fn string(&mut self) -> Option<Cow<'a, str>> {
         let bytes = self.text.as_bytes();
         if bytes.get(self.pos) != Some(&b'"') {
