@@ -18,7 +18,8 @@ use actix_web::dev::Server;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, PayoutCallback, Verifier,
+    AsyncCallbackHandler, CallbackStatus, Error, MemoryIdempotencyStore, PayoutCallback, Reply,
+    Verifier,
 };
 
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
@@ -74,7 +75,16 @@ async fn receive<H>(
 where
     H: AsyncCallbackHandler + Send + 'static,
 {
-    let reply = verifier.process_async(&body, handler.get_ref()).await;
+    // A task of its own: if the client disconnects, the handler still finishes and settles its
+    // idempotency claim instead of leaving it in progress.
+    let reply =
+        actix_web::rt::spawn(async move { verifier.process_async(&body, handler.get_ref()).await })
+            .await
+            .unwrap_or_else(|panic| {
+                Reply::from(Error::HandlerFailed {
+                    message: panic.to_string(),
+                })
+            });
     if let Some(error) = reply.error() {
         eprintln!("callback answered {}: {error}", reply.status_code());
     }

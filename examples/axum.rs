@@ -102,7 +102,15 @@ where
     let reply = match announced {
         Some(len) if len > limit => Reply::from(Error::BodyTooLarge { len, limit }),
         _ => match axum::body::to_bytes(request.into_body(), limit).await {
-            Ok(body) => verifier.process_async(&body, &*handler).await,
+            // A task of its own: if the client disconnects, the handler still finishes and
+            // settles its idempotency claim instead of leaving it in progress.
+            Ok(body) => tokio::spawn(async move { verifier.process_async(&body, &*handler).await })
+                .await
+                .unwrap_or_else(|panic| {
+                    Reply::from(Error::HandlerFailed {
+                        message: panic.to_string(),
+                    })
+                }),
             // More than `limit` bytes arrived (at least one more), or the body broke off.
             Err(_) => Reply::from(Error::BodyTooLarge {
                 len: limit.saturating_add(1),

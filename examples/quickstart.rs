@@ -47,7 +47,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The documented callback example with status 6, signed as Cregis would sign it.
+/// The documented callback example (which has status 0) with status 6, signed as Cregis would
+/// sign it.
 fn sample_body() -> Result<String, Box<dyn std::error::Error>> {
     let Value::Object(mut params) = json!({
         "pid": 1382528827416576u64,

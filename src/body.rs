@@ -7,7 +7,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::Error;
-use crate::params::{Param, Params, Scalar};
+use crate::params::{Param, Params, SIGN_KEY, Scalar};
 
 impl<'a> Params<'a> {
     /// Parses a raw body into its parameters, borrowing from it wherever no escape has to be
@@ -104,6 +104,10 @@ impl<'de> Visitor<'de> for &mut Collector<'de, '_> {
             })?;
             match value {
                 Some(value) => self.params.push(Param { key, value }),
+                None if key == SIGN_KEY => self.params.push(Param {
+                    key,
+                    value: Scalar::Compound,
+                }),
                 None => {
                     if self.nested.is_none() {
                         self.nested = Some(key.into_owned());

@@ -15,7 +15,8 @@ use crate::{CallbackStatus, Error};
 /// Get one from a raw body with [`Verifier::verify_and_parse`](crate::Verifier::verify_and_parse)
 /// (or [`verify_and_parse`](crate::verify_and_parse)), which checks the signature first. It also
 /// implements `Deserialize` for data that was already verified (a queue, a database); that path
-/// checks no signature.
+/// checks no signature, and, through `serde_json::Value`, keeps unknown numbers only as
+/// `serde_json` writes them (`1.10` becomes `1.1`).
 ///
 /// Reading rules:
 /// - optional fields (`remark`, `txid`, `block_height`, `block_time`, `memo`) read absent, `null`
@@ -26,8 +27,8 @@ use crate::{CallbackStatus, Error};
 /// - every field this crate does not know lands in [`extra`](Self::extra), so nothing Cregis sends
 ///   is lost.
 ///
-/// Serializing gives back one flat JSON object, unknown fields at top level, that still passes
-/// [`verify_sign`](crate::verify_sign). (An unknown number whose exact text `serde_json` cannot
+/// Serializing a callback from the verified path gives back one flat JSON object, unknown fields
+/// at top level, that still passes [`verify_sign`](crate::verify_sign). (An unknown number whose exact text `serde_json` cannot
 /// keep, such as `1.10` or `1e400`, is kept in `extra` as a string of that text, which signs
 /// the same.)
 ///
@@ -198,11 +199,6 @@ impl PayoutCallback {
                 }
             }
         }
-        let status = required("status", fields.status)?;
-        let status = i32::try_from(status).map_err(|_| Error::InvalidField {
-            field: "status",
-            problem: "must be an integer (int32)",
-        })?;
         Ok(PayoutCallback {
             pid: required("pid", fields.pid)?,
             cid: required("cid", fields.cid)?,
@@ -213,7 +209,7 @@ impl PayoutCallback {
             amount: required("amount", fields.amount)?,
             third_party_id: required("third_party_id", fields.third_party_id)?,
             remark: fields.remark,
-            status: CallbackStatus::try_from(status)?,
+            status: CallbackStatus::try_from(required("status", fields.status)?)?,
             txid: fields.txid,
             block_height: fields.block_height,
             block_time: fields.block_time,
@@ -270,7 +266,7 @@ fn text(field: &'static str, value: &Scalar<'_>) -> Result<Option<String>, Error
         Scalar::Null => Ok(None),
         Scalar::Str(s) if s.is_empty() => Ok(None),
         Scalar::Str(s) => Ok(Some(s.as_ref().to_owned())),
-        Scalar::Bool(_) | Scalar::Number(_) => Err(Error::InvalidField {
+        Scalar::Bool(_) | Scalar::Number(_) | Scalar::Compound => Err(Error::InvalidField {
             field,
             problem: "must be a string",
         }),
@@ -283,7 +279,7 @@ fn integer(field: &'static str, value: &Scalar<'_>) -> Result<Option<i64>, Error
         Scalar::Null => return Ok(None),
         Scalar::Str(s) if s.is_empty() => return Ok(None),
         Scalar::Str(digits) | Scalar::Number(digits) => parse_canonical_i64(digits),
-        Scalar::Bool(_) => None,
+        Scalar::Bool(_) | Scalar::Compound => None,
     };
     parsed.map(Some).ok_or(Error::InvalidField {
         field,
@@ -328,7 +324,8 @@ fn parse_canonical_i64(text: &str) -> Option<i64> {
 /// so nothing is lost and the serialized callback still verifies.
 fn json_value(value: &Scalar<'_>) -> Value {
     match value {
-        Scalar::Null => Value::Null,
+        // Only `sign`, a documented field, can hold a compound: it never reaches `extra`.
+        Scalar::Null | Scalar::Compound => Value::Null,
         Scalar::Bool(b) => Value::Bool(*b),
         Scalar::Str(s) => Value::String(s.as_ref().to_owned()),
         Scalar::Number(text) => match serde_json::from_str::<serde_json::Number>(text) {

@@ -74,11 +74,11 @@ pub enum Error {
         key: String,
     },
 
-    /// There is no `sign` field, or it is `null`.
+    /// There is no `sign` field, or it is `null` or `""`.
     #[error("sign is missing")]
     MissingSign,
 
-    /// The `sign` field is not a string of 32 hexadecimal characters.
+    /// The `sign` field is not a string of 32 hexadecimal characters (a number, an array...).
     #[error("sign is not a string of 32 hex characters")]
     MalformedSign,
 
@@ -98,8 +98,8 @@ pub enum Error {
     /// The callback is authentic but its status code is not one of the eight documented ones.
     #[error("status {code} is not a documented payout status")]
     UnknownStatus {
-        /// The code that was sent.
-        code: i32,
+        /// The code that was sent (any integer, even one outside `i32`).
+        code: i64,
     },
 
     /// The callback is authentic but for another project than

@@ -78,8 +78,10 @@ pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 /// [`Verifier::idempotency`](crate::Verifier::idempotency) wires a store into
 /// [`process`](crate::Verifier::process): it claims the delivery's [`DeliveryKey`] before the
 /// handler runs, then completes the claim if the handler succeeded or releases it if the
-/// handler failed (or panicked, or its future was dropped), so that a later re-push can be
-/// handled. If the store fails, the delivery is answered 500 and the handler is not called.
+/// handler failed, so that a later re-push can be handled. If the handler panics or its future
+/// is dropped, the claim stays in progress: the effect may or may not have happened, so
+/// re-deliveries are refused (409) until someone releases it. If the store fails, the delivery
+/// is answered 500 and the handler is not called.
 ///
 /// `claim` must be atomic: of two concurrent claims of one key, at most one gets
 /// [`Claim::Claimed`]. [`MemoryIdempotencyStore`] is the in-process implementation; services

@@ -39,7 +39,8 @@
 //! - The fields: every documented field with its documented type, and a documented status code.
 //!
 //! Each failure is a specific [`Error`], and tells whether the callback is not authentic (401),
-//! malformed or not as documented (400), or the host's own fault (500).
+//! malformed or not as documented (400), too large (413), being handled right now (409), or
+//! the host's own fault (500).
 //!
 //! # Exactly once, async, and more
 //!

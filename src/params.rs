@@ -16,6 +16,9 @@ pub(crate) enum Scalar<'a> {
     Number(Cow<'a, str>),
     /// A JSON string's decoded value.
     Str(Cow<'a, str>),
+    /// An object or an array under `sign`, which is never signed: kept so that verification
+    /// can call it a malformed signature. Under any other key it is refused as nested.
+    Compound,
 }
 
 impl Scalar<'_> {
@@ -23,7 +26,7 @@ impl Scalar<'_> {
     /// (`null` and `""`; everything else, `" "`, `0` and `false` included, is kept).
     pub(crate) fn signed_text(&self) -> Option<&str> {
         match self {
-            Scalar::Null => None,
+            Scalar::Null | Scalar::Compound => None,
             Scalar::Str(s) if s.is_empty() => None,
             Scalar::Bool(true) => Some("true"),
             Scalar::Bool(false) => Some("false"),
@@ -78,6 +81,7 @@ impl<'a> Params<'a> {
                     Value::Bool(b) => Scalar::Bool(*b),
                     Value::Number(n) => Scalar::Number(Cow::Owned(n.to_string())),
                     Value::String(s) => Scalar::Str(Cow::Borrowed(s)),
+                    Value::Array(_) | Value::Object(_) if key == SIGN_KEY => Scalar::Compound,
                     Value::Array(_) | Value::Object(_) => {
                         return Err(Error::NestedValue { key: key.clone() });
                     }

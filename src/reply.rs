@@ -41,6 +41,7 @@ pub struct Reply {
     status: u16,
     body: Cow<'static, str>,
     error: Option<Error>,
+    duplicate: bool,
 }
 
 impl Reply {
@@ -58,6 +59,7 @@ impl Reply {
             status: 200,
             body: Cow::Borrowed(SUCCESS_ACK),
             error: None,
+            duplicate: false,
         }
     }
 
@@ -128,6 +130,20 @@ impl Reply {
         self.status == 200
     }
 
+    /// Whether this acknowledges a delivery already handled before, without calling the handler
+    /// (see [`Verifier::idempotency`](crate::Verifier::idempotency)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Reply;
+    ///
+    /// assert!(!Reply::ack().is_duplicate());
+    /// ```
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
+    }
+
     /// Why the delivery was not acknowledged, for the host's logs and alerts.
     ///
     /// An acknowledged reply carries an error only when the handler succeeded but the
@@ -148,6 +164,14 @@ impl Reply {
 }
 
 impl Reply {
+    /// The acknowledgement of a delivery already handled, which the handler did not see again.
+    pub(crate) fn duplicate() -> Reply {
+        Reply {
+            duplicate: true,
+            ..Reply::ack()
+        }
+    }
+
     /// The acknowledgement, with an error the host should still log.
     pub(crate) fn ack_with(error: Error) -> Reply {
         Reply {
@@ -172,6 +196,7 @@ impl From<Error> for Reply {
             status,
             body,
             error: Some(error),
+            duplicate: false,
         }
     }
 }

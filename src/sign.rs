@@ -237,7 +237,9 @@ pub(crate) fn verify_params<K: AsRef<str>>(
 /// Decodes the `sign` parameter to its 16 bytes.
 fn received_sign(params: &Params<'_>) -> Result<[u8; 16], Error> {
     match params.get(SIGN_KEY) {
+        // `""` counts as absent, as everywhere in the signature.
         None | Some(Scalar::Null) => Err(Error::MissingSign),
+        Some(Scalar::Str(hex_text)) if hex_text.is_empty() => Err(Error::MissingSign),
         Some(Scalar::Str(hex_text)) => {
             let mut bytes = [0u8; 16];
             hex::decode_to_slice(hex_text.as_bytes(), &mut bytes)

@@ -140,6 +140,19 @@ impl TryFrom<i32> for CallbackStatus {
     ///
     /// [`Error::UnknownStatus`] for any code other than 0 to 7.
     fn try_from(code: i32) -> Result<Self, Error> {
+        CallbackStatus::try_from(i64::from(code))
+    }
+}
+
+impl TryFrom<i64> for CallbackStatus {
+    type Error = Error;
+
+    /// Maps a code to its status, whatever the width of the integer it came in.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownStatus`] for any code other than 0 to 7.
+    fn try_from(code: i64) -> Result<Self, Error> {
         usize::try_from(code)
             .ok()
             .and_then(|index| CallbackStatus::ALL.get(index).copied())

@@ -8,8 +8,7 @@ use crate::callback::required_integer;
 use crate::params::Params;
 use crate::sign::{check_api_key, verify_params};
 use crate::{
-    AsyncCallbackHandler, CallbackHandler, Claim, DeliveryKey, Error, IdempotencyStore,
-    PayoutCallback, Reply, StoreError,
+    AsyncCallbackHandler, CallbackHandler, Claim, Error, IdempotencyStore, PayoutCallback, Reply,
 };
 
 /// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
@@ -244,8 +243,11 @@ impl Verifier {
     /// Before the handler runs, the delivery's [`DeliveryKey`](crate::DeliveryKey) (`pid`,
     /// `cid`, `status`) is claimed in `store`:
     /// - new: the handler runs; its success completes the claim, its failure releases it (so
-    ///   that a re-push can be handled later);
-    /// - already handled: answered `success` without calling the handler;
+    ///   that a re-push can be handled later); if it panics, or its future is dropped, the
+    ///   outcome is unknown and the claim stays in progress rather than risk a second effect
+    ///   (release it with [`IdempotencyStore::release`] once you know);
+    /// - already handled: answered `success` without calling the handler
+    ///   ([`Reply::is_duplicate`]);
     /// - being handled by another worker right now: answered 409, so that it is tried again;
     /// - the store fails: answered 500, and the handler is not called.
     ///
@@ -413,8 +415,11 @@ impl Verifier {
     /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
     /// [`process`](Self::process) for async handlers, with the same replies.
     ///
-    /// The returned future is `Send`, as axum and actix-web handlers need. If it is dropped
-    /// while the handler runs (the client went away), an idempotency claim is released.
+    /// The returned future is `Send`, as axum and actix-web handlers need, and does nothing
+    /// until polled. If it is dropped while the handler runs, an idempotency claim stays in
+    /// progress (see [`idempotency`](Self::idempotency)); web frameworks drop a handler's future
+    /// when the client disconnects, so run it in a task of its own (`tokio::spawn`), as the
+    /// crate's axum example does, to let it finish.
     ///
     /// # Example
     ///
@@ -452,15 +457,16 @@ impl Verifier {
     /// # Example
     ///
     /// See [`process_async`](Self::process_async) and [`max_age`](Self::max_age).
+    // Not an `async fn`: the signature promises a `Send` future, which callers can rely on.
+    #[allow(clippy::manual_async_fn)]
     pub fn process_async_at<H: AsyncCallbackHandler>(
         &self,
         body: &[u8],
         handler: &H,
         now: SystemTime,
     ) -> impl Future<Output = Reply> + Send {
-        let begun = self.begin(body, now);
         async move {
-            match begun {
+            match self.begin(body, now) {
                 Ok(delivery) => {
                     let outcome = handler
                         .handle(&delivery.callback)
@@ -477,17 +483,13 @@ impl Verifier {
     /// is the reply to send without calling the handler.
     pub(crate) fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Reply> {
         let callback = self.verify_and_parse_at(body, now)?;
-        let claim = match &self.settings.store {
+        let claimed_in = match &self.settings.store {
             None => None,
             Some(store) => {
                 let key = callback.delivery_key();
                 match store.claim(&key) {
-                    Ok(Claim::Claimed) => Some(ClaimGuard {
-                        store: Arc::clone(store),
-                        key,
-                        settled: false,
-                    }),
-                    Ok(Claim::AlreadyDone) => return Err(Reply::ack()),
+                    Ok(Claim::Claimed) => Some(Arc::clone(store)),
+                    Ok(Claim::AlreadyDone) => return Err(Reply::duplicate()),
                     Ok(Claim::InProgress) => return Err(Error::DeliveryInProgress.into()),
                     Err(e) => {
                         return Err(Error::Store {
@@ -498,7 +500,10 @@ impl Verifier {
                 }
             }
         };
-        Ok(Delivery { callback, claim })
+        Ok(Delivery {
+            callback,
+            claimed_in,
+        })
     }
 
     /// The parameters of `body`, once its size, syntax and signature are checked, and the
@@ -523,45 +528,50 @@ impl Verifier {
     }
 }
 
-/// Checks `timestamp` (ms since the epoch) against `now`. All arithmetic is in `i128`
-/// milliseconds, where no `i64` timestamp and no `Duration` can overflow.
+/// Checks `timestamp` (ms since the epoch) against `now`, to the nanosecond. All arithmetic is
+/// in `i128` nanoseconds, where no `i64` timestamp, `SystemTime` or `Duration` can overflow.
 fn check_freshness(
     timestamp: i64,
     now: SystemTime,
     max_age: Option<Duration>,
     skew: Option<Duration>,
 ) -> Result<(), Error> {
-    let millis = |d: Duration| i128::try_from(d.as_millis()).unwrap_or(i128::MAX);
-    let now_ms = match now.duration_since(UNIX_EPOCH) {
-        Ok(since) => millis(since),
-        Err(before) => -millis(before.duration()),
+    let nanos = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+    let now = match now.duration_since(UNIX_EPOCH) {
+        Ok(since) => nanos(since),
+        Err(before) => -nanos(before.duration()),
     };
-    let timestamp = i128::from(timestamp);
+    let sent = i128::from(timestamp) * 1_000_000;
     if let Some(max_age) = max_age {
-        if now_ms - timestamp > millis(max_age) {
+        if now - sent > nanos(max_age) {
             return Err(Error::TimestampTooOld { max_age });
         }
     }
     if let Some(skew) = skew {
-        if timestamp - now_ms > millis(skew) {
+        if sent - now > nanos(skew) {
             return Err(Error::TimestampInFuture { skew });
         }
     }
     Ok(())
 }
 
-/// A verified callback on its way to the handler, holding its idempotency claim if any.
+/// A verified callback on its way to the handler, with the store it is claimed in, if any.
+///
+/// Dropped without [`finish`](Self::finish) (the handler panicked, or an async handler's future
+/// was dropped), the claim is left in progress: whether the effect happened is unknown, and a
+/// re-delivery answered 409 is safer than a payout handled twice.
 pub(crate) struct Delivery {
     pub(crate) callback: PayoutCallback,
-    claim: Option<ClaimGuard>,
+    claimed_in: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl Delivery {
     /// Settles the claim according to the handler's outcome, and says what to answer.
     pub(crate) fn finish(self, outcome: Result<(), String>) -> Reply {
-        match (outcome, self.claim) {
+        let key = self.callback.delivery_key();
+        match (outcome, self.claimed_in) {
             (Ok(()), None) => Reply::ack(),
-            (Ok(()), Some(mut claim)) => match claim.settle(|store, key| store.complete(key)) {
+            (Ok(()), Some(store)) => match store.complete(&key) {
                 Ok(()) => Reply::ack(),
                 // The effect happened: acknowledge it, and let the host log the failure.
                 Err(e) => Reply::ack_with(Error::Store {
@@ -569,41 +579,13 @@ impl Delivery {
                 }),
             },
             (Err(message), None) => Error::HandlerFailed { message }.into(),
-            (Err(message), Some(mut claim)) => {
-                let message = match claim.settle(|store, key| store.release(key)) {
+            (Err(message), Some(store)) => {
+                let message = match store.release(&key) {
                     Ok(()) => message,
                     Err(e) => format!("{message}; releasing its claim failed too: {e}"),
                 };
                 Error::HandlerFailed { message }.into()
             }
-        }
-    }
-}
-
-/// A claim in the idempotency store, released if dropped unsettled: when the handler panics,
-/// or when an async handler's future is dropped because the client went away.
-struct ClaimGuard {
-    store: Arc<dyn IdempotencyStore>,
-    key: DeliveryKey,
-    settled: bool,
-}
-
-impl ClaimGuard {
-    fn settle(
-        &mut self,
-        how: impl FnOnce(&dyn IdempotencyStore, &DeliveryKey) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        self.settled = true;
-        how(&*self.store, &self.key)
-    }
-}
-
-impl Drop for ClaimGuard {
-    fn drop(&mut self) {
-        if !self.settled {
-            // Nobody is left to tell about a failure; the claim then stays "in progress", which
-            // refuses re-deliveries (409) rather than risk handling the payout twice.
-            let _ = self.store.release(&self.key);
         }
     }
 }

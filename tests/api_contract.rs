@@ -220,7 +220,7 @@ fn variant_name(error: &Error) -> &'static str {
         Error::SignatureMismatch => "SignatureMismatch",
         Error::InvalidField { .. } => "InvalidField",
         Error::UnknownStatus { code } => {
-            let _: &i32 = code;
+            let _: &i64 = code;
             "UnknownStatus"
         }
         _ => "other",

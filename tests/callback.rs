@@ -493,7 +493,7 @@ fn deserialize_applies_the_same_field_rules() {
         (
             "status",
             "4294967296",
-            r#"field "status" must be an integer (int32)"#,
+            "status 4294967296 is not a documented payout status",
         ),
     ] {
         let body = body_of(&with_field(&example_sign_pair(), key, raw));

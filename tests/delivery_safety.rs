@@ -34,6 +34,13 @@ fn delivery(nonce: &str, timestamp: u64) -> String {
     signed_body(&pairs, KEY)
 }
 
+/// An acknowledgement of a delivery handled before.
+#[track_caller]
+fn assert_duplicate(reply: &Reply) {
+    assert!(reply.is_ack() && reply.is_duplicate(), "{reply:?}");
+    assert_eq!((reply.body(), reply.error()), ("success", None));
+}
+
 /// A handler that counts its calls and succeeds.
 fn counting(calls: &AtomicUsize) -> impl Fn(&PayoutCallback) -> Result<(), String> + '_ {
     move |_| {
@@ -59,7 +66,7 @@ fn a_repeated_delivery_is_acknowledged_without_handling_it_again() {
         &counting(&calls),
     );
     assert_eq!(first, Reply::ack());
-    assert_eq!(again, Reply::ack());
+    assert_duplicate(&again);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -117,25 +124,60 @@ fn a_failing_handler_releases_the_claim_so_a_re_push_succeeds() {
         })
     );
     assert_eq!(verifier.process(body.as_bytes(), &flaky), Reply::ack());
-    assert_eq!(verifier.process(body.as_bytes(), &flaky), Reply::ack());
+    assert_duplicate(&verifier.process(body.as_bytes(), &flaky));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
 #[test]
-fn a_panicking_handler_releases_the_claim() {
-    let verifier = idempotent_verifier();
+fn a_panicking_handler_leaves_its_claim_in_progress() {
+    let store = Arc::new(MemoryIdempotencyStore::default());
+    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
     let body = signed_example();
     let panicking = |_: &PayoutCallback| -> Result<(), String> { panic!("handler bug") };
     let result = catch_unwind(AssertUnwindSafe(|| {
         verifier.process(body.as_bytes(), &panicking)
     }));
     assert!(result.is_err());
+    // Whether the effect happened is unknown: re-deliveries are refused, never run twice.
     let calls = AtomicUsize::new(0);
+    let reply = verifier.process(body.as_bytes(), &counting(&calls));
+    assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Once the host has checked, it releases the claim and a re-push is handled.
+    let key = DeliveryKey {
+        pid: 1382528827416576,
+        cid: 1391751691788288,
+        status: CallbackStatus::PendingApproval,
+    };
+    store.release(&key).unwrap();
     assert_eq!(
         verifier.process(body.as_bytes(), &counting(&calls)),
         Reply::ack()
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_dropped_async_delivery_leaves_its_claim_in_progress_but_an_unpolled_one_claims_nothing() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    let verifier = idempotent_verifier();
+    let body = signed_example();
+    let never = |_: &PayoutCallback| std::future::pending::<Result<(), String>>();
+    // Created and dropped without a poll: nothing happened.
+    drop(verifier.process_async(body.as_bytes(), &never));
+    let calls = AtomicUsize::new(0);
+    // Polled once (the claim is taken, the handler starts), then dropped mid-handler.
+    {
+        let mut delivery = pin!(verifier.process_async(body.as_bytes(), &never));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(delivery.as_mut().poll(&mut cx).is_pending());
+    }
+    let reply = verifier.process(body.as_bytes(), &counting(&calls));
+    assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
 #[test]
@@ -173,7 +215,7 @@ fn sixteen_concurrent_duplicates_are_handled_exactly_once() {
     assert!(replies.iter().any(Reply::is_ack));
     // Once settled, every re-delivery is acknowledged without running the handler.
     for _ in 0..THREADS {
-        assert_eq!(verifier.process(body.as_bytes(), &handler), Reply::ack());
+        assert_duplicate(&verifier.process(body.as_bytes(), &handler));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -561,4 +603,31 @@ fn a_ten_megabyte_body_is_refused_before_parsing() {
     );
     let reply = verifier.process(&body, &|_: &PayoutCallback| Ok::<(), String>(()));
     assert_eq!(reply.status_code(), 413);
+}
+
+#[test]
+fn freshness_counts_the_fraction_of_a_millisecond() {
+    let verifier = Verifier::new(KEY)
+        .unwrap()
+        .max_age(Duration::from_millis(10))
+        .future_skew(Duration::from_millis(10));
+    let body = signed_example();
+    let half_ms = Duration::from_micros(500);
+    let ten_ms = Duration::from_millis(10);
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), sent_at() + ten_ms),
+        Ok(())
+    );
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), sent_at() + ten_ms + half_ms),
+        Err(Error::TimestampTooOld { max_age: ten_ms })
+    );
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), sent_at() - ten_ms),
+        Ok(())
+    );
+    assert_eq!(
+        verifier.verify_at(body.as_bytes(), sent_at() - ten_ms - half_ms),
+        Err(Error::TimestampInFuture { skew: ten_ms })
+    );
 }

@@ -86,6 +86,15 @@ fn try_from_refuses_every_other_code() {
     for code in [8, 9, -1, 10, 100, 255, 256, i32::MAX, i32::MIN, -8] {
         assert_eq!(
             CallbackStatus::try_from(code),
+            Err(Error::UnknownStatus {
+                code: i64::from(code)
+            }),
+            "{code}"
+        );
+    }
+    for code in [i64::from(i32::MAX) + 1, i64::MAX, i64::MIN] {
+        assert_eq!(
+            CallbackStatus::try_from(code),
             Err(Error::UnknownStatus { code }),
             "{code}"
         );

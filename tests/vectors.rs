@@ -135,3 +135,12 @@ fn documented_callback_example_sign_is_not_from_a_known_key() {
         );
     }
 }
+
+#[test]
+fn a_sign_of_any_shape_in_the_map_is_ignored_when_signing() {
+    for stray in [json!(["x"]), json!({"a": 1}), json!(null), json!(7)] {
+        let mut params = first_vector();
+        params.insert("sign".into(), stray);
+        assert_eq!(sign(&params, VECTOR_KEY).unwrap(), FIRST_SIGN);
+    }
+}
