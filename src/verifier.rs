@@ -481,7 +481,7 @@ impl Verifier {
 
     /// Everything before the handler: verification, parsing, and the idempotency claim. `Err`
     /// is the reply to send without calling the handler.
-    pub(crate) fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Reply> {
+    fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Reply> {
         let callback = self.verify_and_parse_at(body, now)?;
         let claimed_in = match &self.settings.store {
             None => None,
@@ -560,14 +560,14 @@ fn check_freshness(
 /// Dropped without [`finish`](Self::finish) (the handler panicked, or an async handler's future
 /// was dropped), the claim is left in progress: whether the effect happened is unknown, and a
 /// re-delivery answered 409 is safer than a payout handled twice.
-pub(crate) struct Delivery {
-    pub(crate) callback: PayoutCallback,
+struct Delivery {
+    callback: PayoutCallback,
     claimed_in: Option<Arc<dyn IdempotencyStore>>,
 }
 
 impl Delivery {
     /// Settles the claim according to the handler's outcome, and says what to answer.
-    pub(crate) fn finish(self, outcome: Result<(), String>) -> Reply {
+    fn finish(self, outcome: Result<(), String>) -> Reply {
         let key = self.callback.delivery_key();
         match (outcome, self.claimed_in) {
             (Ok(()), None) => Reply::ack(),
