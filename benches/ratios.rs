@@ -45,6 +45,12 @@ fn main() {
     let key_and_text = fixtures::key_and_signing_text(&body);
     let verifier = Verifier::new(fixtures::KEY).unwrap();
     let noop = |_: &PayoutCallback| Ok::<(), std::convert::Infallible>(());
+    let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        Some(hex::encode(fixtures::limit(&body, &key_and_text)).as_str()),
+        sent["sign"].as_str(),
+        "the limit must hash the real signing text"
+    );
 
     let mut limit = || {
         black_box(fixtures::limit(black_box(&body), black_box(&key_and_text)));

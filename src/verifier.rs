@@ -517,10 +517,11 @@ impl Verifier {
                 return Err(Error::PidMismatch { expected, found });
             }
         }
+        // Freshness is checked when either limit is set; `max_age` implies the default skew.
         let skew = settings
             .future_skew
             .or(settings.max_age.map(|_| DEFAULT_FUTURE_SKEW));
-        if settings.max_age.is_some() || skew.is_some() {
+        if let Some(skew) = skew {
             let timestamp = required_integer(&params, "timestamp")?;
             check_freshness(timestamp, now, settings.max_age, skew)?;
         }
@@ -534,7 +535,7 @@ fn check_freshness(
     timestamp: i64,
     now: SystemTime,
     max_age: Option<Duration>,
-    skew: Option<Duration>,
+    skew: Duration,
 ) -> Result<(), Error> {
     let nanos = |d: Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
     let now = match now.duration_since(UNIX_EPOCH) {
@@ -547,10 +548,8 @@ fn check_freshness(
             return Err(Error::TimestampTooOld { max_age });
         }
     }
-    if let Some(skew) = skew {
-        if sent - now > nanos(skew) {
-            return Err(Error::TimestampInFuture { skew });
-        }
+    if sent - now > nanos(skew) {
+        return Err(Error::TimestampInFuture { skew });
     }
     Ok(())
 }
