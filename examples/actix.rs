@@ -1,13 +1,14 @@
-//! A Cregis payout-callback endpoint on actix-web.
+//! A Cregis payout-callback endpoint on actix-web, with the crate's ready route.
 //!
 //! ```sh
-//! CREGIS_API_KEY=... PORT=3000 cargo run --example actix
+//! CREGIS_API_KEY=... PORT=3000 cargo run --example actix --features actix-web
 //! # in another terminal:
 //! cargo run --example simulate
 //! ```
 //!
-//! The route takes the raw body bytes (never a parsed `Json<..>`: the signature covers the
-//! exact text), hands them to one shared `Verifier`, and answers with its `Reply`.
+//! `callback_route` takes the raw body (refusing an oversized one before reading it), runs the
+//! verifier and the handler in a task of its own that a client disconnect cannot cancel, and
+//! answers with the verifier's `Reply`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,11 +16,10 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::dev::Server;
-use actix_web::http::StatusCode;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpServer};
+use cregis_payout_callback::actix_web::callback_route;
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, Error, MemoryIdempotencyStore, PayoutCallback, Reply,
-    Verifier,
+    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, PayoutCallback, Verifier,
 };
 
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
@@ -56,45 +56,9 @@ impl AsyncCallbackHandler for Ledger {
     }
 }
 
-/// Registers the route, with the request body capped at the verifier's limit.
-pub fn configure<H>(cfg: &mut web::ServiceConfig, verifier: Verifier, handler: Arc<H>)
-where
-    H: AsyncCallbackHandler + Send + 'static,
-{
-    cfg.app_data(web::PayloadConfig::new(verifier.body_limit()))
-        .app_data(web::Data::new(verifier))
-        .app_data(web::Data::from(handler))
-        .route(ROUTE, web::post().to(receive::<H>));
-}
+// ---- The part a host writes: the verifier, the route and the server. ----
 
-async fn receive<H>(
-    verifier: web::Data<Verifier>,
-    handler: web::Data<H>,
-    body: web::Bytes,
-) -> HttpResponse
-where
-    H: AsyncCallbackHandler + Send + 'static,
-{
-    // A task of its own: if the client disconnects, the handler still finishes and settles its
-    // idempotency claim instead of leaving it in progress.
-    let reply =
-        actix_web::rt::spawn(async move { verifier.process_async(&body, handler.get_ref()).await })
-            .await
-            .unwrap_or_else(|panic| {
-                Reply::from(Error::HandlerFailed {
-                    message: panic.to_string(),
-                })
-            });
-    if let Some(error) = reply.error() {
-        eprintln!("callback answered {}: {error}", reply.status_code());
-    }
-    let (status, content_type, body) = reply.into_parts();
-    HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .content_type(content_type)
-        .body(body)
-}
-
-/// The server on an already bound `listener`, ready to run.
+/// The server on an already bound `listener`; every worker shares `verifier` and `handler`.
 ///
 /// # Errors
 ///
@@ -107,14 +71,13 @@ pub fn server<H>(
 where
     H: AsyncCallbackHandler + Send + 'static,
 {
-    let server = HttpServer::new(move || {
-        let (verifier, handler) = (verifier.clone(), Arc::clone(&handler));
-        App::new().configure(move |cfg| configure(cfg, verifier, handler))
-    })
-    .workers(2)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    let app = move || {
+        App::new().route(
+            ROUTE,
+            callback_route(verifier.clone(), Arc::clone(&handler)),
+        )
+    };
+    Ok(HttpServer::new(app).workers(2).listen(listener)?.run())
 }
 
 #[actix_web::main]
@@ -123,11 +86,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
         DEMO_API_KEY.to_owned()
     });
+    let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
     let verifier = Verifier::new(api_key)?.idempotency(MemoryIdempotencyStore::default());
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port.parse()?,
-        Err(_) => 3000,
-    };
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     println!("listening on http://{}{ROUTE}", listener.local_addr()?);
     server(listener, verifier, Arc::new(Ledger::default()))?.await?;

@@ -1,27 +1,24 @@
-//! A Cregis payout-callback endpoint on axum.
+//! A Cregis payout-callback endpoint on axum, with the crate's ready route.
 //!
 //! ```sh
-//! CREGIS_API_KEY=... PORT=3000 cargo run --example axum
+//! CREGIS_API_KEY=... PORT=3000 cargo run --example axum --features axum
 //! # in another terminal:
 //! cargo run --example simulate            # an acknowledged callback
 //! cargo run --example simulate -- --tamper  # a forged one, refused
 //! ```
 //!
-//! The route takes the raw body bytes (never a parsed `Json<..>`: the signature covers the
-//! exact text), hands them to one shared `Verifier`, and answers with its `Reply`.
+//! `callback_route` takes the raw body (refusing an oversized one before reading it), runs the
+//! verifier and the handler in a task of its own that a client disconnect cannot cancel, and
+//! answers with the verifier's `Reply`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use cregis_payout_callback::axum::callback_route;
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, Error, MemoryIdempotencyStore, PayoutCallback, Reply,
-    Verifier,
+    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, PayoutCallback, Verifier,
 };
 
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
@@ -75,75 +72,23 @@ impl AsyncCallbackHandler for Ledger {
     }
 }
 
-/// The application: one route.
-pub fn app<H>(verifier: Verifier, handler: Arc<H>) -> Router
-where
-    H: AsyncCallbackHandler + Send + 'static,
-{
-    Router::new()
-        .route(ROUTE, post(receive::<H>))
-        .with_state((verifier, handler))
-}
+// ---- The part a host writes: the verifier, the route and the server. ----
 
-async fn receive<H>(
-    State((verifier, handler)): State<(Verifier, Arc<H>)>,
-    request: Request,
-) -> Response
-where
-    H: AsyncCallbackHandler + Send + 'static,
-{
-    // Refuse an oversized body before reading it: by its announced length, or as soon as
-    // more than the limit has arrived.
-    let limit = verifier.body_limit();
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-    let reply = match announced {
-        Some(len) if len > limit => Reply::from(Error::BodyTooLarge { len, limit }),
-        _ => match axum::body::to_bytes(request.into_body(), limit).await {
-            // A task of its own: if the client disconnects, the handler still finishes and
-            // settles its idempotency claim instead of leaving it in progress.
-            Ok(body) => tokio::spawn(async move { verifier.process_async(&body, &*handler).await })
-                .await
-                .unwrap_or_else(|panic| {
-                    Reply::from(Error::HandlerFailed {
-                        message: panic.to_string(),
-                    })
-                }),
-            // More than `limit` bytes arrived (at least one more), or the body broke off.
-            Err(_) => Reply::from(Error::BodyTooLarge {
-                len: limit.saturating_add(1),
-                limit,
-            }),
-        },
-    };
-    if let Some(error) = reply.error() {
-        eprintln!("callback answered {}: {error}", reply.status_code());
-    }
-    let (status, content_type, body) = reply.into_parts();
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
-}
-
-/// The API key from `CREGIS_API_KEY`, or the demo key with a warning.
-pub fn api_key_from_env() -> String {
-    std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
-        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
-        DEMO_API_KEY.to_owned()
-    })
+/// The application: one route, whatever the handler.
+pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'static) -> Router {
+    Router::new().route(ROUTE, callback_route(verifier, handler))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let verifier =
-        Verifier::new(api_key_from_env())?.idempotency(MemoryIdempotencyStore::default());
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port.parse()?,
-        Err(_) => 3000,
-    };
+    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
+        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
+        DEMO_API_KEY.to_owned()
+    });
+    let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
+    let verifier = Verifier::new(api_key)?.idempotency(MemoryIdempotencyStore::default());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}{ROUTE}", listener.local_addr()?);
-    axum::serve(listener, app(verifier, Arc::new(Ledger::default()))).await?;
+    axum::serve(listener, app(verifier, Ledger::default())).await?;
     Ok(())
 }

@@ -21,11 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use cregis_payout_callback::axum::callback_route;
 use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -258,23 +254,9 @@ impl AsyncCallbackHandler for PgLedger {
     }
 }
 
-/// The application: one route, the body capped at the verifier's limit.
+/// The application: one route (the crate's ready route for axum).
 pub fn app(verifier: Verifier, ledger: PgLedger) -> Router {
-    let limit = verifier.body_limit();
-    Router::new()
-        .route(ROUTE, post(receive))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state((verifier, ledger))
-}
-
-async fn receive(State((verifier, ledger)): State<(Verifier, PgLedger)>, body: Bytes) -> Response {
-    let reply = verifier.process_async(&body, &ledger).await;
-    if let Some(error) = reply.error() {
-        eprintln!("callback answered {}: {error}", reply.status_code());
-    }
-    let (status, content_type, body) = reply.into_parts();
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    Router::new().route(ROUTE, callback_route(verifier, ledger))
 }
 
 #[tokio::main]

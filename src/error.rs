@@ -149,6 +149,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// A handler that panicked, as the framework adapters report it.
+    #[cfg(any(feature = "axum", feature = "actix-web"))]
+    pub(crate) fn handler_panicked() -> Error {
+        Error::HandlerFailed {
+            message: "the handler panicked".to_owned(),
+        }
+    }
+
+    /// A body the framework could not read to its end (the client broke off, say).
+    #[cfg(any(feature = "axum", feature = "actix-web"))]
+    pub(crate) fn unreadable_body(cause: &dyn std::fmt::Display) -> Error {
+        Error::InvalidJson {
+            reason: format!("the body could not be read: {cause}"),
+        }
+    }
+
     /// Whether the callback failed authentication: its `sign` is missing, malformed or wrong,
     /// or (when freshness is checked) its `timestamp` is too old or too far ahead.
     ///

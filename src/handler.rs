@@ -128,3 +128,36 @@ where
         self(callback)
     }
 }
+
+/// A shared handler: the host keeps a handle on it (to read its state, say) while the
+/// verifier or a framework route calls it.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback};
+///
+/// struct Ledger;
+///
+/// impl AsyncCallbackHandler for Ledger {
+///     type Error = std::io::Error;
+///     async fn handle(&self, _: &PayoutCallback) -> Result<(), Self::Error> {
+///         Ok(())
+///     }
+/// }
+///
+/// fn is_handler<H: AsyncCallbackHandler>(_: &H) {}
+/// let ledger = Arc::new(Ledger);
+/// is_handler(&Arc::clone(&ledger));
+/// ```
+impl<H: AsyncCallbackHandler + Send + ?Sized> AsyncCallbackHandler for std::sync::Arc<H> {
+    type Error = H::Error;
+
+    fn handle(
+        &self,
+        callback: &PayoutCallback,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).handle(callback)
+    }
+}

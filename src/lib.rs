@@ -54,6 +54,15 @@
 //!   ([`Verifier::also_accept`]).
 //! - [`SigningText`] explains what a signature covers, for debugging a mismatch.
 //!
+//! # Optional features
+//!
+//! Off by default; the core needs no framework and no runtime.
+//!
+//! - `axum`: [`axum::callback_route`](crate::axum), a ready axum route that refuses
+//!   oversized bodies before reading them and runs the handler in a task of its own; an
+//!   extractor; `IntoResponse for Reply`.
+//! - `actix-web`: the same route for actix-web, and `Responder for Reply`.
+//!
 //! # Scope
 //!
 //! This crate does no networking and needs no async runtime: any web framework hands it the
@@ -61,11 +70,18 @@
 //! MD5 is Cregis's choice of signature hash; it is used here only to interoperate.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub mod actix_web;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 mod body;
 mod callback;
 mod error;

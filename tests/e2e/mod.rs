@@ -48,15 +48,29 @@ pub async fn post(url: &str, body: impl Into<Vec<u8>>) -> Answer {
     }
 }
 
-/// Announces a 10 MB body, sends only its first KiB, and returns the status line of the
-/// answer: a server that answers has refused the body without reading it whole.
+/// Announces a 10 MB body, sends none of it, and returns the status line of the answer: a
+/// server that answers has refused the body before it was sent.
 pub async fn announce_huge_body(addr: SocketAddr, path: &str) -> String {
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n",
         10 * 1024 * 1024
     );
-    send_and_read_status(addr, head.as_bytes(), &[b' '; 1024]).await
+    send_and_read_status(addr, head.as_bytes(), &[]).await
+}
+
+/// Sends a whole request for `body`, then hangs up `after` it, before any answer can come.
+pub async fn post_and_hang_up(addr: SocketAddr, path: &str, body: &[u8], after: Duration) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    tokio::time::sleep(after).await;
+    drop(stream);
 }
 
 /// Streams a body of unannounced length: one chunk of `len` bytes, and no end. Returns the
@@ -100,5 +114,138 @@ impl AsyncCallbackHandler for Failing {
     async fn handle(&self, _: &PayoutCallback) -> Result<(), String> {
         self.0.fetch_add(1, Ordering::SeqCst);
         Err("database is down".to_owned())
+    }
+}
+
+/// A handler that takes its time: it counts the calls that started and the ones that ran to
+/// their end, `delay` after starting.
+#[derive(Debug)]
+pub struct Slow {
+    delay: Duration,
+    started: AtomicUsize,
+    finished: AtomicUsize,
+}
+
+impl Slow {
+    pub fn new(delay: Duration) -> Slow {
+        Slow {
+            delay,
+            started: AtomicUsize::new(0),
+            finished: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    pub fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to 10 s) until `n` calls have run to their end.
+    pub async fn wait_finished(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.finished() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the handler never finished: it was cancelled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl AsyncCallbackHandler for Slow {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, _: &PayoutCallback) -> Result<(), Self::Error> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A handler that panics.
+#[derive(Debug, Default)]
+pub struct Panicking;
+
+impl AsyncCallbackHandler for Panicking {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, _: &PayoutCallback) -> Result<(), Self::Error> {
+        panic!("the handler's own bug")
+    }
+}
+
+/// The checks every framework adapter must pass, each against a server freshly started on
+/// loopback with the handler given. `url` is the route's full URL.
+pub mod checks {
+    use super::*;
+    use crate::common::{DOC_EXAMPLE, KEY, signed_body};
+
+    /// Asserts that `answer` refuses the delivery: never `success` in a non-ack body.
+    #[track_caller]
+    pub fn assert_refused(answer: &Answer, status: u16) {
+        assert_eq!(answer.status, status, "{answer}");
+        assert_ne!(answer.body, "success", "{answer}");
+        assert_eq!(
+            answer.content_type.as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+    }
+
+    /// A client that hangs up 50 ms into a 300 ms handler does not cancel it; the re-push is
+    /// acknowledged as a duplicate, and the handler ran once.
+    pub async fn disconnect_does_not_cancel_the_handler(addr: SocketAddr, path: &str, slow: &Slow) {
+        let body = signed_body(DOC_EXAMPLE, KEY);
+        post_and_hang_up(addr, path, body.as_bytes(), Duration::from_millis(50)).await;
+        assert_eq!(
+            slow.finished(),
+            0,
+            "the hang-up came before the handler's end"
+        );
+        slow.wait_finished(1).await;
+        let answer = post(&format!("http://{addr}{path}"), body).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
+        assert_eq!((slow.started(), slow.finished()), (1, 1));
+    }
+
+    /// 401 for a forgery, 400 for malformed bodies, 413 for an announced 10 MB body (before
+    /// any of it is sent) and for an endless chunked one.
+    pub async fn bad_deliveries_are_refused(addr: SocketAddr, path: &str, limit: usize) {
+        let url = format!("http://{addr}{path}");
+        let forged = post(&url, signed_body(DOC_EXAMPLE, "fake-attacker-key")).await;
+        assert_refused(&forged, 401);
+        assert_eq!(forged.body, "signature does not match");
+        for body in [&b"not json"[..], b"[1,2]", br#"{"a":1,"a":2}"#, b""] {
+            assert_refused(&post(&url, body).await, 400);
+        }
+        let status_line = announce_huge_body(addr, path).await;
+        assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
+        let status_line = stream_endless_body(addr, path, limit + 1).await;
+        assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
+    }
+
+    /// A failing handler gets 500 each time, and each re-push runs it again (its claim was
+    /// released).
+    pub async fn failing_handler_gets_500(addr: SocketAddr, path: &str, failing: &Failing) {
+        let body = signed_body(DOC_EXAMPLE, KEY);
+        for attempt in 1..=2 {
+            let answer = post(&format!("http://{addr}{path}"), body.clone()).await;
+            assert_refused(&answer, 500);
+            assert_eq!(answer.body, "internal error");
+            assert_eq!(failing.calls(), attempt);
+        }
+    }
+
+    /// A panicking handler gets 500, and the server goes on answering.
+    pub async fn panicking_handler_gets_500(addr: SocketAddr, path: &str) {
+        let url = format!("http://{addr}{path}");
+        let answer = post(&url, signed_body(DOC_EXAMPLE, KEY)).await;
+        assert_refused(&answer, 500);
+        assert_eq!(answer.body, "internal error");
+        assert_refused(&post(&url, b"not json").await, 400);
     }
 }

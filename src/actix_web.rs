@@ -1,0 +1,149 @@
+//! [actix-web](https://docs.rs/actix-web) integration: a ready route and a [`Reply`] that is a
+//! [`Responder`]. Needs the `actix-web` feature.
+//!
+//! [`callback_route`] is the whole endpoint in one line of app code, and the safe default:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use actix_web::App;
+//! use cregis_payout_callback::{AsyncCallbackHandler, MemoryIdempotencyStore, PayoutCallback, Verifier};
+//! use cregis_payout_callback::actix_web::callback_route;
+//!
+//! struct Payouts; // your database handle
+//!
+//! impl AsyncCallbackHandler for Payouts {
+//!     type Error = std::io::Error;
+//!     async fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+//!         println!("{} is now {}", callback.third_party_id, callback.status); // UPDATE payouts ...
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(MemoryIdempotencyStore::default());
+//! let payouts = Arc::new(Payouts);
+//! // In `HttpServer::new(move || ...)`: one verifier and one handler, shared by every worker.
+//! let app = App::new().route("/cregis/payout-callback", callback_route(verifier.clone(), Arc::clone(&payouts)));
+//! # Ok::<(), cregis_payout_callback::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use ::actix_web::http::{StatusCode, header};
+use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
+
+use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
+
+/// The whole callback endpoint: a `POST` [`Route`] for an actix-web `App`.
+///
+/// For each request it:
+/// 1. refuses a body longer than [`Verifier::body_limit`] with 413, before reading it when its
+///    `Content-Length` says so, or as soon as more than the limit has streamed in;
+/// 2. runs [`Verifier::process_async`] with `handler` in a task of its own
+///    ([`actix_web::rt::spawn`], on the worker's runtime): if the
+///    client disconnects, the request is dropped but the task still finishes and settles its
+///    idempotency claim, so a re-push is then acknowledged as a duplicate instead of answered
+///    409;
+/// 3. answers with the [`Reply`]. A handler that panics is answered 500
+///    ([`Error::HandlerFailed`]).
+///
+/// The response carries the reply's [`Error`], if any, in its extensions, for a logging
+/// middleware to read.
+///
+/// actix-web builds the app once per worker thread: build the verifier and the handler once,
+/// outside `HttpServer::new`, and pass clones (an `Arc` of the handler), so that every worker
+/// shares one idempotency store and one handler.
+///
+/// # Example
+///
+/// ```
+/// use actix_web::{App, HttpServer};
+/// use cregis_payout_callback::{MemoryIdempotencyStore, PayoutCallback, Verifier};
+/// use cregis_payout_callback::actix_web::callback_route;
+///
+/// let ledger = |callback: &PayoutCallback| {
+///     let id = callback.third_party_id.clone();
+///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
+/// };
+/// let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(MemoryIdempotencyStore::default());
+/// let server = HttpServer::new(move || {
+///     App::new().route("/cregis/payout-callback", callback_route(verifier.clone(), ledger))
+/// });
+/// # drop(server);
+/// # Ok::<(), cregis_payout_callback::Error>(())
+/// ```
+pub fn callback_route<H>(verifier: Verifier, handler: H) -> Route
+where
+    H: AsyncCallbackHandler + 'static,
+{
+    let handler = Arc::new(handler);
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        receive(verifier.clone(), Arc::clone(&handler), request, payload)
+    })
+}
+
+async fn receive<H>(
+    verifier: Verifier,
+    handler: Arc<H>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Reply
+where
+    H: AsyncCallbackHandler + 'static,
+{
+    let limit = verifier.body_limit();
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if let Some(len) = announced.filter(|&len| len > limit) {
+        return Error::BodyTooLarge { len, limit }.into();
+    }
+    let body = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return Error::unreadable_body(&e).into(),
+        Err(_) => {
+            return Error::BodyTooLarge {
+                len: limit.saturating_add(1),
+                limit,
+            }
+            .into();
+        }
+    };
+    // A task of its own: dropping this request's future (a client disconnect) does not cancel
+    // the handler, which settles its claim whatever happens to the connection.
+    ::actix_web::rt::spawn(async move { verifier.process_async(&body, &*handler).await })
+        .await
+        .unwrap_or_else(|_| Reply::from(Error::handler_panicked()))
+}
+
+/// The reply as an actix-web response: its status, `Content-Type` and body, with its
+/// [`Error`] (if any) in the response's extensions.
+///
+/// # Example
+///
+/// ```
+/// use actix_web::{Responder, test::TestRequest};
+/// use cregis_payout_callback::{Error, Reply};
+///
+/// let response = Reply::from(Error::SignatureMismatch).respond_to(&TestRequest::default().to_http_request());
+/// assert_eq!(response.status(), 401);
+/// assert_eq!(response.extensions().get::<Error>(), Some(&Error::SignatureMismatch));
+/// ```
+impl Responder for Reply {
+    type Body = String;
+
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse<String> {
+        let error = self.error().cloned();
+        let (status, content_type, body) = self.into_parts();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = HttpResponse::with_body(status, body);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
+        if let Some(error) = error {
+            response.extensions_mut().insert(error);
+        }
+        response
+    }
+}
