@@ -10,7 +10,7 @@
 /// | malformed body | [`InvalidJson`](Error::InvalidJson), [`NotAnObject`](Error::NotAnObject), [`DuplicateKey`](Error::DuplicateKey), [`NestedValue`](Error::NestedValue) | 400 |
 /// | authentic but not as documented or expected | [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch) | 400 |
 /// | body over the size limit | [`BodyTooLarge`](Error::BodyTooLarge) | 413 |
-/// | the same delivery is being handled right now | [`DeliveryInProgress`](Error::DeliveryInProgress) | 409 |
+/// | the same delivery is being handled right now, or the same fact came with other content | [`DeliveryInProgress`](Error::DeliveryInProgress), [`ConflictingDelivery`](Error::ConflictingDelivery) | 409 |
 /// | the host's own fault | [`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
 ///
 /// No message ever contains the API key or the signature the crate expected: they are safe to
@@ -133,6 +133,16 @@ pub enum Error {
     #[error("the same delivery is being processed")]
     DeliveryInProgress,
 
+    /// A delivery of a fact already handled, or being handled, carries other content than the
+    /// first one: the same (`pid`, `cid`, `status`) with another amount, address, `txid`...
+    /// (see [`Fingerprint`](crate::Fingerprint)). It is authentic, but neither handled nor
+    /// acknowledged: someone should look at both deliveries.
+    #[error("delivery {key} was already received with different content")]
+    ConflictingDelivery {
+        /// The fact both deliveries report.
+        key: crate::DeliveryKey,
+    },
+
     /// The [`IdempotencyStore`](crate::IdempotencyStore) failed.
     #[error("idempotency store failed: {message}")]
     Store {
@@ -215,7 +225,8 @@ impl Error {
     /// The HTTP status a callback endpoint should answer with for this error.
     ///
     /// 401 for authentication failures, 413 for [`BodyTooLarge`](Error::BodyTooLarge), 409 for
-    /// [`DeliveryInProgress`](Error::DeliveryInProgress), 500 for the host's own faults
+    /// [`DeliveryInProgress`](Error::DeliveryInProgress) and
+    /// [`ConflictingDelivery`](Error::ConflictingDelivery), 500 for the host's own faults
     /// ([`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed),
     /// [`Store`](Error::Store)), 400 for everything else.
     ///
@@ -231,7 +242,7 @@ impl Error {
         match self {
             _ if self.is_authentication() => 401,
             Error::BodyTooLarge { .. } => 413,
-            Error::DeliveryInProgress => 409,
+            Error::DeliveryInProgress | Error::ConflictingDelivery { .. } => 409,
             Error::EmptyApiKey | Error::HandlerFailed { .. } | Error::Store { .. } => 500,
             _ => 400,
         }

@@ -97,8 +97,9 @@ pub use callback::PayoutCallback;
 pub use error::Error;
 pub use handler::{AsyncCallbackHandler, CallbackHandler};
 pub use idempotency::{
-    Claim, DEFAULT_MEMORY_STORE_CAPACITY, DeliveryKey, IdempotencyStore, MemoryIdempotencyStore,
-    StoreError,
+    AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DEFAULT_CLAIM_LEASE,
+    DEFAULT_MEMORY_STORE_CAPACITY, DeliveryKey, Fingerprint, IdempotencyStore,
+    MemoryIdempotencyStore, StoreError,
 };
 pub use reply::{CONTENT_TYPE, Reply, SUCCESS_ACK};
 pub use sign::{Omission, SigningText, sign, verify_sign};

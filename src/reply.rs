@@ -18,7 +18,7 @@ pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// | not authentic (`sign` missing, malformed or wrong) | 401 | the reason |
 /// | malformed body, or authentic but not as documented | 400 | the reason |
 /// | body over the size limit | 413 | the reason |
-/// | the same delivery is being handled right now | 409 | the reason |
+/// | the same delivery is being handled right now, or the same fact came with other content | 409 | the reason |
 /// | the handler or the idempotency store failed | 500 | `internal error` |
 ///
 /// A non-ack body is never `success` and never contains the API key or the expected signature;

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::callback::required_integer;
+use crate::idempotency::Store;
 use crate::params::Params;
 use crate::sign::{check_api_key, verify_params};
 use crate::{
-    AsyncCallbackHandler, CallbackHandler, Claim, Error, IdempotencyStore, PayoutCallback, Reply,
+    AsyncCallbackHandler, AsyncIdempotencyStore, Attempt, CallbackHandler, Claim,
+    DEFAULT_CLAIM_LEASE, Error, Fingerprint, IdempotencyStore, PayoutCallback, Reply, StoreError,
 };
 
 /// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
@@ -56,7 +58,8 @@ struct Settings {
     expected_pid: Option<i64>,
     max_age: Option<Duration>,
     future_skew: Option<Duration>,
-    store: Option<Arc<dyn IdempotencyStore>>,
+    store: Option<Store>,
+    claim_lease: Duration,
 }
 
 /// The future skew allowed once [`Verifier::max_age`] is set, unless set otherwise: 1 minute.
@@ -90,6 +93,7 @@ impl Verifier {
                 max_age: None,
                 future_skew: None,
                 store: None,
+                claim_lease: DEFAULT_CLAIM_LEASE,
             }),
         })
     }
@@ -237,32 +241,95 @@ impl Verifier {
         self
     }
 
-    /// Makes [`process`](Self::process) handle each fact once, whatever the number of
-    /// deliveries: the recommended setup.
+    /// Makes [`process`](Self::process) and [`process_async`](Self::process_async) handle each
+    /// fact once, whatever the number of deliveries: the recommended setup.
     ///
     /// Before the handler runs, the delivery's [`DeliveryKey`](crate::DeliveryKey) (`pid`,
-    /// `cid`, `status`) is claimed in `store`:
+    /// `cid`, `status`) is claimed in `store` for an [`Attempt`] carrying the delivery's
+    /// [`Fingerprint`] and a lease ([`claim_lease`](Self::claim_lease)):
     /// - new: the handler runs; its success completes the claim, its failure releases it (so
     ///   that a re-push can be handled later); if it panics, or its future is dropped, the
-    ///   outcome is unknown and the claim stays in progress rather than risk a second effect
-    ///   (release it with [`IdempotencyStore::release`] once you know);
-    /// - already handled: answered `success` without calling the handler
+    ///   outcome is unknown and the claim holds off re-deliveries until its lease ends;
+    /// - already handled, same content: answered `success` without calling the handler
     ///   ([`Reply::is_duplicate`]);
-    /// - being handled by another worker right now: answered 409, so that it is tried again;
+    /// - being handled under a live lease, same content: answered 409
+    ///   ([`Error::DeliveryInProgress`]), and not handled;
+    /// - known key, other content: answered 409 ([`Error::ConflictingDelivery`]), and not
+    ///   handled: Cregis reported the same fact twice with different fields;
     /// - the store fails: answered 500, and the handler is not called.
+    ///
+    /// [`IdempotencyStore`] says exactly what each store operation does. Clones of this
+    /// verifier share the store; pass an `Arc` of it to keep a handle (to list and release
+    /// stuck claims, say). For a store with async operations, see
+    /// [`idempotency_async`](Self::idempotency_async).
     ///
     /// # Example
     ///
     /// ```
+    /// use std::sync::Arc;
     /// use cregis_payout_callback::{MemoryIdempotencyStore, Verifier};
     ///
-    /// let verifier = Verifier::new("fake-api-key-for-docs")?
-    ///     .idempotency(MemoryIdempotencyStore::default());
+    /// let store = Arc::new(MemoryIdempotencyStore::default());
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(Arc::clone(&store));
+    /// assert!(store.claims_in_progress().is_empty());
     /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     #[must_use]
     pub fn idempotency(mut self, store: impl IdempotencyStore + 'static) -> Self {
-        self.settings_mut().store = Some(Arc::new(store));
+        self.settings_mut().store = Some(Store::of_sync(store));
+        self
+    }
+
+    /// [`idempotency`](Self::idempotency) with a store whose operations are async (a table
+    /// reached through an async database driver): awaited by
+    /// [`process_async`](Self::process_async), without blocking the executor. A synchronous
+    /// [`process`](Self::process) cannot await it: it answers 500 ([`Error::Store`]) without
+    /// calling the handler.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{AsyncIdempotencyStore, Attempt, Claim, IdempotencyStore, MemoryIdempotencyStore, StoreError, Verifier};
+    ///
+    /// struct Remote(MemoryIdempotencyStore); // stands for a database table
+    ///
+    /// impl AsyncIdempotencyStore for Remote {
+    ///     async fn claim(&self, attempt: &Attempt) -> Result<Claim, StoreError> { self.0.claim(attempt) }
+    ///     async fn complete(&self, attempt: &Attempt) -> Result<(), StoreError> { self.0.complete(attempt) }
+    ///     async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> { self.0.release(attempt) }
+    /// }
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?
+    ///     .idempotency_async(Remote(MemoryIdempotencyStore::default()));
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn idempotency_async(mut self, store: impl AsyncIdempotencyStore + 'static) -> Self {
+        self.settings_mut().store = Some(Store::of_async(store));
+        self
+    }
+
+    /// Sets how long a claim in progress holds off other deliveries of the same fact; once it
+    /// has ended, the next delivery takes the claim over. Defaults to 5 minutes
+    /// ([`DEFAULT_CLAIM_LEASE`]).
+    ///
+    /// Make it longer than your handler can ever take: a delivery that takes over a claim
+    /// whose handler is in fact still running would run the handler a second time.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cregis_payout_callback::{MemoryIdempotencyStore, Verifier};
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?
+    ///     .idempotency(MemoryIdempotencyStore::default())
+    ///     .claim_lease(Duration::from_secs(60));
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    #[must_use]
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.settings_mut().claim_lease = lease;
         self
     }
 
@@ -401,15 +468,28 @@ impl Verifier {
         handler: &H,
         now: SystemTime,
     ) -> Reply {
-        match self.begin(body, now) {
-            Ok(delivery) => {
-                let outcome = handler
-                    .handle(&delivery.callback)
-                    .map_err(|e| e.to_string());
-                delivery.finish(outcome)
+        let delivery = match self.begin(body, now) {
+            Ok(delivery) => delivery,
+            Err(error) => return error.into(),
+        };
+        let claim = delivery.claim.as_ref();
+        if let Some((store, attempt)) = claim {
+            let found = store.blocking().and_then(|store| store.claim(attempt));
+            if let Err(reply) = claimed(attempt, found) {
+                return reply;
             }
-            Err(reply) => reply,
         }
+        let outcome = handler
+            .handle(&delivery.callback)
+            .map_err(|e| e.to_string());
+        let settled = claim.map(|(store, attempt)| {
+            let store = store.blocking()?;
+            match outcome {
+                Ok(()) => store.complete(attempt),
+                Err(_) => store.release(attempt),
+            }
+        });
+        settle(outcome, settled)
     }
 
     /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
@@ -466,44 +546,47 @@ impl Verifier {
         now: SystemTime,
     ) -> impl Future<Output = Reply> + Send {
         async move {
-            match self.begin(body, now) {
-                Ok(delivery) => {
-                    let outcome = handler
-                        .handle(&delivery.callback)
-                        .await
-                        .map_err(|e| e.to_string());
-                    delivery.finish(outcome)
+            let delivery = match self.begin(body, now) {
+                Ok(delivery) => delivery,
+                Err(error) => return error.into(),
+            };
+            let claim = delivery.claim.as_ref();
+            if let Some((store, attempt)) = claim {
+                if let Err(reply) = claimed(attempt, store.claim(attempt).await) {
+                    return reply;
                 }
-                Err(reply) => reply,
             }
+            let outcome = handler
+                .handle(&delivery.callback)
+                .await
+                .map_err(|e| e.to_string());
+            let settled = match claim {
+                None => None,
+                Some((store, attempt)) => Some(match outcome {
+                    Ok(()) => store.complete(attempt).await,
+                    Err(_) => store.release(attempt).await,
+                }),
+            };
+            settle(outcome, settled)
         }
     }
 
-    /// Everything before the handler: verification, parsing, and the idempotency claim. `Err`
-    /// is the reply to send without calling the handler.
-    fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Reply> {
-        let callback = self.verify_and_parse_at(body, now)?;
-        let claimed_in = match &self.settings.store {
-            None => None,
-            Some(store) => {
-                let key = callback.delivery_key();
-                match store.claim(&key) {
-                    Ok(Claim::Claimed) => Some(Arc::clone(store)),
-                    Ok(Claim::AlreadyDone) => return Err(Reply::duplicate()),
-                    Ok(Claim::InProgress) => return Err(Error::DeliveryInProgress.into()),
-                    Err(e) => {
-                        return Err(Error::Store {
-                            message: e.to_string(),
-                        }
-                        .into());
-                    }
-                }
-            }
-        };
-        Ok(Delivery {
-            callback,
-            claimed_in,
-        })
+    /// Everything before the claim: verification, parsing, and the attempt to claim the
+    /// delivery under when there is a store.
+    fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Error> {
+        let settings = &*self.settings;
+        let params = self.checked_params(body, now)?;
+        let callback = PayoutCallback::from_params(&params)?;
+        let claim = settings.store.as_ref().map(|store| {
+            let attempt = Attempt::new(
+                callback.delivery_key(),
+                Fingerprint::of(&params),
+                now,
+                settings.claim_lease,
+            );
+            (store.clone(), attempt)
+        });
+        Ok(Delivery { callback, claim })
     }
 
     /// The parameters of `body`, once its size, syntax and signature are checked, and the
@@ -554,38 +637,46 @@ fn check_freshness(
     Ok(())
 }
 
-/// A verified callback on its way to the handler, with the store it is claimed in, if any.
+/// A verified callback on its way to the handler, with the store and attempt to claim it
+/// under, if the verifier has a store.
 ///
-/// Dropped without [`finish`](Self::finish) (the handler panicked, or an async handler's future
-/// was dropped), the claim is left in progress: whether the effect happened is unknown, and a
-/// re-delivery answered 409 is safer than a payout handled twice.
+/// Dropped before it is settled (the handler panicked, or an async handler's future was
+/// dropped), the claim stays in progress until its lease ends: whether the effect happened is
+/// unknown, and a re-delivery answered 409 is safer than a payout handled twice.
 struct Delivery {
     callback: PayoutCallback,
-    claimed_in: Option<Arc<dyn IdempotencyStore>>,
+    claim: Option<(Store, Attempt)>,
 }
 
-impl Delivery {
-    /// Settles the claim according to the handler's outcome, and says what to answer.
-    fn finish(self, outcome: Result<(), String>) -> Reply {
-        let key = self.callback.delivery_key();
-        match (outcome, self.claimed_in) {
-            (Ok(()), None) => Reply::ack(),
-            (Ok(()), Some(store)) => match store.complete(&key) {
-                Ok(()) => Reply::ack(),
-                // The effect happened: acknowledge it, and let the host log the failure.
-                Err(e) => Reply::ack_with(Error::Store {
-                    message: format!("handled, but not recorded as done: {e}"),
-                }),
-            },
-            (Err(message), None) => Error::HandlerFailed { message }.into(),
-            (Err(message), Some(store)) => {
-                let message = match store.release(&key) {
-                    Ok(()) => message,
-                    Err(e) => format!("{message}; releasing its claim failed too: {e}"),
-                };
-                Error::HandlerFailed { message }.into()
-            }
+/// What the store found when `attempt` claimed its key: `Ok` to go on to the handler, or the
+/// reply to send without calling it.
+fn claimed(attempt: &Attempt, found: Result<Claim, StoreError>) -> Result<(), Reply> {
+    match found {
+        Ok(Claim::Claimed) => Ok(()),
+        Ok(Claim::AlreadyDone) => Err(Reply::duplicate()),
+        Ok(Claim::InProgress) => Err(Error::DeliveryInProgress.into()),
+        Ok(Claim::Conflict) => Err(Error::ConflictingDelivery { key: attempt.key }.into()),
+        Err(e) => Err(Error::Store {
+            message: e.to_string(),
         }
+        .into()),
+    }
+}
+
+/// The reply for the handler's `outcome`, once its claim (if any) was completed or released
+/// with the result `settled`.
+fn settle(outcome: Result<(), String>, settled: Option<Result<(), StoreError>>) -> Reply {
+    match (outcome, settled) {
+        (Ok(()), None | Some(Ok(()))) => Reply::ack(),
+        // The effect happened: acknowledge it, and let the host log the failure.
+        (Ok(()), Some(Err(e))) => Reply::ack_with(Error::Store {
+            message: format!("handled, but not recorded as done: {e}"),
+        }),
+        (Err(message), None | Some(Ok(()))) => Error::HandlerFailed { message }.into(),
+        (Err(message), Some(Err(e))) => Error::HandlerFailed {
+            message: format!("{message}; releasing its claim failed too: {e}"),
+        }
+        .into(),
     }
 }
 
@@ -598,7 +689,17 @@ impl fmt::Debug for Verifier {
             .field("expected_pid", &settings.expected_pid)
             .field("max_age", &settings.max_age)
             .field("future_skew", &settings.future_skew)
-            .field("idempotency", &settings.store.is_some())
+            .field(
+                "idempotency",
+                &settings.store.as_ref().map(|store| {
+                    if store.is_async() {
+                        "async store"
+                    } else {
+                        "store"
+                    }
+                }),
+            )
+            .field("claim_lease", &settings.claim_lease)
             .finish()
     }
 }

@@ -330,3 +330,54 @@ fn idempotency_stores_are_object_safe_and_the_verifier_stays_shareable() {
     let copy = verifier.clone();
     assert_eq!(format!("{copy:?}"), format!("{verifier:?}"));
 }
+
+// Issue 10: leases, fingerprints, async stores, a handle on the store.
+
+#[test]
+fn async_stores_keep_process_async_send_and_the_store_types_are_shareable() {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use cregis_payout_callback::{
+        AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DEFAULT_CLAIM_LEASE, DeliveryKey,
+        Fingerprint, IdempotencyStore, MemoryIdempotencyStore, StoreError,
+    };
+
+    struct Remote;
+    impl AsyncIdempotencyStore for Remote {
+        async fn claim(&self, _: &Attempt) -> Result<Claim, StoreError> {
+            Ok(Claim::Claimed)
+        }
+        async fn complete(&self, _: &Attempt) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn release(&self, _: &Attempt) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+    let handler = |_: &PayoutCallback| async { Ok::<(), String>(()) };
+    let verifier = Verifier::new("fake-contract-key")
+        .unwrap()
+        .idempotency_async(Arc::new(Remote))
+        .claim_lease(DEFAULT_CLAIM_LEASE);
+    assert_send(&verifier.process_async(b"{}", &handler));
+    assert_send_sync::<Verifier>();
+    assert_send_sync::<Attempt>();
+    assert_send_sync::<ClaimInProgress>();
+    assert_send_sync::<Fingerprint>();
+
+    let store = Arc::new(MemoryIdempotencyStore::default());
+    let _verifier = Verifier::new("fake-contract-key")
+        .unwrap()
+        .idempotency(Arc::clone(&store));
+    let claims: Vec<ClaimInProgress> = store.claims_in_progress();
+    let _: Option<Duration> = claims.first().map(|c| c.age(SystemTime::now()));
+    let released: bool = store.release_claim(&DeliveryKey {
+        pid: 1,
+        cid: 2,
+        status: cregis_payout_callback::CallbackStatus::TransactionSuccessful,
+    });
+    assert!(!released);
+    let _: fn(&MemoryIdempotencyStore, &Attempt) -> Result<Claim, StoreError> =
+        <MemoryIdempotencyStore as IdempotencyStore>::claim;
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{DOC_EXAMPLE, KEY, example_with_status, signed_body, signed_example};
 use cregis_payout_callback::{
-    CallbackStatus, Claim, DeliveryKey, Error, IdempotencyStore, MemoryIdempotencyStore,
-    PayoutCallback, Reply, StoreError, Verifier,
+    Attempt, CallbackStatus, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Error, Fingerprint,
+    IdempotencyStore, MemoryIdempotencyStore, PayoutCallback, Reply, StoreError, Verifier,
 };
 
 /// `timestamp` of the documented example.
@@ -87,19 +87,18 @@ fn another_status_of_the_same_payout_is_a_new_fact() {
 
 #[test]
 fn a_delivery_in_progress_elsewhere_gets_409_and_is_not_handled() {
-    let store = Arc::new(MemoryIdempotencyStore::default());
-    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
-    let key = DeliveryKey {
-        pid: 1382528827416576,
-        cid: 1391751691788288,
-        status: CallbackStatus::PendingApproval,
-    };
-    assert_eq!(store.claim(&key).unwrap(), Claim::Claimed);
+    let verifier = idempotent_verifier();
+    let body = signed_example();
     let calls = AtomicUsize::new(0);
-    let reply = verifier.process(signed_example().as_bytes(), &counting(&calls));
-    assert_eq!(reply.status_code(), 409);
-    assert_eq!(reply.body(), "the same delivery is being processed");
-    assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
+    // While the handler runs, the same delivery arrives again.
+    let reentrant = |_: &PayoutCallback| -> Result<(), String> {
+        let reply = verifier.process(body.as_bytes(), &counting(&calls));
+        assert_eq!(reply.status_code(), 409);
+        assert_eq!(reply.body(), "the same delivery is being processed");
+        assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
+        Ok(())
+    };
+    assert_eq!(verifier.process(body.as_bytes(), &reentrant), Reply::ack());
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
@@ -149,7 +148,8 @@ fn a_panicking_handler_leaves_its_claim_in_progress() {
         cid: 1391751691788288,
         status: CallbackStatus::PendingApproval,
     };
-    store.release(&key).unwrap();
+    assert_eq!(store.claims_in_progress()[0].key, key);
+    assert!(store.release_claim(&key));
     assert_eq!(
         verifier.process(body.as_bytes(), &counting(&calls)),
         Reply::ack()
@@ -227,7 +227,7 @@ struct BrokenStore {
 }
 
 impl IdempotencyStore for BrokenStore {
-    fn claim(&self, _: &DeliveryKey) -> Result<Claim, StoreError> {
+    fn claim(&self, _: &Attempt) -> Result<Claim, StoreError> {
         if self.claim_works {
             Ok(Claim::Claimed)
         } else {
@@ -235,12 +235,12 @@ impl IdempotencyStore for BrokenStore {
         }
     }
 
-    fn complete(&self, _: &DeliveryKey) -> Result<(), StoreError> {
+    fn complete(&self, _: &Attempt) -> Result<(), StoreError> {
         Err("disk full".into())
     }
 
-    fn release(&self, key: &DeliveryKey) -> Result<(), StoreError> {
-        self.released.lock().unwrap().push(*key);
+    fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        self.released.lock().unwrap().push(attempt.key);
         Err("still disk full".into())
     }
 }
@@ -320,40 +320,52 @@ fn unverified_deliveries_never_touch_the_store() {
     );
 }
 
-#[test]
-fn memory_store_forgets_the_oldest_handled_delivery_when_full() {
-    let store = MemoryIdempotencyStore::new(2);
-    let key = |cid| DeliveryKey {
+/// An attempt at key (1, `cid`, 6), begun at `sent_at()`, with a 5-minute lease.
+fn attempt(cid: i64) -> Attempt {
+    let key = DeliveryKey {
         pid: 1,
         cid,
         status: CallbackStatus::TransactionSuccessful,
     };
-    for cid in 1..=3 {
-        assert_eq!(store.claim(&key(cid)).unwrap(), Claim::Claimed);
-        store.complete(&key(cid)).unwrap();
-    }
-    assert_eq!(store.claim(&key(3)).unwrap(), Claim::AlreadyDone);
-    assert_eq!(store.claim(&key(2)).unwrap(), Claim::AlreadyDone);
-    // Key 1 was forgotten to make room for key 3.
-    assert_eq!(store.claim(&key(1)).unwrap(), Claim::Claimed);
+    Attempt::new(
+        key,
+        Fingerprint::from_bytes([1; 16]),
+        sent_at(),
+        DEFAULT_CLAIM_LEASE,
+    )
 }
 
 #[test]
-fn memory_store_full_of_claims_in_progress_refuses_new_ones() {
+fn memory_store_forgets_the_oldest_handled_delivery_when_full() {
+    let store = MemoryIdempotencyStore::new(2);
+    for cid in 1..=3 {
+        assert_eq!(store.claim(&attempt(cid)).unwrap(), Claim::Claimed);
+        store.complete(&attempt(cid)).unwrap();
+    }
+    assert_eq!(store.claim(&attempt(3)).unwrap(), Claim::AlreadyDone);
+    assert_eq!(store.claim(&attempt(2)).unwrap(), Claim::AlreadyDone);
+    // Key 1 was forgotten to make room for key 3.
+    assert_eq!(store.claim(&attempt(1)).unwrap(), Claim::Claimed);
+}
+
+#[test]
+fn memory_store_full_of_live_claims_refuses_new_ones_until_one_expires() {
     let store = MemoryIdempotencyStore::new(1);
-    let key = |cid| DeliveryKey {
-        pid: 1,
-        cid,
-        status: CallbackStatus::TransactionFailed,
-    };
-    assert_eq!(store.claim(&key(1)).unwrap(), Claim::Claimed);
-    let err = store.claim(&key(2)).unwrap_err();
+    let first = attempt(1);
+    assert_eq!(store.claim(&first).unwrap(), Claim::Claimed);
+    let err = store.claim(&attempt(2)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "memory idempotency store is full of deliveries in progress"
     );
-    store.release(&key(1)).unwrap();
-    assert_eq!(store.claim(&key(2)).unwrap(), Claim::Claimed);
+    store.release(&first).unwrap();
+    assert_eq!(store.claim(&attempt(2)).unwrap(), Claim::Claimed);
+    // Full again; once the claim on key 2 has expired, its slot is taken over.
+    let mut late = attempt(3);
+    late.started = first.lease_until() + Duration::from_nanos(1);
+    assert_eq!(store.claim(&late).unwrap(), Claim::Claimed);
+    assert_eq!(store.claims_in_progress().len(), 1);
+    assert_eq!(store.claims_in_progress()[0].key, late.key);
 }
 
 #[test]

@@ -1,0 +1,253 @@
+//! The PostgreSQL idempotency store example against a real server: two instances, one table.
+//!
+//! These tests need a PostgreSQL server, so plain `cargo test` skips them; `.ci/run` starts one
+//! and runs them with `--ignored`. Given `DATABASE_URL`, they fail (never skip) if the
+//! database cannot be reached. By hand:
+//! `.ci/with-postgres cargo test --test postgres_store -- --ignored`.
+
+mod common;
+mod e2e;
+#[path = "../examples/postgres_store.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{DOC_EXAMPLE, KEY, signed_body, with_field};
+use cregis_payout_callback::{
+    AsyncCallbackHandler, CallbackStatus, DeliveryKey, PayoutCallback, Verifier,
+};
+use e2e::{post, post_and_hang_up};
+use example::{PgIdempotencyStore, ROUTE, app};
+
+const LEASE: Duration = Duration::from_secs(1);
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must point at a PostgreSQL database (see .ci/with-postgres)")
+}
+
+async fn store() -> PgIdempotencyStore {
+    PgIdempotencyStore::connect(&database_url(), 8)
+        .await
+        .expect("PostgreSQL is reachable at DATABASE_URL")
+}
+
+/// The side effect, counted per `cid` across instances; each run waits `delay` first.
+#[derive(Clone, Default)]
+struct Effects {
+    delay: Duration,
+    counts: Arc<Mutex<HashMap<i64, usize>>>,
+}
+
+impl Effects {
+    fn count(&self, cid: i64) -> usize {
+        self.counts.lock().unwrap().get(&cid).copied().unwrap_or(0)
+    }
+}
+
+impl AsyncCallbackHandler for Effects {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+        tokio::time::sleep(self.delay).await;
+        *self.counts.lock().unwrap().entry(callback.cid).or_default() += 1;
+        Ok(())
+    }
+}
+
+/// One instance on the test's runtime: its own pool, its own verifier, its own server.
+async fn instance(effects: Effects) -> String {
+    let verifier = Verifier::new(KEY)
+        .unwrap()
+        .idempotency_async(store().await)
+        .claim_lease(LEASE);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{ROUTE}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, app(verifier, effects)).await.unwrap();
+    });
+    url
+}
+
+/// A `cid` no other test (or earlier run) uses.
+fn fresh_cid() -> i64 {
+    i64::try_from(RandomState::new().hash_one(0u8) >> 2).unwrap()
+}
+
+/// The documented example for payout `cid`, with status 6 and `amount`, signed.
+fn callback(cid: i64, amount: &str) -> String {
+    let pairs = with_field(DOC_EXAMPLE, "cid", &cid.to_string());
+    let pairs = with_field(&pairs, "status", "6");
+    signed_body(&with_field(&pairs, "amount", &format!("\"{amount}\"")), KEY)
+}
+
+fn key(cid: i64) -> DeliveryKey {
+    DeliveryKey {
+        pid: 1382528827416576,
+        cid,
+        status: CallbackStatus::TransactionSuccessful,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn concurrent_duplicates_across_two_instances_run_the_effect_once() {
+    let effects = Effects {
+        delay: Duration::from_millis(100),
+        ..Effects::default()
+    };
+    let first = instance(effects.clone()).await;
+    let second = instance(effects.clone()).await;
+    let cids: Vec<i64> = (0..5).map(|_| fresh_cid()).collect();
+    let mut deliveries = Vec::new();
+    for &cid in &cids {
+        let body = callback(cid, "1.1");
+        for url in [&first, &second].repeat(8) {
+            let (url, body) = (url.clone(), body.clone());
+            deliveries.push(tokio::spawn(async move { post(&url, body).await }));
+        }
+    }
+    for delivery in deliveries {
+        let answer = delivery.await.unwrap();
+        assert!(
+            (answer.status, answer.body.as_str()) == (200, "success") || answer.status == 409,
+            "{answer}"
+        );
+    }
+    for &cid in &cids {
+        assert_eq!(effects.count(cid), 1, "cid {cid}");
+        // Settled: a re-push at either instance is acknowledged, and runs nothing.
+        for url in [&first, &second] {
+            let answer = post(url, callback(cid, "1.1")).await;
+            assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
+        }
+        assert_eq!(effects.count(cid), 1, "cid {cid}");
+        // The same fact with another amount is a conflict, at either instance.
+        for url in [&first, &second] {
+            let answer = post(url, callback(cid, "9.9")).await;
+            assert_eq!(answer.status, 409, "{answer}");
+            assert_eq!(
+                answer.body,
+                format!(
+                    "delivery {} was already received with different content",
+                    key(cid)
+                )
+            );
+        }
+    }
+}
+
+/// Instance A, on a runtime and thread of its own, so that it can be killed: every task of
+/// it, the handler's included, is dropped mid-way, and nothing settles its claim.
+struct Killable {
+    addr: SocketAddr,
+    kill: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start_killable(effects: Effects) -> Killable {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (kill, killed) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let url = instance(effects).await;
+            let addr = url
+                .trim_start_matches("http://")
+                .trim_end_matches(ROUTE)
+                .parse()
+                .unwrap();
+            addr_tx.send(addr).unwrap();
+            let _ = killed.await;
+        });
+        runtime.shutdown_background();
+    });
+    Killable {
+        addr: addr_rx.recv().unwrap(),
+        kill,
+        thread,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn an_instance_killed_mid_handler_is_taken_over_after_the_lease() {
+    let store = store().await;
+    let effects = Effects::default();
+    let a = start_killable(Effects {
+        delay: Duration::from_secs(30),
+        ..effects.clone()
+    });
+    let b = instance(effects.clone()).await;
+    let cid = fresh_cid();
+    let body = callback(cid, "1.1");
+
+    post_and_hang_up(a.addr, ROUTE, body.as_bytes(), Duration::from_millis(50)).await;
+    // Wait until A's handler holds the claim, then kill A.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !store
+        .claims_in_progress()
+        .await
+        .unwrap()
+        .iter()
+        .any(|claim| claim.key == key(cid))
+    {
+        assert!(tokio::time::Instant::now() < deadline, "A never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill.send(()).unwrap();
+    a.thread.join().unwrap();
+    assert_eq!(effects.count(cid), 0, "A died before its effect");
+
+    // Within the lease, B refuses the re-push; after it, B takes the claim over and completes.
+    let answer = post(&b, body.clone()).await;
+    assert_eq!(answer.status, 409, "{answer}");
+    tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    let answer = post(&b, body.clone()).await;
+    assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
+    assert_eq!(effects.count(cid), 1);
+    assert!(
+        !store
+            .claims_in_progress()
+            .await
+            .unwrap()
+            .iter()
+            .any(|claim| claim.key == key(cid))
+    );
+    assert_eq!(post(&b, body).await.body, "success");
+    assert_eq!(effects.count(cid), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn the_host_releases_a_stuck_claim_by_key() {
+    let store = store().await;
+    let effects = Effects::default();
+    let a = start_killable(Effects {
+        delay: Duration::from_secs(30),
+        ..effects.clone()
+    });
+    let cid = fresh_cid();
+    let body = callback(cid, "1.1");
+    post_and_hang_up(a.addr, ROUTE, body.as_bytes(), Duration::from_millis(300)).await;
+    a.kill.send(()).unwrap();
+    a.thread.join().unwrap();
+    let stuck = store.claims_in_progress().await.unwrap();
+    let claim = stuck.iter().find(|claim| claim.key == key(cid)).unwrap();
+    assert!(claim.lease_until > claim.started);
+    assert!(store.release_claim(&key(cid)).await.unwrap());
+    assert!(!store.release_claim(&key(cid)).await.unwrap());
+    let b = instance(effects.clone()).await;
+    assert_eq!(post(&b, body).await.body, "success");
+    assert_eq!(effects.count(cid), 1);
+}
