@@ -84,6 +84,15 @@ impl fmt::Display for LedgerError {
     }
 }
 
+impl std::error::Error for LedgerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LedgerError::Sqlite(e) => Some(e),
+            LedgerError::UnknownPayout(_) | LedgerError::Task(_) => None,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for LedgerError {
     fn from(e: rusqlite::Error) -> Self {
         LedgerError::Sqlite(e)

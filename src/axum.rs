@@ -168,7 +168,7 @@ impl IntoResponse for Reply {
 ///
 /// ```
 /// use axum::{Router, routing::post};
-/// use cregis_payout_callback::{Reply, Verifier};
+/// use cregis_payout_callback::{Cause, Error, Reply, Verifier};
 /// use cregis_payout_callback::axum::VerifiedCallback;
 ///
 /// async fn receive(VerifiedCallback(callback): VerifiedCallback) -> Reply {
@@ -178,7 +178,7 @@ impl IntoResponse for Reply {
 ///     });
 ///     match task.await {
 ///         Ok(()) => Reply::ack(),
-///         Err(_) => Reply::from(cregis_payout_callback::Error::HandlerFailed { message: "panicked".into() }),
+///         Err(panic) => Reply::from(Error::HandlerFailed { cause: Cause::new(panic), release_failure: None }),
 ///     }
 /// }
 ///

@@ -1,5 +1,9 @@
 //! The one error type of the crate.
 
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
 /// Everything that can go wrong while signing, verifying or parsing a callback.
 ///
 /// Errors fall into classes that a host answers differently (see [`Error::http_status`]):
@@ -11,7 +15,7 @@
 /// | authentic but not as documented or expected | [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch) | 400 |
 /// | body over the size limit | [`BodyTooLarge`](Error::BodyTooLarge) | 413 |
 /// | the same delivery is being handled right now, or the same fact came with other content | [`DeliveryInProgress`](Error::DeliveryInProgress), [`ConflictingDelivery`](Error::ConflictingDelivery) | 409 |
-/// | the host's own fault | [`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
+/// | the host's own fault | [`EmptyApiKey`](Error::EmptyApiKey), [`ApiKeyWhitespace`](Error::ApiKeyWhitespace), [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
 ///
 /// No message ever contains the API key or the signature the crate expected: they are safe to
 /// log and to send back to Cregis.
@@ -143,27 +147,167 @@ pub enum Error {
         key: crate::DeliveryKey,
     },
 
-    /// The [`IdempotencyStore`](crate::IdempotencyStore) failed.
-    #[error("idempotency store failed: {message}")]
+    /// The [`IdempotencyStore`](crate::IdempotencyStore) failed; [`source`](std::error::Error::source)
+    /// is the store's own error.
+    #[error("idempotency store failed: {}{cause}", .operation.context())]
     Store {
-        /// The store error's `Display` text.
-        message: String,
+        /// What the store was asked to do.
+        operation: StoreOperation,
+        /// The store's error.
+        #[source]
+        cause: Cause,
     },
 
-    /// The host's [`CallbackHandler`](crate::CallbackHandler) returned an error.
-    #[error("handler failed: {message}")]
+    /// The host's [`CallbackHandler`](crate::CallbackHandler) returned an error (or panicked,
+    /// under a framework adapter); [`source`](std::error::Error::source) is the handler's own
+    /// error.
+    #[error("handler failed: {cause}{}", ReleaseNote(.release_failure.as_ref()))]
     HandlerFailed {
-        /// The handler error's `Display` text.
-        message: String,
+        /// The handler's error.
+        #[source]
+        cause: Cause,
+        /// The idempotency store's error, if releasing the delivery's claim failed too (the
+        /// claim then holds off re-deliveries until its lease ends).
+        release_failure: Option<Cause>,
     },
+
+    /// The API key has whitespace at its start or end, most often the newline at the end of
+    /// the file it was read from: trim it. Signatures are made with the exact key, so such a
+    /// key would fail every callback as [`SignatureMismatch`](Error::SignatureMismatch).
+    #[error("api key has leading or trailing whitespace (a newline from a file?)")]
+    ApiKeyWhitespace,
 }
+
+/// What an [`IdempotencyStore`](crate::IdempotencyStore) was asked to do when it failed.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{Cause, Error, StoreOperation};
+///
+/// let error = Error::Store { operation: StoreOperation::Complete, cause: Cause::new("disk full") };
+/// assert_eq!(error.to_string(), "idempotency store failed: handled, but not recorded as done: disk full");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreOperation {
+    /// Claiming the delivery, before the handler: the delivery is answered 500 and not handled.
+    Claim,
+    /// Recording a handled delivery as done: the delivery is still acknowledged.
+    Complete,
+}
+
+impl StoreOperation {
+    fn context(self) -> &'static str {
+        match self {
+            StoreOperation::Claim => "",
+            StoreOperation::Complete => "handled, but not recorded as done: ",
+        }
+    }
+}
+
+/// `; releasing its claim failed too: ...` when there is a release failure.
+struct ReleaseNote<'a>(Option<&'a Cause>);
+
+impl fmt::Display for ReleaseNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(cause) => write!(f, "; releasing its claim failed too: {cause}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error a handler or an idempotency store returned, kept whole inside an [`Error`]:
+/// shared (cheap to clone), and reachable as the [`Error`]'s
+/// [`source`](std::error::Error::source), so that a host can get its own error type back.
+///
+/// Two causes are equal when their messages are.
+///
+/// # Example
+///
+/// ```
+/// use std::error::Error as _;
+/// use cregis_payout_callback::{Cause, Error};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "database timed out");
+/// let error = Error::HandlerFailed { cause: Cause::new(io), release_failure: None };
+/// assert_eq!(error.to_string(), "handler failed: database timed out");
+/// let source = error.source().unwrap();
+/// assert_eq!(source.downcast_ref::<std::io::Error>().unwrap().kind(), std::io::ErrorKind::TimedOut);
+/// ```
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `error`: any error type, or a message (`&str`, `String`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Cause;
+    ///
+    /// assert_eq!(Cause::new("database is down").to_string(), "database is down");
+    /// ```
+    pub fn new(error: impl Into<BoxError>) -> Cause {
+        Cause(Arc::from(error.into()))
+    }
+
+    /// The error, if it is of type `E`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Cause;
+    ///
+    /// let cause = Cause::new(std::fmt::Error);
+    /// assert!(cause.downcast_ref::<std::fmt::Error>().is_some());
+    /// assert!(cause.downcast_ref::<std::io::Error>().is_none());
+    /// ```
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
+/// Any error, boxed: what [`handler_fn`](crate::handler_fn) closures and
+/// [`IdempotencyStore`](crate::IdempotencyStore)s return, and what a [`Cause`] is made from.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
     /// A handler that panicked, as the framework adapters report it.
     #[cfg(any(feature = "axum", feature = "actix-web"))]
     pub(crate) fn handler_panicked() -> Error {
         Error::HandlerFailed {
-            message: "the handler panicked".to_owned(),
+            cause: Cause::new("the handler panicked"),
+            release_failure: None,
         }
     }
 
@@ -227,8 +371,9 @@ impl Error {
     /// 401 for authentication failures, 413 for [`BodyTooLarge`](Error::BodyTooLarge), 409 for
     /// [`DeliveryInProgress`](Error::DeliveryInProgress) and
     /// [`ConflictingDelivery`](Error::ConflictingDelivery), 500 for the host's own faults
-    /// ([`EmptyApiKey`](Error::EmptyApiKey), [`HandlerFailed`](Error::HandlerFailed),
-    /// [`Store`](Error::Store)), 400 for everything else.
+    /// ([`EmptyApiKey`](Error::EmptyApiKey), [`ApiKeyWhitespace`](Error::ApiKeyWhitespace),
+    /// [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store)), 400 for everything
+    /// else.
     ///
     /// # Example
     ///
@@ -243,7 +388,10 @@ impl Error {
             _ if self.is_authentication() => 401,
             Error::BodyTooLarge { .. } => 413,
             Error::DeliveryInProgress | Error::ConflictingDelivery { .. } => 409,
-            Error::EmptyApiKey | Error::HandlerFailed { .. } | Error::Store { .. } => 500,
+            Error::EmptyApiKey
+            | Error::ApiKeyWhitespace
+            | Error::HandlerFailed { .. }
+            | Error::Store { .. } => 500,
             _ => 400,
         }
     }

@@ -1,8 +1,10 @@
 //! What the host implements to act on a verified callback.
 
 use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
 
-use crate::PayoutCallback;
+use crate::{BoxError, PayoutCallback};
 
 /// Acts on a verified payout callback: the host's business logic.
 ///
@@ -12,13 +14,22 @@ use crate::PayoutCallback;
 /// operator can re-push it later. The same payout may arrive more than once, so make the effect
 /// idempotent (for example, key it on `cid` and `status`).
 ///
-/// Closures `Fn(&PayoutCallback) -> Result<(), E>` implement it, with `E: Display`.
+/// The error is kept whole in the reply's [`Error::HandlerFailed`](crate::Error::HandlerFailed)
+/// (its [`source`](std::error::Error::source)), so it can be any error type or a message
+/// (`&str`, `String`): anything that converts into a [`BoxError`].
+///
+/// What implements it:
+/// - a type of yours, as in the example;
+/// - a closure `Fn(&PayoutCallback) -> Result<(), E>` (give the parameter's type, and the
+///   error's when it returns no `Err`), or any closure through [`handler_fn`], which needs
+///   neither;
+/// - an `Arc` of a handler, so that you can keep a handle on it.
 ///
 /// # Example
 ///
 /// ```
-/// use std::sync::Mutex;
-/// use cregis_payout_callback::{CallbackHandler, PayoutCallback};
+/// use std::sync::{Arc, Mutex};
+/// use cregis_payout_callback::{CallbackHandler, PayoutCallback, Verifier, handler_fn, testing::CallbackBuilder};
 ///
 /// struct Ledger {
 ///     settled: Mutex<Vec<String>>,
@@ -34,12 +45,39 @@ use crate::PayoutCallback;
 ///         Ok(())
 ///     }
 /// }
-/// # let _ = Ledger { settled: Mutex::new(Vec::new()) };
+///
+/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let body = CallbackBuilder::new().body("fake-api-key-for-docs")?;
+/// let body = body.as_bytes();
+///
+/// let ledger = Arc::new(Ledger { settled: Mutex::new(Vec::new()) });
+/// assert!(verifier.process(body, &*ledger).is_ack()); // the handler itself
+/// assert!(verifier.process(body, &ledger).is_ack()); // an `Arc` of it
+/// // A closure, annotated...
+/// assert!(verifier.process(body, &|callback: &PayoutCallback| {
+///     println!("{}", callback.third_party_id);
+///     Ok::<(), std::io::Error>(())
+/// }).is_ack());
+/// // ...or not, through `handler_fn`.
+/// assert!(verifier.process(body, &handler_fn(|callback| {
+///     println!("{}", callback.third_party_id);
+///     Ok(())
+/// })).is_ack());
+/// assert_eq!(ledger.settled.lock().unwrap().len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a callback handler",
+    label = "not a `CallbackHandler`",
+    note = "a handler is a type implementing `CallbackHandler`, an `Arc` of one, or a closure \
+            `|callback: &PayoutCallback| -> Result<(), E>`; wrap a closure in `handler_fn(..)` \
+            to leave out its types",
+    note = "an async handler goes to `process_async`, which takes an `AsyncCallbackHandler`"
+)]
 pub trait CallbackHandler {
-    /// The handler's failure; its `Display` text is kept in the [`Reply`](crate::Reply) for
-    /// logging, never sent back to Cregis.
-    type Error: Display;
+    /// The handler's failure: any error type or message. Its `Display` text is kept in the
+    /// [`Reply`](crate::Reply) for logging, never sent back to Cregis.
+    type Error: Display + Into<BoxError>;
 
     /// Acts on one verified callback.
     ///
@@ -52,12 +90,105 @@ pub trait CallbackHandler {
 impl<F, E> CallbackHandler for F
 where
     F: Fn(&PayoutCallback) -> Result<(), E>,
-    E: Display,
+    E: Display + Into<BoxError>,
 {
     type Error = E;
 
     fn handle(&self, callback: &PayoutCallback) -> Result<(), E> {
         self(callback)
+    }
+}
+
+impl<H: CallbackHandler + ?Sized> CallbackHandler for Arc<H> {
+    type Error = H::Error;
+
+    fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+        (**self).handle(callback)
+    }
+}
+
+/// A closure as a [`CallbackHandler`], with nothing to annotate: its parameter is a
+/// `&PayoutCallback`, and its error a [`BoxError`], so `?` works on any error and `Ok(())`
+/// needs no type.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{Verifier, handler_fn, testing::CallbackBuilder};
+///
+/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let body = CallbackBuilder::new().body("fake-api-key-for-docs")?;
+/// let reply = verifier.process(body.as_bytes(), &handler_fn(|callback| {
+///     let amount: f64 = callback.amount.parse()?; // (floats only for show)
+///     println!("{} paid {amount}", callback.third_party_id);
+///     Ok(())
+/// }));
+/// assert!(reply.is_ack());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn handler_fn<F>(f: F) -> HandlerFn<F>
+where
+    F: Fn(&PayoutCallback) -> Result<(), BoxError>,
+{
+    HandlerFn(f)
+}
+
+/// A closure as an [`AsyncCallbackHandler`], with nothing to annotate: its parameter is a
+/// `&PayoutCallback`, and its future's error a [`BoxError`]. The future cannot borrow the
+/// callback: clone what it needs first.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{Verifier, async_handler_fn};
+///
+/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let handler = async_handler_fn(|callback| {
+///     let id = callback.third_party_id.clone();
+///     async move {
+///         println!("{id} settled"); // e.g. an UPDATE through an async driver
+///         Ok(())
+///     }
+/// });
+/// let reply = verifier.process_async(b"{}", &handler); // inside an async fn: `.await`
+/// # drop(reply);
+/// # Ok::<(), cregis_payout_callback::Error>(())
+/// ```
+pub fn async_handler_fn<F, Fut>(f: F) -> HandlerFn<F>
+where
+    F: Fn(&PayoutCallback) -> Fut + Sync,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
+{
+    HandlerFn(f)
+}
+
+/// A closure made a handler by [`handler_fn`] or [`async_handler_fn`].
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerFn<F>(F);
+
+impl<F> CallbackHandler for HandlerFn<F>
+where
+    F: Fn(&PayoutCallback) -> Result<(), BoxError>,
+{
+    type Error = BoxError;
+
+    fn handle(&self, callback: &PayoutCallback) -> Result<(), BoxError> {
+        (self.0)(callback)
+    }
+}
+
+impl<F, Fut> AsyncCallbackHandler for HandlerFn<F>
+where
+    F: Fn(&PayoutCallback) -> Fut + Sync,
+    Fut: Future<Output = Result<(), BoxError>> + Send,
+{
+    type Error = BoxError;
+
+    fn handle(
+        &self,
+        callback: &PayoutCallback,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        (self.0)(callback)
     }
 }
 
@@ -68,13 +199,18 @@ where
 /// [`CallbackHandler`]. Its future must be `Send`, so that it runs inside axum, actix-web or
 /// any multi-threaded runtime; handlers are shared between requests, hence `Sync`.
 ///
-/// Closures returning a future implement it. The future cannot borrow the callback: clone what
-/// it needs first, as in the example.
+/// What implements it:
+/// - a type of yours, as in the example;
+/// - a closure returning a future: `|callback: &PayoutCallback| { let id = ..; async move { .. } }`,
+///   or an async closure `async |callback: &PayoutCallback| { .. }`, whose future may borrow
+///   the callback (both need the parameter's type; [`async_handler_fn`] needs none);
+/// - an `Arc` of a handler.
 ///
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback};
+/// use std::sync::Arc;
+/// use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier, async_handler_fn};
 ///
 /// struct Ledger;
 ///
@@ -88,22 +224,47 @@ where
 ///     }
 /// }
 ///
-/// // The same as a closure.
-/// let handler = |callback: &PayoutCallback| {
+/// // The same as a closure returning a future...
+/// let closure = |callback: &PayoutCallback| {
 ///     let id = callback.third_party_id.clone();
 ///     async move {
 ///         println!("{id} settled");
 ///         Ok::<(), std::io::Error>(())
 ///     }
 /// };
-/// # fn is_handler<H: AsyncCallbackHandler>(_: &H) {}
-/// # is_handler(&Ledger);
-/// # is_handler(&handler);
+/// // ...as an async closure, which may borrow the callback...
+/// let async_closure = async |callback: &PayoutCallback| {
+///     println!("{} settled", callback.third_party_id);
+///     Ok::<(), std::io::Error>(())
+/// };
+/// // ...or with no annotations at all.
+/// let plain = async_handler_fn(|callback| {
+///     let id = callback.third_party_id.clone();
+///     async move { Ok(println!("{id} settled")) }
+/// });
+///
+/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let ledger = Arc::new(Ledger);
+/// let _ = verifier.process_async(b"{}", &*ledger);
+/// let _ = verifier.process_async(b"{}", &ledger);
+/// let _ = verifier.process_async(b"{}", &closure);
+/// let _ = verifier.process_async(b"{}", &async_closure);
+/// let _ = verifier.process_async(b"{}", &plain);
+/// # Ok::<(), cregis_payout_callback::Error>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an async callback handler",
+    label = "not an `AsyncCallbackHandler`",
+    note = "an async handler is a type implementing `AsyncCallbackHandler`, an `Arc` of one, a \
+            closure `|callback: &PayoutCallback| async move {{ .. }}` or \
+            `async |callback: &PayoutCallback| {{ .. }}` whose future is `Send`; wrap a closure \
+            in `async_handler_fn(..)` to leave out its types",
+    note = "the handler must be `Sync` and its error any error type or message"
+)]
 pub trait AsyncCallbackHandler: Sync {
-    /// The handler's failure; its `Display` text is kept in the [`Reply`](crate::Reply) for
-    /// logging, never sent back to Cregis.
-    type Error: Display;
+    /// The handler's failure: any error type or message. Its `Display` text is kept in the
+    /// [`Reply`](crate::Reply) for logging, never sent back to Cregis.
+    type Error: Display + Into<BoxError>;
 
     /// Acts on one verified callback.
     ///
@@ -116,11 +277,30 @@ pub trait AsyncCallbackHandler: Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-impl<F, Fut, E> AsyncCallbackHandler for F
+/// A function from a borrowed callback to a `Send` future that may borrow it: what closures
+/// and async closures must be to be [`AsyncCallbackHandler`]s.
+pub trait AsyncHandlerFn<'a>:
+    Fn(&'a PayoutCallback) -> <Self as AsyncHandlerFn<'a>>::Future
+{
+    /// The future the function returns.
+    type Future: Future<Output = Result<(), Self::Error>> + Send + 'a;
+    /// The future's error.
+    type Error;
+}
+
+impl<'a, F, Fut, E> AsyncHandlerFn<'a> for F
 where
-    F: Fn(&PayoutCallback) -> Fut + Sync,
-    Fut: Future<Output = Result<(), E>> + Send,
-    E: Display,
+    F: Fn(&'a PayoutCallback) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'a,
+{
+    type Future = Fut;
+    type Error = E;
+}
+
+impl<F, E> AsyncCallbackHandler for F
+where
+    F: for<'a> AsyncHandlerFn<'a, Error = E> + Sync,
+    E: Display + Into<BoxError>,
 {
     type Error = E;
 
@@ -131,27 +311,7 @@ where
 
 /// A shared handler: the host keeps a handle on it (to read its state, say) while the
 /// verifier or a framework route calls it.
-///
-/// # Example
-///
-/// ```
-/// use std::sync::Arc;
-/// use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback};
-///
-/// struct Ledger;
-///
-/// impl AsyncCallbackHandler for Ledger {
-///     type Error = std::io::Error;
-///     async fn handle(&self, _: &PayoutCallback) -> Result<(), Self::Error> {
-///         Ok(())
-///     }
-/// }
-///
-/// fn is_handler<H: AsyncCallbackHandler>(_: &H) {}
-/// let ledger = Arc::new(Ledger);
-/// is_handler(&Arc::clone(&ledger));
-/// ```
-impl<H: AsyncCallbackHandler + Send + ?Sized> AsyncCallbackHandler for std::sync::Arc<H> {
+impl<H: AsyncCallbackHandler + Send + ?Sized> AsyncCallbackHandler for Arc<H> {
     type Error = H::Error;
 
     fn handle(

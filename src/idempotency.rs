@@ -231,8 +231,8 @@ pub enum Claim {
     Conflict,
 }
 
-/// A store's failure, of whatever type the store uses.
-pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
+/// A store's failure, of whatever type the store uses (a [`BoxError`](crate::BoxError)).
+pub type StoreError = crate::BoxError;
 
 /// Remembers which deliveries were handled, so that each is handled once.
 ///

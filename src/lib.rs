@@ -91,17 +91,20 @@ mod params;
 mod reply;
 mod sign;
 mod status;
+pub mod testing;
 mod verifier;
 
 pub use callback::PayoutCallback;
-pub use error::Error;
-pub use handler::{AsyncCallbackHandler, CallbackHandler};
+pub use error::{BoxError, Cause, Error, StoreOperation};
+pub use handler::{
+    AsyncCallbackHandler, AsyncHandlerFn, CallbackHandler, HandlerFn, async_handler_fn, handler_fn,
+};
 pub use idempotency::{
     AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DEFAULT_CLAIM_LEASE,
     DEFAULT_MEMORY_STORE_CAPACITY, DeliveryKey, Fingerprint, IdempotencyStore,
     MemoryIdempotencyStore, StoreError,
 };
 pub use reply::{CONTENT_TYPE, Reply, SUCCESS_ACK};
-pub use sign::{Omission, SigningText, sign, verify_sign};
+pub use sign::{Omission, SigningText, sign, sign_body, verify_sign};
 pub use status::CallbackStatus;
 pub use verifier::{DEFAULT_FUTURE_SKEW, DEFAULT_MAX_BODY_BYTES, Verifier, verify_and_parse};

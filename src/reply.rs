@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::Error;
+use crate::{DeliveryKey, Error};
 
 /// The only reply body Cregis counts as a successful delivery.
 pub const SUCCESS_ACK: &str = "success";
@@ -37,11 +37,13 @@ pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// assert!(Reply::ack().is_ack());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a reply must be sent back: Cregis counts a delivery as done only on `success`"]
 pub struct Reply {
     status: u16,
     body: Cow<'static, str>,
     error: Option<Error>,
     duplicate: bool,
+    delivery: Option<DeliveryKey>,
 }
 
 impl Reply {
@@ -60,6 +62,7 @@ impl Reply {
             body: Cow::Borrowed(SUCCESS_ACK),
             error: None,
             duplicate: false,
+            delivery: None,
         }
     }
 
@@ -152,14 +155,35 @@ impl Reply {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{Error, Reply};
+    /// use cregis_payout_callback::{Cause, Error, Reply};
     ///
-    /// let reply = Reply::from(Error::HandlerFailed { message: "database is down".into() });
+    /// let reply = Reply::from(Error::HandlerFailed { cause: Cause::new("database is down"), release_failure: None });
     /// assert_eq!(reply.body(), "internal error");
     /// assert_eq!(reply.error().unwrap().to_string(), "handler failed: database is down");
     /// ```
     pub fn error(&self) -> Option<&Error> {
         self.error.as_ref()
+    }
+
+    /// The fact this reply is about, once the callback was verified and read: set on every
+    /// reply from [`Verifier::process`](crate::Verifier::process) after parsing (handled,
+    /// duplicate, in progress, conflicting, failed), `None` before (a forgery, a malformed
+    /// body). For logging without parsing the body again.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{PayoutCallback, Verifier, testing::CallbackBuilder};
+    ///
+    /// let verifier = Verifier::new("fake-api-key-for-docs")?;
+    /// let body = CallbackBuilder::new().cid(1391751691788288).body("fake-api-key-for-docs")?;
+    /// let reply = verifier.process(body.as_bytes(), &|_: &PayoutCallback| Err::<(), _>("database is down"));
+    /// assert_eq!(reply.delivery().unwrap().to_string(), "1382528827416576/1391751691788288/6");
+    /// assert_eq!(verifier.process(b"{}", &|_: &PayoutCallback| Ok::<(), String>(())).delivery(), None);
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    pub fn delivery(&self) -> Option<DeliveryKey> {
+        self.delivery
     }
 }
 
@@ -177,6 +201,14 @@ impl Reply {
         Reply {
             error: Some(error),
             ..Reply::ack()
+        }
+    }
+
+    /// This reply, about the fact `key`.
+    pub(crate) fn about(self, key: DeliveryKey) -> Reply {
+        Reply {
+            delivery: Some(key),
+            ..self
         }
     }
 }
@@ -197,6 +229,7 @@ impl From<Error> for Reply {
             body,
             error: Some(error),
             duplicate: false,
+            delivery: None,
         }
     }
 }

@@ -52,6 +52,37 @@ pub fn sign(params: &Map<String, Value>, api_key: &str) -> Result<String, Error>
     Ok(hex::encode(digest(&params, api_key)))
 }
 
+/// Computes the signature Cregis would put in `sign` for a raw JSON body, exactly as a
+/// [`Verifier`](crate::Verifier) checks it: numbers signed as written (`1.10` stays `1.10`),
+/// strings decoded, unknown fields included, `null` and `""` left out. A `sign` already in the
+/// body is left out, like in the signature.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{Error, sign_body};
+///
+/// // The published vector, as a body.
+/// let body = br#"{"pid":1382528827416576,"currency":"195@195","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+///   "amount":"1.1","remark":"payout","third_party_id":"c9231e604da54469a735af3f449c880f",
+///   "callback_url":"http://192.168.2.29:9099/callback","nonce":"hwlkk6","timestamp":1688004243314}"#;
+/// assert_eq!(sign_body(body, "f502a9ac9ca54327986f29c03b271491")?, "d6eef2de79e39f434a38efb910213ba6");
+/// assert_eq!(sign_body(br#"{"a":1,"a":2}"#, "fake-key"), Err(Error::DuplicateKey { key: "a".into() }));
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::EmptyApiKey`] or [`Error::ApiKeyWhitespace`] for a bad key, and the body errors of
+/// [`Verifier::verify`](crate::Verifier::verify) before the signature check:
+/// [`Error::InvalidJson`], [`Error::NotAnObject`], [`Error::DuplicateKey`],
+/// [`Error::NestedValue`].
+pub fn sign_body(body: &[u8], api_key: &str) -> Result<String, Error> {
+    check_api_key(api_key)?;
+    let params = Params::from_body(body)?;
+    Ok(hex::encode(digest(&params, api_key)))
+}
+
 /// Checks `params["sign"]` against a signature of the other parameters.
 ///
 /// This is the check for hosts that already hold the callback as a map. Given the raw body,
@@ -209,10 +240,14 @@ impl SigningText {
     }
 }
 
-/// Refuses an API key that is empty or only whitespace.
+/// Refuses an API key that is empty or only whitespace, or has whitespace around it.
 pub(crate) fn check_api_key(api_key: &str) -> Result<(), Error> {
-    if api_key.trim().is_empty() {
+    let trimmed = api_key.trim();
+    if trimmed.is_empty() {
         return Err(Error::EmptyApiKey);
+    }
+    if trimmed.len() != api_key.len() {
+        return Err(Error::ApiKeyWhitespace);
     }
     Ok(())
 }

@@ -8,11 +8,13 @@ use crate::Error;
 
 /// The status of a payout, as the integer code Cregis sends in `status`.
 ///
-/// A payout callback normally carries one of the four final outcomes
+/// Cregis's callback page lists four outcomes a payout callback reports
 /// ([`SignatureRejected`](Self::SignatureRejected), [`ApprovalRejected`](Self::ApprovalRejected),
 /// [`TransactionSuccessful`](Self::TransactionSuccessful),
-/// [`TransactionFailed`](Self::TransactionFailed)), but the documented example carries
+/// [`TransactionFailed`](Self::TransactionFailed)), but its own example carries
 /// [`PendingApproval`](Self::PendingApproval), so every documented code is accepted.
+/// [`is_final`](Self::is_final) counts a fifth final state, the payout lifecycle's
+/// [`ApprovalCancelled`](Self::ApprovalCancelled), which that page does not list.
 ///
 /// # Example
 ///

@@ -9,8 +9,9 @@ use crate::idempotency::Store;
 use crate::params::Params;
 use crate::sign::{check_api_key, verify_params};
 use crate::{
-    AsyncCallbackHandler, AsyncIdempotencyStore, Attempt, CallbackHandler, Claim,
+    AsyncCallbackHandler, AsyncIdempotencyStore, Attempt, CallbackHandler, Cause, Claim,
     DEFAULT_CLAIM_LEASE, Error, Fingerprint, IdempotencyStore, PayoutCallback, Reply, StoreError,
+    StoreOperation,
 };
 
 /// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
@@ -479,9 +480,7 @@ impl Verifier {
                 return reply;
             }
         }
-        let outcome = handler
-            .handle(&delivery.callback)
-            .map_err(|e| e.to_string());
+        let outcome = handler.handle(&delivery.callback).map_err(Cause::new);
         let settled = claim.map(|(store, attempt)| {
             let store = store.blocking()?;
             match outcome {
@@ -489,7 +488,7 @@ impl Verifier {
                 Err(_) => store.release(attempt),
             }
         });
-        settle(outcome, settled)
+        settle(&delivery.callback, outcome, settled)
     }
 
     /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
@@ -556,10 +555,7 @@ impl Verifier {
                     return reply;
                 }
             }
-            let outcome = handler
-                .handle(&delivery.callback)
-                .await
-                .map_err(|e| e.to_string());
+            let outcome = handler.handle(&delivery.callback).await.map_err(Cause::new);
             let settled = match claim {
                 None => None,
                 Some((store, attempt)) => Some(match outcome {
@@ -567,7 +563,7 @@ impl Verifier {
                     Err(_) => store.release(attempt).await,
                 }),
             };
-            settle(outcome, settled)
+            settle(&delivery.callback, outcome, settled)
         }
     }
 
@@ -651,33 +647,41 @@ struct Delivery {
 /// What the store found when `attempt` claimed its key: `Ok` to go on to the handler, or the
 /// reply to send without calling it.
 fn claimed(attempt: &Attempt, found: Result<Claim, StoreError>) -> Result<(), Reply> {
-    match found {
-        Ok(Claim::Claimed) => Ok(()),
-        Ok(Claim::AlreadyDone) => Err(Reply::duplicate()),
-        Ok(Claim::InProgress) => Err(Error::DeliveryInProgress.into()),
-        Ok(Claim::Conflict) => Err(Error::ConflictingDelivery { key: attempt.key }.into()),
-        Err(e) => Err(Error::Store {
-            message: e.to_string(),
+    let refusal = match found {
+        Ok(Claim::Claimed) => return Ok(()),
+        Ok(Claim::AlreadyDone) => Reply::duplicate(),
+        Ok(Claim::InProgress) => Error::DeliveryInProgress.into(),
+        Ok(Claim::Conflict) => Error::ConflictingDelivery { key: attempt.key }.into(),
+        Err(e) => Error::Store {
+            operation: StoreOperation::Claim,
+            cause: Cause::new(e),
         }
-        .into()),
-    }
+        .into(),
+    };
+    Err(refusal.about(attempt.key))
 }
 
-/// The reply for the handler's `outcome`, once its claim (if any) was completed or released
-/// with the result `settled`.
-fn settle(outcome: Result<(), String>, settled: Option<Result<(), StoreError>>) -> Reply {
-    match (outcome, settled) {
+/// The reply for the handler's `outcome` on `callback`, once its claim (if any) was completed
+/// or released with the result `settled`.
+fn settle(
+    callback: &PayoutCallback,
+    outcome: Result<(), Cause>,
+    settled: Option<Result<(), StoreError>>,
+) -> Reply {
+    let reply = match (outcome, settled) {
         (Ok(()), None | Some(Ok(()))) => Reply::ack(),
         // The effect happened: acknowledge it, and let the host log the failure.
         (Ok(()), Some(Err(e))) => Reply::ack_with(Error::Store {
-            message: format!("handled, but not recorded as done: {e}"),
+            operation: StoreOperation::Complete,
+            cause: Cause::new(e),
         }),
-        (Err(message), None | Some(Ok(()))) => Error::HandlerFailed { message }.into(),
-        (Err(message), Some(Err(e))) => Error::HandlerFailed {
-            message: format!("{message}; releasing its claim failed too: {e}"),
+        (Err(cause), settled) => Error::HandlerFailed {
+            cause,
+            release_failure: settled.and_then(Result::err).map(Cause::new),
         }
         .into(),
-    }
+    };
+    reply.about(callback.delivery_key())
 }
 
 impl fmt::Debug for Verifier {

@@ -13,7 +13,7 @@ use common::{
     signed_pairs, verifier, with_field, without_field,
 };
 use cregis_payout_callback::{
-    Error, PayoutCallback, Verifier, sign, verify_and_parse, verify_sign,
+    Cause, Error, PayoutCallback, Verifier, sign, verify_and_parse, verify_sign,
 };
 use serde_json::{Map, Value, json};
 
@@ -939,7 +939,8 @@ fn every_variant_is_produced_by_some_input() {
         invalid_field("", ""),
         Error::UnknownStatus { code: 0 },
         Error::HandlerFailed {
-            message: String::new(),
+            cause: Cause::new(""),
+            release_failure: None,
         },
     ];
     let produced: HashSet<_> = one_of_each().iter().map(discriminant).collect();

@@ -8,10 +8,11 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{DOC_EXAMPLE, KEY, example_with_status, signed_body, signed_example};
+use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, signed_example};
 use cregis_payout_callback::{
-    Attempt, CallbackStatus, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Error, Fingerprint,
-    IdempotencyStore, MemoryIdempotencyStore, PayoutCallback, Reply, StoreError, Verifier,
+    Attempt, CallbackStatus, Cause, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Error, Fingerprint,
+    IdempotencyStore, MemoryIdempotencyStore, PayoutCallback, Reply, StoreError, StoreOperation,
+    Verifier,
 };
 
 /// `timestamp` of the documented example.
@@ -65,7 +66,7 @@ fn a_repeated_delivery_is_acknowledged_without_handling_it_again() {
         delivery("bbbbbb", SENT_MS + 86_400_000).as_bytes(),
         &counting(&calls),
     );
-    assert_eq!(first, Reply::ack());
+    assert_handled(&first);
     assert_duplicate(&again);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -98,7 +99,7 @@ fn a_delivery_in_progress_elsewhere_gets_409_and_is_not_handled() {
         assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
         Ok(())
     };
-    assert_eq!(verifier.process(body.as_bytes(), &reentrant), Reply::ack());
+    assert_handled(&verifier.process(body.as_bytes(), &reentrant));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
@@ -119,10 +120,11 @@ fn a_failing_handler_releases_the_claim_so_a_re_push_succeeds() {
     assert_eq!(
         first.error(),
         Some(&Error::HandlerFailed {
-            message: "database is down".into()
+            cause: Cause::new("database is down"),
+            release_failure: None,
         })
     );
-    assert_eq!(verifier.process(body.as_bytes(), &flaky), Reply::ack());
+    assert_handled(&verifier.process(body.as_bytes(), &flaky));
     assert_duplicate(&verifier.process(body.as_bytes(), &flaky));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -150,10 +152,7 @@ fn a_panicking_handler_leaves_its_claim_in_progress() {
     };
     assert_eq!(store.claims_in_progress()[0].key, key);
     assert!(store.release_claim(&key));
-    assert_eq!(
-        verifier.process(body.as_bytes(), &counting(&calls)),
-        Reply::ack()
-    );
+    assert_handled(&verifier.process(body.as_bytes(), &counting(&calls)));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -258,7 +257,8 @@ fn a_failing_store_fails_closed_without_calling_the_handler() {
     assert_eq!(
         reply.error(),
         Some(&Error::Store {
-            message: "connection refused".into()
+            operation: StoreOperation::Claim,
+            cause: Cause::new("connection refused"),
         })
     );
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -277,7 +277,8 @@ fn a_handled_delivery_the_store_cannot_record_is_still_acknowledged() {
     assert_eq!(
         reply.error(),
         Some(&Error::Store {
-            message: "handled, but not recorded as done: disk full".into()
+            operation: StoreOperation::Complete,
+            cause: Cause::new("disk full"),
         })
     );
 }
@@ -296,7 +297,8 @@ fn a_failed_release_is_reported_with_the_handler_failure() {
     assert_eq!(
         reply.error(),
         Some(&Error::HandlerFailed {
-            message: "boom; releasing its claim failed too: still disk full".into()
+            cause: Cause::new("boom"),
+            release_failure: Some(Cause::new("still disk full")),
         })
     );
     assert_eq!(store.released.lock().unwrap().len(), 1);

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{DOC_EXAMPLE, KEY, example_with_status, signed_body, with_field};
+use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, with_field};
 use cregis_payout_callback::{
-    AsyncIdempotencyStore, Attempt, CallbackStatus, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Error,
-    Fingerprint, IdempotencyStore, MemoryIdempotencyStore, PayoutCallback, Reply, StoreError,
-    Verifier,
+    AsyncIdempotencyStore, Attempt, CallbackStatus, Cause, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey,
+    Error, Fingerprint, IdempotencyStore, MemoryIdempotencyStore, PayoutCallback, Reply,
+    StoreError, StoreOperation, Verifier,
 };
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -92,7 +92,8 @@ fn a_panicked_claim_holds_exactly_for_its_lease_then_the_next_delivery_takes_it_
     // Just past it, the delivery takes the claim over and is handled.
     let just_past = t0() + LEASE + Duration::from_nanos(1);
     let (reply, ran) = deliver_at(&verifier, &body, just_past);
-    assert_eq!((reply, ran), (Reply::ack(), true));
+    assert_handled(&reply);
+    assert!(ran);
     // Then it is done: a duplicate, whenever it comes.
     let (reply, ran) = deliver_at(&verifier, &body, just_past + LEASE * 100);
     assert_duplicate(&reply);
@@ -114,7 +115,8 @@ fn a_dropped_async_delivery_recovers_after_its_lease() {
     let (reply, ran) = deliver_at(&verifier, &body, t0() + LEASE);
     assert_eq!((reply.status_code(), ran), (409, false));
     let (reply, ran) = deliver_at(&verifier, &body, t0() + LEASE + Duration::from_nanos(1));
-    assert_eq!((reply, ran), (Reply::ack(), true));
+    assert_handled(&reply);
+    assert!(ran);
 }
 
 #[test]
@@ -133,7 +135,9 @@ fn the_lease_defaults_to_five_minutes() {
     let at_end = t0() + Duration::from_secs(300);
     assert_eq!(deliver_at(&verifier, &body, at_end).0.status_code(), 409);
     let past = at_end + Duration::from_nanos(1);
-    assert_eq!(deliver_at(&verifier, &body, past), (Reply::ack(), true));
+    let (reply, ran) = deliver_at(&verifier, &body, past);
+    assert_handled(&reply);
+    assert!(ran);
 }
 
 /// A store around the memory store whose `complete` fails.
@@ -165,7 +169,8 @@ fn a_failed_complete_is_acknowledged_and_its_claim_lasts_until_the_lease_ends() 
     assert_eq!(
         reply.error(),
         Some(&Error::Store {
-            message: "handled, but not recorded as done: disk full".into()
+            operation: StoreOperation::Complete,
+            cause: Cause::new("disk full"),
         })
     );
     // Not recorded as done: the claim holds off re-deliveries for its lease...
@@ -182,7 +187,7 @@ fn a_failed_complete_is_acknowledged_and_its_claim_lasts_until_the_lease_ends() 
 fn the_same_fact_with_other_content_is_a_conflict_neither_handled_nor_acknowledged() {
     let store = Arc::new(MemoryIdempotencyStore::default());
     let verifier = verifier_with(&store);
-    assert_eq!(deliver_at(&verifier, &success_body(), t0()).0, Reply::ack());
+    assert_handled(&deliver_at(&verifier, &success_body(), t0()).0);
 
     for (field, raw) in [
         ("amount", r#""2.2""#),
@@ -213,7 +218,7 @@ fn the_same_fact_with_other_content_is_a_conflict_neither_handled_nor_acknowledg
 fn a_re_push_with_fresh_nonce_timestamp_or_number_spelling_is_the_same_content() {
     let store = Arc::new(MemoryIdempotencyStore::default());
     let verifier = verifier_with(&store);
-    assert_eq!(deliver_at(&verifier, &success_body(), t0()).0, Reply::ack());
+    assert_handled(&deliver_at(&verifier, &success_body(), t0()).0);
     let fresh = with_field(&example_with_status("6"), "nonce", r#""zzzzzz""#);
     let fresh = with_field(&fresh, "timestamp", "1787850657960");
     // Some Java back ends send 64-bit integers as strings: the signed text is the same.
@@ -241,7 +246,7 @@ fn other_content_while_the_first_is_in_progress_is_a_conflict_too() {
         Ok(())
     };
     let reply = verifier.process_at(success_body().as_bytes(), &reentrant, t0());
-    assert_eq!(reply, Reply::ack());
+    assert_handled(&reply);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
@@ -387,7 +392,7 @@ fn verifier_clones_share_their_store() {
     let store = Arc::new(MemoryIdempotencyStore::default());
     let verifier = verifier_with(&store);
     let clone = verifier.clone();
-    assert_eq!(deliver_at(&clone, &success_body(), t0()).0, Reply::ack());
+    assert_handled(&deliver_at(&clone, &success_body(), t0()).0);
     assert_duplicate(&deliver_at(&verifier, &success_body(), t0()).0);
 }
 
@@ -451,7 +456,7 @@ async fn an_async_store_does_not_block_a_current_thread_runtime() {
     let body = success_body();
     let reply = verifier.process_async(body.as_bytes(), &handler).await;
     let during = ticks.load(Ordering::SeqCst) - before;
-    assert_eq!(reply, Reply::ack());
+    assert_handled(&reply);
     // claim and complete, each yielding twice: the other task ran meanwhile.
     assert_eq!(store.operations.load(Ordering::SeqCst), 2);
     assert!(during >= 2, "the other task ran {during} times");
@@ -471,7 +476,8 @@ fn a_synchronous_process_refuses_an_async_store_without_calling_the_handler() {
     assert_eq!(
         reply.error(),
         Some(&Error::Store {
-            message: "the idempotency store is async: call process_async, not process".into()
+            operation: StoreOperation::Claim,
+            cause: Cause::new("the idempotency store is async: call process_async, not process"),
         })
     );
 }

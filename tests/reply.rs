@@ -8,10 +8,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{
-    DOC_EXAMPLE, KEY, example_with_status, signed_body, signed_example, verifier, with_field,
+    DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, signed_example, verifier,
+    with_field,
 };
 use cregis_payout_callback::{
-    CallbackHandler, CallbackStatus, Error, PayoutCallback, Reply, SUCCESS_ACK, Verifier,
+    CallbackHandler, CallbackStatus, Cause, Error, PayoutCallback, Reply, SUCCESS_ACK, Verifier,
 };
 
 /// A closure handler that records every callback it sees and succeeds.
@@ -35,7 +36,7 @@ fn authentic_callback_is_acknowledged_and_handled() {
     assert_eq!(reply.body(), SUCCESS_ACK);
     assert!(reply.is_ack());
     assert_eq!(reply.error(), None);
-    assert_eq!(reply, Reply::ack());
+    assert_handled(&reply);
 
     let expected = verifier().verify_and_parse(body.as_bytes()).unwrap();
     assert_eq!(*seen.borrow(), [expected]);
@@ -229,7 +230,8 @@ fn failing_handler_is_500_with_a_generic_body() {
     assert_eq!(
         reply.error(),
         Some(&Error::HandlerFailed {
-            message: "database is down: connection refused".to_owned()
+            cause: Cause::new("database is down: connection refused"),
+            release_failure: None,
         })
     );
     // The handler's text is for the host's logs, not for Cregis.
@@ -237,29 +239,53 @@ fn failing_handler_is_500_with_a_generic_body() {
 }
 
 #[test]
-fn handler_error_type_only_needs_display() {
-    struct Opaque;
+fn the_handlers_own_error_is_the_source_and_a_message_is_enough() {
+    use std::error::Error as _;
+
+    #[derive(Debug, PartialEq)]
+    struct Opaque(u32);
     impl fmt::Display for Opaque {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("opaque failure")
+            write!(f, "opaque failure {}", self.0)
         }
     }
+    impl std::error::Error for Opaque {}
+
     let reply = verifier().process(signed_example().as_bytes(), &|_: &PayoutCallback| {
-        Err::<(), _>(Opaque)
+        Err::<(), _>(Opaque(7))
     });
+    let error = reply.error().unwrap();
+    assert_eq!(error.to_string(), "handler failed: opaque failure 7");
+    // The host gets its own error back, from `source()` or from the cause.
+    assert_eq!(error.source().unwrap().downcast_ref(), Some(&Opaque(7)));
+    let Error::HandlerFailed {
+        cause,
+        release_failure,
+    } = error
+    else {
+        panic!("{error:?}")
+    };
     assert_eq!(
-        reply.error(),
-        Some(&Error::HandlerFailed {
-            message: "opaque failure".to_owned()
-        })
+        (cause.downcast_ref(), release_failure),
+        (Some(&Opaque(7)), &None)
     );
+
     let reply = verifier().process(signed_example().as_bytes(), &|_: &PayoutCallback| {
         Err::<(), _>(std::io::Error::other("disk full"))
     });
     assert_eq!(reply.status_code(), 500);
+    let source = reply.error().unwrap().source().unwrap();
+    assert_eq!(
+        source.downcast_ref::<std::io::Error>().unwrap().to_string(),
+        "disk full"
+    );
+    // A plain message is a handler error too.
+    let reply = verifier().process(signed_example().as_bytes(), &|_: &PayoutCallback| {
+        Err::<(), _>(format!("row {} is locked", 42))
+    });
     assert_eq!(
         reply.error().map(ToString::to_string).as_deref(),
-        Some("handler failed: disk full")
+        Some("handler failed: row 42 is locked")
     );
 }
 
@@ -287,7 +313,8 @@ fn no_non_ack_reply_says_success() {
         verifier().process(signed_example().as_bytes(), &failing),
         Reply::from(Error::EmptyApiKey),
         Reply::from(Error::HandlerFailed {
-            message: "success".to_owned(),
+            cause: Cause::new("success"),
+            release_failure: None,
         }),
     ];
     for reply in &replies {
@@ -319,7 +346,8 @@ fn reply_from_error_uses_its_status_and_message() {
     for error in [
         Error::EmptyApiKey,
         Error::HandlerFailed {
-            message: "secret detail".to_owned(),
+            cause: Cause::new("secret detail"),
+            release_failure: None,
         },
     ] {
         let reply = Reply::from(error.clone());
@@ -342,6 +370,8 @@ impl fmt::Display for LedgerFull {
         f.write_str("ledger is full")
     }
 }
+
+impl std::error::Error for LedgerFull {}
 
 impl CallbackHandler for Ledger {
     type Error = LedgerFull;
@@ -383,7 +413,8 @@ fn struct_handler_works_too() {
     assert_eq!(
         reply.error(),
         Some(&Error::HandlerFailed {
-            message: "ledger is full".to_owned()
+            cause: Cause::new("ledger is full"),
+            release_failure: None,
         })
     );
 
@@ -410,7 +441,8 @@ fn handler_can_be_a_named_function() {
     assert_eq!(
         verifier.process(failed.as_bytes(), &handle).error(),
         Some(&Error::HandlerFailed {
-            message: "not paid: transaction failed".to_owned()
+            cause: Cause::new("not paid: transaction failed"),
+            release_failure: None,
         })
     );
 }

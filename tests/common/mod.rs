@@ -110,6 +110,22 @@ pub fn signed_example() -> String {
 // properties). The helpers above are unchanged.
 // ---------------------------------------------------------------------------------------------
 
+/// Asserts that `reply` acknowledges a delivery handled just now: 200 `success`, no error
+/// to log, not a duplicate.
+#[track_caller]
+pub fn assert_handled(reply: &cregis_payout_callback::Reply) {
+    assert_eq!(
+        (
+            reply.status_code(),
+            reply.body(),
+            reply.error(),
+            reply.is_duplicate()
+        ),
+        (200, "success", None, false),
+        "{reply:?}"
+    );
+}
+
 /// A verifier for [`KEY`] with default settings.
 #[track_caller]
 pub fn verifier() -> cregis_payout_callback::Verifier {
