@@ -15,9 +15,8 @@
 
 use std::io::{self, Read, Write};
 
-use cregis_payout_callback::{SigningText, Verifier, sign};
-use md5::{Digest, Md5};
-use serde_json::{Map, Value};
+use cregis_payout_callback::testing::CallbackBuilder;
+use cregis_payout_callback::{Error, SigningText, Verifier, sign_body};
 
 /// Writes the explanation of `body` to `out`; returns whether the body verifies.
 ///
@@ -51,7 +50,13 @@ pub fn explain(body: &[u8], api_key: &str, out: &mut impl Write) -> io::Result<b
     for (key, why) in &signing.omitted {
         writeln!(out, "left out: {key:?} ({why})")?;
     }
-    let expected = hex::encode(Md5::digest(format!("{api_key}{}", signing.text)));
+    let expected = match sign_body(body, api_key) {
+        Ok(expected) => expected,
+        Err(e) => {
+            writeln!(out, "cannot sign: {e}")?;
+            return Ok(false);
+        }
+    };
     writeln!(
         out,
         "sign received: {}",
@@ -71,17 +76,14 @@ pub fn explain(body: &[u8], api_key: &str, out: &mut impl Write) -> io::Result<b
     Ok(verdict.is_ok())
 }
 
-/// `body` with its `sign` replaced by the correct one.
+/// `body` with its `sign` replaced by the correct one: every other field as written (numbers
+/// keep their exact text), in the same order, `sign` last.
 ///
 /// # Errors
 ///
-/// The body is not a flat JSON object, or the key is empty.
-pub fn signed(body: &[u8], api_key: &str) -> Result<String, Box<dyn std::error::Error>> {
-    let mut params: Map<String, Value> = serde_json::from_slice(body)?;
-    params.remove("sign");
-    let signature = sign(&params, api_key)?;
-    params.insert("sign".into(), signature.into());
-    Ok(serde_json::to_string_pretty(&params)?)
+/// The body is not a flat JSON object with each key once, or the key is unusable.
+pub fn signed(body: &[u8], api_key: &str) -> Result<String, Error> {
+    CallbackBuilder::from_body(body)?.body(api_key)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

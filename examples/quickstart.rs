@@ -2,8 +2,8 @@
 //!
 //! Run with `cargo run --example quickstart`.
 
-use cregis_payout_callback::{PayoutCallback, Verifier, sign};
-use serde_json::{Value, json};
+use cregis_payout_callback::testing::CallbackBuilder;
+use cregis_payout_callback::{PayoutCallback, Verifier};
 
 /// An obviously fake key; a real one comes from your Cregis project settings.
 const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
@@ -26,8 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     };
 
-    // Cregis's side: the documented example, signed with the demo key.
-    let body = sample_body()?;
+    // Cregis's side: a successful payout callback in the documented field order (the crate's
+    // test kit), signed with the demo key.
+    let body = CallbackBuilder::new().body(DEMO_API_KEY)?;
     println!("callback body: {body}");
     let reply = verifier.process(body.as_bytes(), &handler);
     println!("reply: {} {}", reply.status_code(), reply.body());
@@ -45,31 +46,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-/// The documented callback example (which has status 0) with status 6, signed as Cregis would
-/// sign it.
-fn sample_body() -> Result<String, Box<dyn std::error::Error>> {
-    let Value::Object(mut params) = json!({
-        "pid": 1382528827416576u64,
-        "cid": 1391751691788288u64,
-        "address": "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
-        "chain_id": "195",
-        "token_id": "195",
-        "currency": "TRX",
-        "amount": "1.1",
-        "third_party_id": "1e0fb3a0a9454ad8928d26b592e8b3c7",
-        "remark": "payout",
-        "status": 6,
-        "txid": "6dd05b0972075542219a3fcc116c58feaf9480f1f698cc46c4367ded83955cfd",
-        "block_height": "34527604",
-        "block_time": 1686814482000u64,
-        "nonce": "ubqso3",
-        "timestamp": 1687850657960u64
-    }) else {
-        unreachable!("a JSON object literal")
-    };
-    let signature = sign(&params, DEMO_API_KEY)?;
-    params.insert("sign".to_owned(), Value::String(signature));
-    Ok(serde_json::to_string(&params)?)
 }

@@ -1,20 +1,26 @@
 //! Plays Cregis: builds a realistic payout callback, signs it, POSTs it, prints the reply.
 //!
 //! ```sh
-//! cargo run --example simulate -- [URL] [--tamper] [--status N] [--amount X] [--memo M] [--id ID]
+//! cargo run --example simulate -- [URL] [--tamper] [--status N] [--amount X] [--memo M]
+//!                                 [--id ID] [--cid N] [--repeat N]
 //! ```
 //!
-//! URL defaults to the axum example's endpoint. The key comes from `CREGIS_API_KEY` (the
-//! examples' fake demo key if unset). `--tamper` changes the amount after signing, as a forger
-//! would; `--status` picks the outcome (6 successful, 7 failed, 2 or 4 rejected); `--id` the
-//! host's payout id (`third_party_id`, random by default).
+//! URL defaults to the axum example's endpoint. The key comes from `CREGIS_API_KEY`; if it is
+//! unset, the examples' fake demo key is used, and the tool says so. `--tamper` changes the
+//! amount after signing, as a forger would; `--status` picks the status code, any integer
+//! (6 successful, 7 failed, 2 or 4 rejected, others undocumented); `--id` the host's payout
+//! id (`third_party_id`); `--cid` Cregis's payout id, so that a later run re-pushes the same
+//! fact; `--repeat` sends the callback that many times (each with a fresh `nonce` and
+//! `timestamp`, as a console re-push may). Exits with 1 unless every delivery was
+//! acknowledged.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::hash::BuildHasher;
+use std::process::ExitCode;
 
-use cregis_payout_callback::{CallbackStatus, sign};
-use serde_json::{Value, json};
+use cregis_payout_callback::Error;
+use cregis_payout_callback::testing::CallbackBuilder;
+use md5::{Digest, Md5};
 
 /// The axum example's endpoint.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:3000/cregis/payout-callback";
@@ -23,18 +29,22 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:3000/cregis/payout-callback";
 pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
 
 /// What to send.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Where to POST the callback.
     pub url: String,
-    /// The payout's status.
-    pub status: CallbackStatus,
+    /// The payout's status code.
+    pub status: i64,
     /// The amount, as decimal text.
     pub amount: String,
     /// A memo (Ton and Xrp payouts carry one).
     pub memo: Option<String>,
-    /// The host's id of the payout; random if `None`.
+    /// The host's id of the payout; derived from `cid` if `None`.
     pub third_party_id: Option<String>,
+    /// Cregis's id of the payout; random if `None`.
+    pub cid: Option<i64>,
+    /// How many times to send it.
+    pub repeat: u32,
     /// Change the amount after signing.
     pub tamper: bool,
 }
@@ -44,96 +54,120 @@ impl Options {
     ///
     /// # Errors
     ///
-    /// An unknown flag, a flag without its value, or an undocumented status.
+    /// An unknown flag, a flag without its value, or a value that is not a number.
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut options = Options {
             url: DEFAULT_URL.to_owned(),
-            status: CallbackStatus::TransactionSuccessful,
+            status: 6,
             amount: "1.1".to_owned(),
             memo: None,
             third_party_id: None,
+            cid: None,
+            repeat: 1,
             tamper: false,
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value =
                 |name: &str| args.next().cloned().ok_or(format!("{name} needs a value"));
+            let number = |name: &str, text: String| {
+                text.parse::<i64>()
+                    .map_err(|_| format!("{name} needs an integer, not {text:?}"))
+            };
             match arg.as_str() {
                 "--" => {}
                 "--tamper" => options.tamper = true,
-                "--status" => {
-                    let code = value("--status")?;
-                    let code: i32 = code.parse().map_err(|_| format!("bad status {code:?}"))?;
-                    options.status = CallbackStatus::try_from(code).map_err(|e| e.to_string())?;
-                }
+                "--status" => options.status = number("--status", value("--status")?)?,
                 "--amount" => options.amount = value("--amount")?,
                 "--memo" => options.memo = Some(value("--memo")?),
                 "--id" => options.third_party_id = Some(value("--id")?),
+                "--cid" => options.cid = Some(number("--cid", value("--cid")?)?),
+                "--repeat" => {
+                    let n = number("--repeat", value("--repeat")?)?;
+                    options.repeat = u32::try_from(n)
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or("--repeat needs a count of at least 1")?;
+                }
                 flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}")),
                 url => url.clone_into(&mut options.url),
             }
         }
         Ok(options)
     }
+
+    /// The same options with `cid` fixed (drawn at random if unset), so that every delivery
+    /// of this run reports the same fact.
+    #[must_use]
+    pub fn with_fixed_cid(&self) -> Options {
+        let cid = self.cid.unwrap_or_else(|| {
+            let random = RandomState::new().hash_one("cid") % 1_000_000_000;
+            1391751691788288 + i64::try_from(random).unwrap_or(0)
+        });
+        Options {
+            cid: Some(cid),
+            ..self.clone()
+        }
+    }
 }
 
-/// A random-enough number for ids and nonces, from the standard library's hasher keys.
-fn random() -> u64 {
-    RandomState::new().build_hasher().finish()
+/// The API key and what to tell the user about it: `CREGIS_API_KEY`, or the demo key.
+pub fn api_key(from_env: Option<String>) -> (String, String) {
+    match from_env {
+        Some(key) => (key, "signing with the key in CREGIS_API_KEY".to_owned()),
+        None => (
+            DEMO_API_KEY.to_owned(),
+            format!(
+                "CREGIS_API_KEY is not set: signing with the examples' fake demo key \
+                 {DEMO_API_KEY:?} (set CREGIS_API_KEY=<your key> to sign with yours)"
+            ),
+        ),
+    }
 }
 
-/// A signed callback body as Cregis would send it for `options` (tampered after signing if
-/// asked).
+/// The callback `options` describe. Its content depends on `cid` alone (the transaction hash
+/// too), so that sending the same `cid` again re-pushes the same fact; `nonce` and
+/// `timestamp` are fresh.
+pub fn callback(options: &Options) -> CallbackBuilder {
+    let cid = options.cid.unwrap_or(1391751691788288);
+    let third_party_id = options
+        .third_party_id
+        .clone()
+        .unwrap_or_else(|| format!("order-{}", cid % 100_000));
+    let mut builder = CallbackBuilder::new()
+        .cid(cid)
+        .amount(&options.amount)
+        .third_party_id(&third_party_id)
+        .status_code(options.status);
+    builder = if matches!(options.status, 6 | 7) {
+        let txid = |n: u8| hex::encode(Md5::digest(format!("txid-{n}-{cid}")));
+        builder.txid(&format!("{}{}", txid(1), txid(2)))
+    } else {
+        // No transaction was broadcast.
+        builder
+            .remove("txid")
+            .remove("block_height")
+            .remove("block_time")
+    };
+    if let Some(memo) = &options.memo {
+        builder = builder.memo(memo);
+    }
+    builder
+}
+
+/// A signed callback body for `options` (tampered after signing if asked).
 ///
 /// # Errors
 ///
-/// The key is empty, or the clock is before 1970.
-pub fn build_body(options: &Options, api_key: &str) -> Result<String, Box<dyn std::error::Error>> {
-    let now_ms = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
-    let nonce: String = format!("{:x}", random()).chars().take(6).collect();
-    let Value::Object(mut params) = json!({
-        "pid": 1382528827416576u64,
-        "cid": 1391751691788288u64 + random() % 1_000_000,
-        "chain_id": "195",
-        "token_id": "195",
-        "currency": "TRX",
-        "address": "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
-        "amount": options.amount,
-        "third_party_id": options
-            .third_party_id
-            .clone()
-            .unwrap_or_else(|| format!("order-{}", random() % 100_000)),
-        "remark": "payout",
-        "status": options.status.code(),
-        "nonce": nonce,
-        "timestamp": now_ms,
-    }) else {
-        unreachable!("a JSON object literal")
-    };
-    if matches!(
-        options.status,
-        CallbackStatus::TransactionSuccessful | CallbackStatus::TransactionFailed
-    ) {
-        let txid = format!(
-            "{:016x}{:016x}{:016x}{:016x}",
-            random(),
-            random(),
-            random(),
-            random()
-        );
-        params.insert("txid".into(), txid.into());
-        params.insert("block_height".into(), "34527604".into());
-        params.insert("block_time".into(), (now_ms - 3_000).into());
-    }
-    if let Some(memo) = &options.memo {
-        params.insert("memo".into(), memo.clone().into());
-    }
-    let signature = sign(&params, api_key)?;
-    params.insert("sign".into(), signature.into());
-    if options.tamper {
-        params.insert("amount".into(), "1000000".into());
-    }
-    Ok(serde_json::to_string(&params)?)
+/// The key is empty or has whitespace around it.
+pub fn build_body(options: &Options, api_key: &str) -> Result<String, Error> {
+    let builder = callback(options);
+    let sign = builder.sign(api_key)?;
+    Ok(if options.tamper {
+        builder.amount("1000000").body_with_sign(&sign)
+    } else {
+        builder.body_with_sign(&sign)
+    })
 }
 
 /// POSTs `body` to `url` and returns the reply's status and body.
@@ -152,28 +186,55 @@ pub async fn deliver(url: &str, body: String) -> Result<(u16, String), reqwest::
     Ok((status, response.text().await?))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = Options::parse(&args)?;
-    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| DEMO_API_KEY.to_owned());
-    let body = build_body(&options, &api_key)?;
-    println!(
-        "POST {}{}",
-        options.url,
-        if options.tamper {
+/// Whether a reply acknowledges the delivery.
+pub fn acknowledged(status: u16, body: &str) -> bool {
+    status == 200 && body == "success"
+}
+
+/// Sends the callback `options.repeat` times, printing each body and reply; returns how many
+/// were acknowledged.
+///
+/// # Errors
+///
+/// The body could not be signed, or a request could not be sent.
+pub async fn run(options: &Options, api_key: &str) -> Result<u32, Box<dyn std::error::Error>> {
+    let options = options.with_fixed_cid();
+    let mut acked = 0;
+    for _ in 0..options.repeat {
+        let body = build_body(&options, api_key)?;
+        let tampered = if options.tamper {
             " (tampered after signing)"
         } else {
             ""
-        }
-    );
-    println!("{body}");
-    let (status, reply) = deliver(&options.url, body).await?;
-    let verdict = if status == 200 && reply == "success" {
-        "acknowledged"
+        };
+        println!("POST {}{tampered}\n{body}", options.url);
+        let (status, reply) = deliver(&options.url, body).await?;
+        let verdict = if acknowledged(status, &reply) {
+            acked += 1;
+            "acknowledged"
+        } else {
+            "refused"
+        };
+        println!("reply: {status} {reply} ({verdict})");
+    }
+    Ok(acked)
+}
+
+#[tokio::main]
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = Options::parse(&args)?;
+    let (api_key, about_key) = api_key(std::env::var("CREGIS_API_KEY").ok());
+    eprintln!("{about_key}");
+    let acked = run(&options, &api_key).await?;
+    Ok(if acked == options.repeat {
+        ExitCode::SUCCESS
     } else {
-        "refused"
-    };
-    println!("reply: {status} {reply} ({verdict})");
-    Ok(())
+        eprintln!(
+            "{} of {} deliveries were not acknowledged",
+            options.repeat - acked,
+            options.repeat
+        );
+        ExitCode::FAILURE
+    })
 }

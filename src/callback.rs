@@ -105,13 +105,11 @@ impl PayoutCallback {
     /// # Example
     ///
     /// ```
-    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
-    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
-    /// #   "third_party_id":"order-42","status":6,"txid":"6dd0","block_height":"34527604",
-    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
-    /// // `callback` is a verified callback with status 6.
+    /// use cregis_payout_callback::{CallbackStatus, testing::CallbackBuilder};
+    ///
+    /// let callback = CallbackBuilder::new().status(CallbackStatus::TransactionSuccessful).callback()?;
     /// assert!(callback.is_final());
-    /// # Ok::<(), serde_json::Error>(())
+    /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn is_final(&self) -> bool {
         self.status.is_final()
@@ -122,16 +120,59 @@ impl PayoutCallback {
     /// # Example
     ///
     /// ```
-    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
-    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
-    /// #   "third_party_id":"order-42","status":7,"txid":"6dd0","block_height":"34527604",
-    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
-    /// // `callback` is a verified callback with status 7.
+    /// use cregis_payout_callback::{CallbackStatus, testing::CallbackBuilder};
+    ///
+    /// let callback = CallbackBuilder::new().status(CallbackStatus::TransactionFailed).callback()?;
     /// assert!(!callback.is_success());
-    /// # Ok::<(), serde_json::Error>(())
+    /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn is_success(&self) -> bool {
         self.status.is_success()
+    }
+
+    /// The amount as an exact decimal number, never through a float.
+    ///
+    /// The text must be plain decimal notation: an optional `-`, digits, and optionally a `.`
+    /// and more digits (`1.1`, `0.000001`, `-2.50`; the scale is kept). No `+`, exponent,
+    /// separator or space.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use rust_decimal::Decimal;
+    /// use cregis_payout_callback::{Error, testing::CallbackBuilder};
+    ///
+    /// let callback = CallbackBuilder::new().amount("12.000001").callback()?;
+    /// assert_eq!(callback.amount_decimal()?, Decimal::new(12_000_001, 6));
+    /// let odd = CallbackBuilder::new().amount("1e5").callback()?;
+    /// assert_eq!(
+    ///     odd.amount_decimal(),
+    ///     Err(Error::InvalidField { field: "amount", problem: "must be a plain decimal number" })
+    /// );
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidField`] for `amount` when the text is not a plain decimal number, or has
+    /// more digits than a `Decimal` holds exactly (about 28).
+    #[cfg(feature = "rust_decimal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rust_decimal")))]
+    pub fn amount_decimal(&self) -> Result<rust_decimal::Decimal, Error> {
+        let text = &self.amount;
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+        let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !(plain(whole) && plain(fraction)) {
+            return Err(Error::InvalidField {
+                field: "amount",
+                problem: "must be a plain decimal number",
+            });
+        }
+        rust_decimal::Decimal::from_str_exact(text).map_err(|_| Error::InvalidField {
+            field: "amount",
+            problem: "has more digits than a decimal holds exactly",
+        })
     }
 
     /// When Cregis sent the callback (`timestamp`), or `None` if it is out of `SystemTime`'s range.
@@ -140,13 +181,11 @@ impl PayoutCallback {
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
-    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
-    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
-    /// #   "third_party_id":"order-42","status":6,"txid":"6dd0","block_height":"34527604",
-    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
-    /// // `callback.timestamp` is 1687850657960.
+    /// use cregis_payout_callback::testing::CallbackBuilder;
+    ///
+    /// let callback = CallbackBuilder::new().timestamp(1687850657960).callback()?;
     /// assert_eq!(callback.sent_at(), Some(UNIX_EPOCH + Duration::from_millis(1687850657960)));
-    /// # Ok::<(), serde_json::Error>(())
+    /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn sent_at(&self) -> Option<SystemTime> {
         system_time(self.timestamp)
@@ -158,13 +197,11 @@ impl PayoutCallback {
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
-    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
-    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
-    /// #   "third_party_id":"order-42","status":6,"txid":"6dd0","block_height":"34527604",
-    /// #   "block_time":1686814482000,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
-    /// // `callback.block_time` is Some(1686814482000).
+    /// use cregis_payout_callback::testing::CallbackBuilder;
+    ///
+    /// let callback = CallbackBuilder::new().block_time(1686814482000).callback()?;
     /// assert_eq!(callback.block_at(), Some(UNIX_EPOCH + Duration::from_millis(1686814482000)));
-    /// # Ok::<(), serde_json::Error>(())
+    /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn block_at(&self) -> Option<SystemTime> {
         self.block_time.and_then(system_time)

@@ -132,8 +132,10 @@ pub enum Error {
         skew: std::time::Duration,
     },
 
-    /// Another worker is handling a delivery of the same payout and status right now (see
-    /// [`IdempotencyStore`](crate::IdempotencyStore)); the sender should try again later.
+    /// Another worker is handling a delivery of the same payout and status right now, under a
+    /// live lease (see [`IdempotencyStore`](crate::IdempotencyStore)). The delivery is not
+    /// acknowledged: Cregis does not retry on its own, but the other worker's outcome stands,
+    /// and an operator's later re-push is answered from it.
     #[error("the same delivery is being processed")]
     DeliveryInProgress,
 
@@ -316,6 +318,32 @@ impl Error {
     pub(crate) fn unreadable_body(cause: &dyn std::fmt::Display) -> Error {
         Error::InvalidJson {
             reason: format!("the body could not be read: {cause}"),
+        }
+    }
+
+    /// The variant's name, for logs and metrics (`"SignatureMismatch"`).
+    #[cfg(feature = "tracing")]
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Error::EmptyApiKey => "EmptyApiKey",
+            Error::ApiKeyWhitespace => "ApiKeyWhitespace",
+            Error::BodyTooLarge { .. } => "BodyTooLarge",
+            Error::InvalidJson { .. } => "InvalidJson",
+            Error::NotAnObject => "NotAnObject",
+            Error::DuplicateKey { .. } => "DuplicateKey",
+            Error::NestedValue { .. } => "NestedValue",
+            Error::MissingSign => "MissingSign",
+            Error::MalformedSign => "MalformedSign",
+            Error::SignatureMismatch => "SignatureMismatch",
+            Error::InvalidField { .. } => "InvalidField",
+            Error::UnknownStatus { .. } => "UnknownStatus",
+            Error::PidMismatch { .. } => "PidMismatch",
+            Error::TimestampTooOld { .. } => "TimestampTooOld",
+            Error::TimestampInFuture { .. } => "TimestampInFuture",
+            Error::DeliveryInProgress => "DeliveryInProgress",
+            Error::ConflictingDelivery { .. } => "ConflictingDelivery",
+            Error::Store { .. } => "Store",
+            Error::HandlerFailed { .. } => "HandlerFailed",
         }
     }
 

@@ -51,12 +51,12 @@ impl PayoutCallback {
     /// # Example
     ///
     /// ```
-    /// # let callback: cregis_payout_callback::PayoutCallback = serde_json::from_str(r#"{"pid":1,"cid":2,
-    /// #   "chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1",
-    /// #   "third_party_id":"order-42","status":6,"nonce":"ubqso3","timestamp":1687850657960,"sign":"00"}"#)?;
-    /// // `callback` reports that payout 2 of project 1 succeeded.
+    /// use cregis_payout_callback::testing::CallbackBuilder;
+    ///
+    /// // Payout 2 of project 1 succeeded (status 6).
+    /// let callback = CallbackBuilder::new().pid(1).cid(2).callback()?;
     /// assert_eq!(callback.delivery_key().to_string(), "1/2/6");
-    /// # Ok::<(), serde_json::Error>(())
+    /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn delivery_key(&self) -> DeliveryKey {
         DeliveryKey {

@@ -9,22 +9,17 @@
 //! # Quickstart
 //!
 //! ```
-//! use cregis_payout_callback::{PayoutCallback, Verifier};
+//! use cregis_payout_callback::{Verifier, handler_fn};
 //!
 //! // Once, at startup (read the key from your secrets, not from code).
 //! let verifier = Verifier::new("fake-api-key-for-docs")?;
 //!
-//! // For each POST to the callback URL: hand over the raw body bytes.
-//! # let body = cregis_payout_callback::sign(
-//! #     serde_json::json!({"pid":1,"cid":2,"chain_id":"195","token_id":"195","currency":"TRX",
-//! #       "address":"TXsm","amount":"1.1","third_party_id":"order-42","status":6,
-//! #       "nonce":"ubqso3","timestamp":1687850657960u64}).as_object().unwrap(),
-//! #     "fake-api-key-for-docs")
-//! #     .map(|sign| format!(r#"{{"pid":1,"cid":2,"chain_id":"195","token_id":"195","currency":"TRX","address":"TXsm","amount":"1.1","third_party_id":"order-42","status":6,"nonce":"ubqso3","timestamp":1687850657960,"sign":"{sign}"}}"#))?;
-//! let reply = verifier.process(body.as_bytes(), &|callback: &PayoutCallback| {
+//! // For each POST to the callback URL: hand over the raw body bytes (here, a test body).
+//! let body = cregis_payout_callback::testing::CallbackBuilder::new().body("fake-api-key-for-docs")?;
+//! let reply = verifier.process(body.as_bytes(), &handler_fn(|callback| {
 //!     println!("payout {} is now {}", callback.third_party_id, callback.status);
-//!     Ok::<(), std::io::Error>(())
-//! });
+//!     Ok(())
+//! }));
 //! // Answer with reply.status_code() and reply.body().
 //! assert_eq!((reply.status_code(), reply.body()), (200, "success"));
 //! # Ok::<(), cregis_payout_callback::Error>(())
@@ -58,10 +53,14 @@
 //!
 //! Off by default; the core needs no framework and no runtime.
 //!
-//! - `axum`: [`axum::callback_route`](crate::axum), a ready axum route that refuses
+//! - `axum`: `axum::callback_route`, a ready axum route that refuses
 //!   oversized bodies before reading them and runs the handler in a task of its own; an
 //!   extractor; `IntoResponse for Reply`.
 //! - `actix-web`: the same route for actix-web, and `Responder for Reply`.
+//! - `tracing`: one structured event per delivery (outcome, HTTP status, error kind, `pid`,
+//!   `cid`, `status`, duplicate or not), target `cregis_payout_callback`; never the key or an
+//!   expected signature.
+//! - `rust_decimal`: `PayoutCallback::amount_decimal`, the amount as an exact `Decimal`.
 //!
 //! # Scope
 //!
@@ -92,6 +91,7 @@ mod reply;
 mod sign;
 mod status;
 pub mod testing;
+mod trace;
 mod verifier;
 
 pub use callback::PayoutCallback;

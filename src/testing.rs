@@ -30,10 +30,13 @@
 //! ```
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::params::Params;
 use crate::{CallbackStatus, Error, PayoutCallback, sign_body};
@@ -130,6 +133,42 @@ impl CallbackBuilder {
     /// ```
     pub fn empty() -> CallbackBuilder {
         CallbackBuilder { fields: Vec::new() }
+    }
+
+    /// The fields of a raw JSON body, each value's text exactly as written, in body order; a
+    /// `sign` in it is dropped. To re-sign a captured body, or change one field of it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Error, testing::CallbackBuilder};
+    ///
+    /// let captured = br#"{"pid":1382528827416576,"x_ratio":1.10,"amount":"1.1","sign":"0000"}"#;
+    /// let builder = CallbackBuilder::from_body(captured)?;
+    /// assert_eq!(builder.unsigned_body(), r#"{"pid":1382528827416576,"x_ratio":1.10,"amount":"1.1"}"#);
+    /// assert_eq!(
+    ///     CallbackBuilder::from_body(br#"{"a":1,"a":2}"#),
+    ///     Err(Error::DuplicateKey { key: "a".into() })
+    /// );
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What a verifier says of a body it cannot sign: [`Error::InvalidJson`],
+    /// [`Error::NotAnObject`], [`Error::DuplicateKey`], [`Error::NestedValue`].
+    pub fn from_body(body: &[u8]) -> Result<CallbackBuilder, Error> {
+        // The checks (and errors) of verification: syntax, an object, flat, each key once.
+        Params::from_body(body)?;
+        let RawFields(fields) = serde_json::from_slice(body).map_err(|e| Error::InvalidJson {
+            reason: e.to_string(),
+        })?;
+        let fields = fields
+            .into_iter()
+            .filter(|(key, _)| key != "sign")
+            .map(|(key, value)| (key, value.get().to_owned()))
+            .collect();
+        Ok(CallbackBuilder { fields })
     }
 
     /// Sets `key` to the raw JSON text `json`, exactly as written (`"1391751691788288"` for an
@@ -413,6 +452,33 @@ impl CallbackBuilder {
         }
         body.push('}');
         body
+    }
+}
+
+/// A JSON object's members in body order, each value's raw text.
+struct RawFields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for RawFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+
+        impl<'de> Visitor<'de> for Members {
+            type Value = RawFields;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    fields.push(member);
+                }
+                Ok(RawFields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(Members)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::callback::required_integer;
 use crate::idempotency::Store;
 use crate::params::Params;
 use crate::sign::{check_api_key, verify_params};
+use crate::trace;
 use crate::{
     AsyncCallbackHandler, AsyncIdempotencyStore, Attempt, CallbackHandler, Cause, Claim,
     DEFAULT_CLAIM_LEASE, Error, Fingerprint, IdempotencyStore, PayoutCallback, Reply, StoreError,
@@ -29,16 +30,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{PayoutCallback, Verifier};
+/// use cregis_payout_callback::{PayoutCallback, Verifier, testing::CallbackBuilder};
 ///
 /// let verifier = Verifier::new("fake-api-key-for-docs")?;
-/// # let body = cregis_payout_callback::sign(
-/// #     serde_json::json!({"pid":1382528827416576u64,"cid":1391751691788288u64,"chain_id":"195",
-/// #       "token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
-/// #       "amount":"1.1","third_party_id":"order-42","remark":"","status":6,"nonce":"ubqso3",
-/// #       "timestamp":1687850657960u64}).as_object().unwrap(), "fake-api-key-for-docs")
-/// #     .map(|sign| format!(r#"{{"pid":1382528827416576,"cid":1391751691788288,"chain_id":"195","token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS","amount":"1.1","third_party_id":"order-42","remark":"","status":6,"nonce":"ubqso3","timestamp":1687850657960,"sign":"{sign}"}}"#))?;
-/// // `body` is the raw request body of a payout callback.
+/// // The raw request body of a payout callback (here, a test body).
+/// let body = CallbackBuilder::new().body("fake-api-key-for-docs")?;
 /// let reply = verifier.process(body.as_bytes(), &|callback: &PayoutCallback| {
 ///     println!("payout {} is now: {}", callback.third_party_id, callback.status);
 ///     Ok::<(), std::io::Error>(())
@@ -382,16 +378,11 @@ impl Verifier {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{CallbackStatus, Verifier};
+    /// use cregis_payout_callback::{CallbackStatus, Verifier, testing::CallbackBuilder};
     ///
     /// let verifier = Verifier::new("fake-api-key-for-docs")?;
-    /// # let body = cregis_payout_callback::sign(
-    /// #     serde_json::json!({"pid":1382528827416576u64,"cid":1391751691788288u64,"chain_id":"195",
-    /// #       "token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
-    /// #       "amount":"1.1","third_party_id":"order-42","status":6,"nonce":"ubqso3",
-    /// #       "timestamp":1687850657960u64}).as_object().unwrap(), "fake-api-key-for-docs")
-    /// #     .map(|sign| format!(r#"{{"pid":1382528827416576,"cid":1391751691788288,"chain_id":"195","token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS","amount":"1.1","third_party_id":"order-42","status":6,"nonce":"ubqso3","timestamp":1687850657960,"sign":"{sign}"}}"#))?;
-    /// // `body` is the raw request body of a payout callback.
+    /// // The raw request body of a payout callback (here, a test body).
+    /// let body = CallbackBuilder::new().body("fake-api-key-for-docs")?;
     /// let callback = verifier.verify_and_parse(body.as_bytes())?;
     /// assert_eq!(callback.status, CallbackStatus::TransactionSuccessful);
     /// assert_eq!(callback.amount, "1.1");
@@ -469,26 +460,9 @@ impl Verifier {
         handler: &H,
         now: SystemTime,
     ) -> Reply {
-        let delivery = match self.begin(body, now) {
-            Ok(delivery) => delivery,
-            Err(error) => return error.into(),
-        };
-        let claim = delivery.claim.as_ref();
-        if let Some((store, attempt)) = claim {
-            let found = store.blocking().and_then(|store| store.claim(attempt));
-            if let Err(reply) = claimed(attempt, found) {
-                return reply;
-            }
-        }
-        let outcome = handler.handle(&delivery.callback).map_err(Cause::new);
-        let settled = claim.map(|(store, attempt)| {
-            let store = store.blocking()?;
-            match outcome {
-                Ok(()) => store.complete(attempt),
-                Err(_) => store.release(attempt),
-            }
-        });
-        settle(&delivery.callback, outcome, settled)
+        let reply = self.deliver(body, handler, now);
+        trace::delivery(&reply);
+        reply
     }
 
     /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
@@ -545,26 +519,62 @@ impl Verifier {
         now: SystemTime,
     ) -> impl Future<Output = Reply> + Send {
         async move {
-            let delivery = match self.begin(body, now) {
-                Ok(delivery) => delivery,
-                Err(error) => return error.into(),
-            };
-            let claim = delivery.claim.as_ref();
-            if let Some((store, attempt)) = claim {
-                if let Err(reply) = claimed(attempt, store.claim(attempt).await) {
-                    return reply;
-                }
-            }
-            let outcome = handler.handle(&delivery.callback).await.map_err(Cause::new);
-            let settled = match claim {
-                None => None,
-                Some((store, attempt)) => Some(match outcome {
-                    Ok(()) => store.complete(attempt).await,
-                    Err(_) => store.release(attempt).await,
-                }),
-            };
-            settle(&delivery.callback, outcome, settled)
+            let reply = self.deliver_async(body, handler, now).await;
+            trace::delivery(&reply);
+            reply
         }
+    }
+
+    /// [`process_at`](Self::process_at), before the reply is reported.
+    fn deliver<H: CallbackHandler>(&self, body: &[u8], handler: &H, now: SystemTime) -> Reply {
+        let delivery = match self.begin(body, now) {
+            Ok(delivery) => delivery,
+            Err(error) => return error.into(),
+        };
+        let claim = delivery.claim.as_ref();
+        if let Some((store, attempt)) = claim {
+            let found = store.blocking().and_then(|store| store.claim(attempt));
+            if let Err(reply) = claimed(attempt, found) {
+                return reply;
+            }
+        }
+        let outcome = handler.handle(&delivery.callback).map_err(Cause::new);
+        let settled = claim.map(|(store, attempt)| {
+            let store = store.blocking()?;
+            match outcome {
+                Ok(()) => store.complete(attempt),
+                Err(_) => store.release(attempt),
+            }
+        });
+        settle(&delivery.callback, outcome, settled)
+    }
+
+    /// [`process_async_at`](Self::process_async_at), before the reply is reported.
+    async fn deliver_async<H: AsyncCallbackHandler>(
+        &self,
+        body: &[u8],
+        handler: &H,
+        now: SystemTime,
+    ) -> Reply {
+        let delivery = match self.begin(body, now) {
+            Ok(delivery) => delivery,
+            Err(error) => return error.into(),
+        };
+        let claim = delivery.claim.as_ref();
+        if let Some((store, attempt)) = claim {
+            if let Err(reply) = claimed(attempt, store.claim(attempt).await) {
+                return reply;
+            }
+        }
+        let outcome = handler.handle(&delivery.callback).await.map_err(Cause::new);
+        let settled = match claim {
+            None => None,
+            Some((store, attempt)) => Some(match outcome {
+                Ok(()) => store.complete(attempt).await,
+                Err(_) => store.release(attempt).await,
+            }),
+        };
+        settle(&delivery.callback, outcome, settled)
     }
 
     /// Everything before the claim: verification, parsing, and the attempt to claim the

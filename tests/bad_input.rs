@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::mem::discriminant;
 
 use common::{
-    DOC_EXAMPLE, KEY, body_of, example_with_status, oracle_sign, signed_body, signed_example,
-    signed_pairs, verifier, with_field, without_field,
+    DOC_EXAMPLE, KEY, body_of, example_with_status, oracle_sign, oracle_signed_body, signed_body,
+    signed_example, signed_pairs, verifier, with_field, without_field,
 };
 use cregis_payout_callback::{
     Cause, Error, PayoutCallback, Verifier, sign, verify_and_parse, verify_sign,
@@ -751,7 +751,7 @@ fn empty_or_blank_api_key_is_refused_everywhere() {
 fn body_signed_with_an_empty_key_is_refused() {
     // Anyone can compute this signature: it must not verify.
     for blank in ["", " "] {
-        let body = signed_body(DOC_EXAMPLE, blank);
+        let body = oracle_signed_body(DOC_EXAMPLE, blank);
         assert_eq!(
             verify_and_parse(body.as_bytes(), blank),
             Err(Error::EmptyApiKey)

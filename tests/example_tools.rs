@@ -14,7 +14,9 @@ mod simulate;
 use std::sync::Arc;
 
 use common::KEY;
-use cregis_payout_callback::{CallbackStatus, Error, Verifier, verify_and_parse};
+use cregis_payout_callback::{
+    CallbackStatus, Error, MemoryIdempotencyStore, Verifier, verify_and_parse,
+};
 use simulate::Options;
 
 fn args(list: &[&str]) -> Vec<String> {
@@ -32,22 +34,36 @@ fn simulate_reads_its_command_line() {
         "2.50",
         "--memo",
         "hello",
+        "--cid",
+        "77",
+        "--repeat",
+        "3",
     ]))
     .unwrap();
     assert_eq!(options.url, "http://127.0.0.1:9/x");
     assert!(options.tamper);
-    assert_eq!(options.status, CallbackStatus::ApprovalRejected);
+    assert_eq!(options.status, 4);
     assert_eq!(options.amount, "2.50");
     assert_eq!(options.memo.as_deref(), Some("hello"));
+    assert_eq!((options.cid, options.repeat), (Some(77), 3));
 
     let defaults = Options::parse(&[]).unwrap();
     assert_eq!(defaults.url, simulate::DEFAULT_URL);
-    assert_eq!(defaults.status, CallbackStatus::TransactionSuccessful);
+    assert_eq!(
+        (defaults.status, defaults.repeat, defaults.cid),
+        (6, 1, None)
+    );
     assert!(!defaults.tamper);
 
+    // Any status integer, documented or not.
+    assert_eq!(Options::parse(&args(&["--status", "9"])).unwrap().status, 9);
     assert_eq!(
-        Options::parse(&args(&["--status", "9"])).unwrap_err(),
-        "status 9 is not a documented payout status"
+        Options::parse(&args(&["--status", "six"])).unwrap_err(),
+        "--status needs an integer, not \"six\""
+    );
+    assert_eq!(
+        Options::parse(&args(&["--repeat", "0"])).unwrap_err(),
+        "--repeat needs a count of at least 1"
     );
     assert_eq!(
         Options::parse(&args(&["--amount"])).unwrap_err(),
@@ -60,6 +76,18 @@ fn simulate_reads_its_command_line() {
 }
 
 #[test]
+fn simulate_says_which_key_it_signs_with() {
+    let (key, about) = simulate::api_key(None);
+    assert_eq!(key, simulate::DEMO_API_KEY);
+    assert!(about.contains("CREGIS_API_KEY is not set"), "{about}");
+    assert!(about.contains("set CREGIS_API_KEY=<your key>"), "{about}");
+    let (key, about) = simulate::api_key(Some("fake-operator-key".to_owned()));
+    assert_eq!(key, "fake-operator-key");
+    assert_eq!(about, "signing with the key in CREGIS_API_KEY");
+    assert!(!about.contains(&key));
+}
+
+#[test]
 fn simulate_builds_authentic_callbacks_and_forgeries() {
     let mut options = Options::parse(&args(&["--memo", "tag-7", "--amount", "12.000001"])).unwrap();
     let body = simulate::build_body(&options, KEY).unwrap();
@@ -69,11 +97,20 @@ fn simulate_builds_authentic_callbacks_and_forgeries() {
     assert_eq!(callback.memo.as_deref(), Some("tag-7"));
     assert!(callback.txid.is_some() && callback.block_time.is_some());
 
-    options.status = CallbackStatus::SignatureRejected;
+    options.status = 2;
     let rejected = simulate::build_body(&options, KEY).unwrap();
     let callback = verify_and_parse(rejected.as_bytes(), KEY).unwrap();
     assert_eq!(callback.txid, None);
 
+    // An undocumented status is sent as asked; the verifier calls it what it is.
+    options.status = 9;
+    let unknown = simulate::build_body(&options, KEY).unwrap();
+    assert_eq!(
+        verify_and_parse(unknown.as_bytes(), KEY),
+        Err(Error::UnknownStatus { code: 9 })
+    );
+
+    options.status = 6;
     options.tamper = true;
     let forged = simulate::build_body(&options, KEY).unwrap();
     assert_eq!(
@@ -82,33 +119,68 @@ fn simulate_builds_authentic_callbacks_and_forgeries() {
     );
 }
 
-#[tokio::test]
-async fn simulate_delivers_to_the_axum_example() {
-    let verifier = Verifier::new(KEY).unwrap();
-    let ledger = Arc::new(axum_example::Ledger::default());
+#[test]
+fn the_same_cid_is_the_same_fact_with_the_same_content() {
+    let options = Options::parse(&args(&["--cid", "1391751691799999"])).unwrap();
+    let first = verify_and_parse(simulate::build_body(&options, KEY).unwrap().as_bytes(), KEY);
+    let again = verify_and_parse(simulate::build_body(&options, KEY).unwrap().as_bytes(), KEY);
+    let (first, again) = (first.unwrap(), again.unwrap());
+    assert_eq!(first.delivery_key(), again.delivery_key());
+    assert_eq!(
+        (&first.txid, &first.third_party_id, &first.amount),
+        (&again.txid, &again.third_party_id, &again.amount)
+    );
+    assert_ne!(first.nonce, again.nonce);
+    // Without --cid, each run draws one cid and keeps it for all its deliveries.
+    let drawn = Options::parse(&[]).unwrap().with_fixed_cid();
+    assert_eq!(drawn.cid, drawn.with_fixed_cid().cid);
+}
+
+/// Serves the axum example on loopback with an idempotency store; returns its URL.
+async fn serve_axum_example(ledger: Arc<axum_example::Ledger>) -> String {
+    let verifier = Verifier::new(KEY)
+        .unwrap()
+        .idempotency(MemoryIdempotencyStore::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}{}",
         listener.local_addr().unwrap(),
         axum_example::ROUTE
     );
-    let app = axum_example::app(verifier, Arc::clone(&ledger));
+    let app = axum_example::app(verifier, ledger);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
 
-    let mut options = Options::parse(&[url]).unwrap();
-    let answer =
-        simulate::deliver(&options.url, simulate::build_body(&options, KEY).unwrap()).await;
-    assert_eq!(answer.unwrap(), (200, "success".to_owned()));
+#[tokio::test]
+async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
+    let ledger = Arc::new(axum_example::Ledger::default());
+    let url = serve_axum_example(Arc::clone(&ledger)).await;
+
+    // Three deliveries of one fact: all acknowledged (two as duplicates), handled once.
+    let options = Options::parse(&args(&[&url, "--repeat", "3"])).unwrap();
+    assert_eq!(simulate::run(&options, KEY).await.unwrap(), 3);
     assert_eq!(ledger.payouts(), 1);
+    // A later run re-pushing the same cid is acknowledged too.
+    let options = Options::parse(&args(&[&url, "--cid", "1391751691700001"])).unwrap();
+    assert_eq!(simulate::run(&options, KEY).await.unwrap(), 1);
+    assert_eq!(simulate::run(&options, KEY).await.unwrap(), 1);
+    assert_eq!(ledger.payouts(), 2);
 
-    options.tamper = true;
-    let answer =
-        simulate::deliver(&options.url, simulate::build_body(&options, KEY).unwrap()).await;
+    // Refused deliveries are counted out: a forgery, another key, an undocumented status.
+    let forged = Options::parse(&args(&[&url, "--tamper", "--repeat", "2"])).unwrap();
+    assert_eq!(simulate::run(&forged, KEY).await.unwrap(), 0);
+    let wrong_key = Options::parse(&args(&[&url])).unwrap();
     assert_eq!(
-        answer.unwrap(),
-        (401, "signature does not match".to_owned())
+        simulate::run(&wrong_key, "fake-wrong-key").await.unwrap(),
+        0
     );
-    assert_eq!(ledger.payouts(), 1);
+    let unknown = Options::parse(&args(&[&url, "--status", "9"])).unwrap();
+    assert_eq!(simulate::run(&unknown, KEY).await.unwrap(), 0);
+    assert_eq!(ledger.payouts(), 2);
+    assert!(simulate::acknowledged(200, "success"));
+    assert!(!simulate::acknowledged(200, "ok"));
+    assert!(!simulate::acknowledged(409, "success"));
 }
 
 /// The first published vector, verifiable with `VECTOR_KEY`, plus a null and an empty field.
@@ -179,6 +251,41 @@ fn inspect_explains_bodies_that_cannot_be_signed() {
     );
     let (_, out) = explain(VECTOR_BODY, " ");
     assert_eq!(out, "cannot verify: api key is empty\n");
+}
+
+#[test]
+fn inspect_signs_the_raw_text_keeping_numbers_as_written() {
+    let body = br#"{"pid":1382528827416576,"x_ratio":1.10,"cid":"1391751691788288","sign":"00"}"#;
+    let signed = inspect::signed(body, KEY).unwrap();
+    assert!(
+        signed.starts_with(
+            r#"{"pid":1382528827416576,"x_ratio":1.10,"cid":"1391751691788288","sign":""#
+        ),
+        "{signed}"
+    );
+    assert_eq!(
+        Verifier::new(KEY).unwrap().verify(signed.as_bytes()),
+        Ok(())
+    );
+    // Through a map, `1.10` would have become `1.1` and the signature another one.
+    assert_ne!(
+        signed,
+        inspect::signed(
+            br#"{"pid":1382528827416576,"x_ratio":1.1,"cid":"1391751691788288"}"#,
+            KEY
+        )
+        .unwrap()
+    );
+}
+
+#[test]
+fn inspect_refuses_to_sign_a_repeated_key() {
+    assert_eq!(
+        inspect::signed(br#"{"pid":1,"amount":"1.1","amount":"9.9"}"#, KEY),
+        Err(Error::DuplicateKey {
+            key: "amount".into()
+        })
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+use cregis_payout_callback::testing::CallbackBuilder;
 use md5::{Digest, Md5};
 
 /// An obviously fake API key.
@@ -88,14 +89,31 @@ pub fn body_of<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
     format!("{{{}}}", fields.join(","))
 }
 
-/// The body of `pairs` followed by a correct `sign` made with `api_key`.
+/// The crate's test kit holding `(key, raw JSON value)` pairs (documented fields in their
+/// documented order, others in the order given).
+pub fn builder_of<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> CallbackBuilder {
+    pairs
+        .iter()
+        .fold(CallbackBuilder::empty(), |builder, (k, v)| {
+            builder.raw(k.as_ref(), v.as_ref())
+        })
+}
+
+/// `pairs` as a body signed with `api_key`, made with the crate's public test kit.
 #[track_caller]
 pub fn signed_body<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], api_key: &str) -> String {
+    builder_of(pairs)
+        .body(api_key)
+        .expect("the test kit signs the pairs")
+}
+
+/// The body of `pairs` exactly in the order given (repeated keys too), followed by a `sign`
+/// made with the independent [`oracle_sign`]: for the tests that check the crate's signature
+/// against a reference, or that need a body the test kit cannot make.
+#[track_caller]
+pub fn oracle_signed_body<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], api_key: &str) -> String {
     let sign = oracle_sign(pairs, api_key);
-    let mut all: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
-        .collect();
+    let mut all = owned(pairs);
     all.push(("sign".to_owned(), format!("\"{sign}\"")));
     body_of(&all)
 }

@@ -1,0 +1,191 @@
+//! The `tracing` feature: one structured event per delivery, with the fields a host logs and
+//! counts, and never the key or the expected signature.
+#![cfg(feature = "tracing")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use common::KEY;
+use cregis_payout_callback::testing::CallbackBuilder;
+use cregis_payout_callback::{MemoryIdempotencyStore, PayoutCallback, Verifier, sign_body};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// One captured event: its level, target and fields (strings unquoted).
+#[derive(Debug, Clone)]
+struct Captured {
+    level: Level,
+    target: String,
+    fields: BTreeMap<String, String>,
+}
+
+impl Captured {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+/// A subscriber that keeps every event.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Captured>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.0.lock().unwrap().push(Captured {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            fields,
+        });
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// The events `run` emits.
+fn events_of(run: impl FnOnce()) -> Vec<Captured> {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(capture.clone(), run);
+    capture.0.lock().unwrap().clone()
+}
+
+#[track_caller]
+fn only(events: &[Captured]) -> &Captured {
+    assert_eq!(events.len(), 1, "one event per delivery: {events:?}");
+    &events[0]
+}
+
+#[test]
+fn a_handled_delivery_and_its_duplicate() {
+    let verifier = Verifier::new(KEY)
+        .unwrap()
+        .idempotency(MemoryIdempotencyStore::default());
+    let body = CallbackBuilder::new().cid(77).body(KEY).unwrap();
+    let ok = |_: &PayoutCallback| Ok::<(), String>(());
+    let first = events_of(|| drop(verifier.process(body.as_bytes(), &ok)));
+    let event = only(&first);
+    assert_eq!(
+        (event.level, event.target.as_str()),
+        (Level::INFO, "cregis_payout_callback")
+    );
+    for (name, value) in [
+        ("outcome", "acknowledged"),
+        ("status_code", "200"),
+        ("duplicate", "false"),
+        ("error_kind", "none"),
+        ("error", ""),
+        ("pid", "1382528827416576"),
+        ("cid", "77"),
+        ("status", "6"),
+        ("message", "cregis payout callback acknowledged"),
+    ] {
+        assert_eq!(event.field(name), Some(value), "{name} in {event:?}");
+    }
+    let again = events_of(|| drop(verifier.process(body.as_bytes(), &ok)));
+    let event = only(&again);
+    assert_eq!(event.level, Level::INFO);
+    assert_eq!(event.field("outcome"), Some("duplicate"));
+    assert_eq!(event.field("duplicate"), Some("true"));
+}
+
+#[test]
+fn a_forgery_is_a_warning_without_the_key_or_the_expected_sign() {
+    let verifier = Verifier::new(KEY).unwrap();
+    let builder = CallbackBuilder::new();
+    let forged = builder.body("fake-attacker-key").unwrap();
+    let expected = sign_body(forged.as_bytes(), KEY).unwrap();
+    let ok = |_: &PayoutCallback| Ok::<(), String>(());
+    let events = events_of(|| drop(verifier.process(forged.as_bytes(), &ok)));
+    let event = only(&events);
+    assert_eq!(event.level, Level::WARN);
+    assert_eq!(event.field("outcome"), Some("refused"));
+    assert_eq!(event.field("status_code"), Some("401"));
+    assert_eq!(event.field("error_kind"), Some("SignatureMismatch"));
+    assert_eq!(event.field("error"), Some("signature does not match"));
+    // Not read, so not named.
+    assert_eq!(event.field("pid"), None);
+    for value in event.fields.values() {
+        assert!(
+            !value.contains(KEY) && !value.contains(&expected),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_handler_is_an_error_naming_its_delivery() {
+    let verifier = Verifier::new(KEY).unwrap();
+    let body = CallbackBuilder::new()
+        .cid(78)
+        .status_code(7)
+        .body(KEY)
+        .unwrap();
+    let failing = |_: &PayoutCallback| async { Err::<(), _>("database is down") };
+    let events = events_of(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        drop(runtime.block_on(verifier.process_async(body.as_bytes(), &failing)));
+    });
+    let event = only(&events);
+    assert_eq!(event.level, Level::ERROR);
+    assert_eq!(event.field("status_code"), Some("500"));
+    assert_eq!(event.field("error_kind"), Some("HandlerFailed"));
+    assert_eq!(
+        event.field("error"),
+        Some("handler failed: database is down")
+    );
+    assert_eq!(
+        (event.field("cid"), event.field("status")),
+        (Some("78"), Some("7"))
+    );
+}
+
+#[test]
+fn every_refusal_names_its_kind() {
+    let verifier = Verifier::new(KEY).unwrap().expected_pid(1);
+    let ok = |_: &PayoutCallback| Ok::<(), String>(());
+    let oversized = vec![b' '; 70_000];
+    let cases: [(&[u8], &str, &str); 3] = [
+        (b"not json", "400", "InvalidJson"),
+        (br#"{"pid":1}"#, "401", "MissingSign"),
+        (&oversized, "413", "BodyTooLarge"),
+    ];
+    for (body, status, kind) in cases {
+        let events = events_of(|| drop(verifier.process(body, &ok)));
+        let event = only(&events);
+        assert_eq!(event.level, Level::WARN);
+        assert_eq!(
+            (event.field("status_code"), event.field("error_kind")),
+            (Some(status), Some(kind))
+        );
+    }
+    let other_project = CallbackBuilder::new().body(KEY).unwrap();
+    let events = events_of(|| drop(verifier.process(other_project.as_bytes(), &ok)));
+    assert_eq!(only(&events).field("error_kind"), Some("PidMismatch"));
+}
