@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use md5::{Digest, Md5};
+use md5::block_api::Md5Core;
+use md5::digest::Output;
+use md5::digest::block_api::{Block, Buffer, FixedOutputCore, UpdateCore};
 use serde_json::{Map, Value};
 use subtle::{Choice, ConstantTimeEq};
 
@@ -252,11 +254,46 @@ fn received_sign(params: &Params<'_>) -> Result<[u8; 16], Error> {
 
 /// The MD5 digest of the API key followed by the signing text.
 pub(crate) fn digest(params: &Params<'_>, api_key: &str) -> [u8; 16] {
-    let mut md5 = Md5::new();
-    md5.update(api_key.as_bytes());
+    let mut md5 = Blocks::default();
+    md5.write(api_key.as_bytes());
     for (key, text) in params.signed() {
-        md5.update(key.as_bytes());
-        md5.update(text.as_bytes());
+        md5.write(key.as_bytes());
+        md5.write(text.as_bytes());
     }
-    md5.finalize().into()
+    md5.finish()
+}
+
+/// MD5 fed whole 64-byte blocks: the signing text comes in many short pieces, which are
+/// gathered here and compressed a block at a time.
+#[derive(Default)]
+struct Blocks {
+    core: Md5Core,
+    block: Block<Md5Core>,
+    /// How much of `block` is filled.
+    len: usize,
+}
+
+impl Blocks {
+    fn write(&mut self, mut bytes: &[u8]) {
+        loop {
+            let room = &mut self.block[self.len..];
+            if bytes.len() < room.len() {
+                room[..bytes.len()].copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            let (now, later) = bytes.split_at(room.len());
+            room.copy_from_slice(now);
+            self.core.update_blocks(std::slice::from_ref(&self.block));
+            self.len = 0;
+            bytes = later;
+        }
+    }
+
+    fn finish(mut self) -> [u8; 16] {
+        let mut tail = Buffer::<Md5Core>::new(&self.block[..self.len]);
+        let mut out = Output::<Md5Core>::default();
+        self.core.finalize_fixed_core(&mut tail, &mut out);
+        out.into()
+    }
 }
