@@ -300,6 +300,17 @@ fn parse_canonical_i64(text: &str) -> Option<i64> {
         [] | [b'0', ..] => return None,
         _ => {}
     }
+    // Up to 18 digits cannot overflow: no checks per digit (ids and timestamps have 13 to 16).
+    if digits.len() <= 18 {
+        let mut value: i64 = 0;
+        for &digit in digits {
+            if !digit.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + i64::from(digit - b'0');
+        }
+        return Some(if negative { -value } else { value });
+    }
     // Accumulate negatively: i64::MIN has no positive counterpart.
     let mut value: i64 = 0;
     for &digit in digits {
@@ -371,5 +382,42 @@ impl<'de> Visitor<'de> for EntriesVisitor {
             entries.push(entry);
         }
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_canonical_i64;
+
+    #[test]
+    fn canonical_integers_parse_at_every_length() {
+        for text in [
+            "0",
+            "7",
+            "-7",
+            "999999999999999999",
+            "-999999999999999999",
+            "1000000000000000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(parse_canonical_i64(text), text.parse().ok(), "{text}");
+        }
+        for text in [
+            "",
+            "-",
+            "-0",
+            "01",
+            "+1",
+            "1.0",
+            "1e3",
+            "12a",
+            "99999999999999999a",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_canonical_i64(text), None, "{text}");
+        }
     }
 }
