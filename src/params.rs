@@ -99,7 +99,16 @@ fn sort_small(params: &[Param<'_>], order: &mut [u8; SMALL]) -> Result<(), Error
         *slot = (prefix(&param.key) & !POSITION) | i;
     }
     let slots = &mut slots[..n];
-    slots.sort_unstable();
+    // Insertion sort: few elements, each compared and moved as one integer.
+    for i in 1..n {
+        let slot = slots[i];
+        let mut j = i;
+        while j > 0 && slots[j - 1] > slot {
+            slots[j] = slots[j - 1];
+            j -= 1;
+        }
+        slots[j] = slot;
+    }
     let mut ties = false;
     for (i, (place, &slot)) in order.iter_mut().zip(&*slots).enumerate() {
         *place = position(slot);
