@@ -43,7 +43,9 @@ impl<'a> Params<'a> {
             params.clear();
             collect_with_serde(text, &mut params)?;
         }
-        Params::new(params)
+        let mut params = Params::new(params)?;
+        params.body = text;
+        Ok(params)
     }
 }
 

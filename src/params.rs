@@ -46,9 +46,11 @@ pub(crate) struct Param<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Params<'a> {
     /// Up to [`SMALL`] of them, in the order received; beyond, sorted.
-    params: Vec<Param<'a>>,
+    list: Vec<Param<'a>>,
     /// Up to [`SMALL`] parameters, `params[order[i]]` is the `i`-th in key order.
     order: [u8; SMALL],
+    /// The body the parameters were read from, if any: most keys and values borrow from it.
+    pub(crate) body: &'a str,
 }
 
 /// Byte order of keys, deciding on the first byte inline: most keys of a callback differ there,
@@ -162,7 +164,11 @@ impl<'a> Params<'a> {
                 }
             }
         }
-        Ok(Params { params, order })
+        Ok(Params {
+            list: params,
+            order,
+            body: "",
+        })
     }
 
     /// Borrows each entry of a JSON object, refusing nested objects and arrays.
@@ -199,16 +205,16 @@ impl<'a> Params<'a> {
 
     /// The `i`-th parameter in key order.
     fn at(&self, i: usize) -> &Param<'a> {
-        if self.params.len() <= SMALL {
-            &self.params[usize::from(self.order[i])]
+        if self.list.len() <= SMALL {
+            &self.list[usize::from(self.order[i])]
         } else {
-            &self.params[i]
+            &self.list[i]
         }
     }
 
     /// The value under `key`, if present.
     pub(crate) fn get(&self, key: &str) -> Option<&Scalar<'a>> {
-        let (mut low, mut high) = (0, self.params.len());
+        let (mut low, mut high) = (0, self.list.len());
         while low < high {
             let mid = low + (high - low) / 2;
             let param = self.at(mid);
@@ -223,7 +229,7 @@ impl<'a> Params<'a> {
 
     /// Every parameter, in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Param<'a>> {
-        (0..self.params.len()).map(|i| self.at(i))
+        (0..self.list.len()).map(|i| self.at(i))
     }
 
     /// The `(key, text)` pairs the signature covers, in signing order: every parameter but
