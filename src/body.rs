@@ -339,7 +339,25 @@ impl<'a> Scanner<'a> {
         self.text.get(start..self.pos).map(Cow::Borrowed)
     }
 
+    /// Moves past ASCII digits: eight at a time, then one at a time near the end of the text.
     fn digits(&mut self) {
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGHS: u64 = ONES * 0x80;
+        let bytes = self.text.as_bytes();
+        while let Some(chunk) = bytes.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
+            let word = u64::from_le_bytes(*chunk);
+            // The high bit of each byte that is no digit: at or above 0x80, below `0`, or
+            // above `9` (below 0x80, the additions carry into no other byte).
+            let other = (word
+                | !(word + ONES * u64::from(0x80 - b'0'))
+                | (word + ONES * u64::from(0x7f - b'9')))
+                & HIGHS;
+            if other != 0 {
+                self.pos += other.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.pos += 8;
+        }
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
             self.pos += 1;
         }
