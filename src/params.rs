@@ -49,6 +49,8 @@ pub(crate) struct Params<'a> {
     list: Vec<Param<'a>>,
     /// Up to [`SMALL`] parameters, `params[order[i]]` is the `i`-th in key order.
     order: [u8; SMALL],
+    /// Up to [`SMALL`] parameters, `params[sign]` is the one under [`SIGN_KEY`], if any.
+    sign: Option<u8>,
     /// The body the parameters were read from, if any: most keys and values borrow from it.
     pub(crate) body: &'a str,
 }
@@ -92,13 +94,21 @@ fn duplicate(param: &Param<'_>) -> Error {
 /// than move parameters, sort their key prefixes, each packed with its position in one `u64`
 /// (cheap to compare and to move), then order ties by their full keys. Only keys that tie can
 /// be repeated, so only those are compared in full.
-fn sort_small(params: &[Param<'_>], order: &mut [u8; SMALL]) -> Result<(), Error> {
+///
+/// Returns the position of [`SIGN_KEY`], found on the way.
+fn sort_small(params: &[Param<'_>], order: &mut [u8; SMALL]) -> Result<Option<u8>, Error> {
     /// The low bits of a slot hold the position; the prefix keeps the bits above.
     const POSITION: u64 = SMALL as u64 - 1;
+    let sign_prefix = prefix(SIGN_KEY);
     let n = params.len();
     let mut slots = [0u64; SMALL];
+    let mut sign = None;
     for ((slot, param), i) in slots.iter_mut().zip(params).zip(0..) {
-        *slot = (prefix(&param.key) & !POSITION) | i;
+        let prefix = prefix(&param.key);
+        if prefix == sign_prefix && param.key.len() == SIGN_KEY.len() {
+            sign = Some(position(i));
+        }
+        *slot = (prefix & !POSITION) | i;
     }
     let slots = &mut slots[..n];
     // Insertion sort: few elements, each compared and moved as one integer.
@@ -117,7 +127,7 @@ fn sort_small(params: &[Param<'_>], order: &mut [u8; SMALL]) -> Result<(), Error
         ties |= i > 0 && (slots[i - 1] ^ slot) <= POSITION;
     }
     if !ties {
-        return Ok(());
+        return Ok(sign);
     }
     // Runs of equal prefixes: order each by full key, and refuse a repeat.
     let mut start = 0;
@@ -138,7 +148,7 @@ fn sort_small(params: &[Param<'_>], order: &mut [u8; SMALL]) -> Result<(), Error
         }
         start = end;
     }
-    Ok(())
+    Ok(sign)
 }
 
 /// The position in the low bits of a slot of [`sort_small`].
@@ -154,8 +164,9 @@ impl<'a> Params<'a> {
     /// Sorts `params` by key and refuses a repeated key.
     pub(crate) fn new(mut params: Vec<Param<'a>>) -> Result<Self, Error> {
         let mut order = [0; SMALL];
+        let mut sign = None;
         if params.len() <= SMALL {
-            sort_small(&params, &mut order)?;
+            sign = sort_small(&params, &mut order)?;
         } else {
             params.sort_unstable_by(|a, b| key_order(&a.key, &b.key));
             for pair in params.windows(2) {
@@ -167,6 +178,7 @@ impl<'a> Params<'a> {
         Ok(Params {
             list: params,
             order,
+            sign,
             body: "",
         })
     }
@@ -225,6 +237,17 @@ impl<'a> Params<'a> {
             }
         }
         None
+    }
+
+    /// The value under [`SIGN_KEY`], if present.
+    pub(crate) fn sign(&self) -> Option<&Scalar<'a>> {
+        if self.list.len() <= SMALL {
+            self.sign
+                .and_then(|i| self.list.get(usize::from(i)))
+                .map(|p| &p.value)
+        } else {
+            self.get(SIGN_KEY)
+        }
     }
 
     /// Every parameter, in key order.

@@ -238,7 +238,7 @@ pub(crate) fn verify_params<K: AsRef<str>>(
 
 /// Decodes the `sign` parameter to its 16 bytes.
 fn received_sign(params: &Params<'_>) -> Result<[u8; 16], Error> {
-    match params.get(SIGN_KEY) {
+    match params.sign() {
         // `""` counts as absent, as everywhere in the signature.
         None | Some(Scalar::Null) => Err(Error::MissingSign),
         Some(Scalar::Str(hex_text)) if hex_text.is_empty() => Err(Error::MissingSign),
