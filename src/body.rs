@@ -350,10 +350,12 @@ impl<'a> Scanner<'a> {
         while let Some(chunk) = bytes.get(self.pos..).and_then(<[u8]>::first_chunk::<8>) {
             let word = u64::from_le_bytes(*chunk);
             // The high bit of each byte that is no digit: at or above 0x80, below `0`, or
-            // above `9` (below 0x80, the additions carry into no other byte).
+            // above `9`.
+            // Carries leave the lowest flagged byte exact: they only go up, from a byte that is
+            // flagged itself (one at or above 0x80).
             let other = (word
-                | !(word + ONES * u64::from(0x80 - b'0'))
-                | (word + ONES * u64::from(0x7f - b'9')))
+                | !word.wrapping_add(ONES * u64::from(0x80 - b'0'))
+                | word.wrapping_add(ONES * u64::from(0x7f - b'9')))
                 & HIGHS;
             if other != 0 {
                 self.pos += other.trailing_zeros() as usize / 8;

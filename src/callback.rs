@@ -359,8 +359,11 @@ fn parse_eight(word: u64) -> Option<u64> {
     const MUL1: u64 = 0x000f_4240_0000_0064;
     const MUL2: u64 = 0x0000_2710_0000_0001;
     // Every byte below 0x80, and within `0`..=`9`: the additions carry into no other byte.
+    if word & HIGHS != 0 {
+        return None;
+    }
     let digits = (word + ONES * u64::from(0x80 - b'0')) & !(word + ONES * u64::from(0x7f - b'9'));
-    if word & HIGHS != 0 || digits & HIGHS != HIGHS {
+    if digits & HIGHS != HIGHS {
         return None;
     }
     // Pairs, then fours, then all eight (as the standard library's float parser does).
@@ -445,6 +448,7 @@ mod tests {
                 any::<i64>().prop_map(|n| n.to_string()),
                 "-?[0-9]{0,20}",
                 "-?[0-9/:a]{1,20}",
+                "[0-9]{0,15}[^0-9][0-9]{0,4}",
             ],
         ) {
             let expected = text.parse::<i64>().ok().filter(|n| n.to_string() == text);
