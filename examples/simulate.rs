@@ -220,21 +220,34 @@ pub async fn run(options: &Options, api_key: &str) -> Result<u32, Box<dyn std::e
     Ok(acked)
 }
 
+/// The whole tool: reads `args`, signs with `key_from_env` (or the demo key, saying so), sends,
+/// and returns the process's exit status: 0 if every delivery was acknowledged, else 1.
+///
+/// # Errors
+///
+/// The command line is wrong, or a request could not be sent.
+pub async fn simulate(
+    args: &[String],
+    key_from_env: Option<String>,
+) -> Result<u8, Box<dyn std::error::Error>> {
+    let options = Options::parse(args)?;
+    let (api_key, about_key) = api_key(key_from_env);
+    eprintln!("{about_key}");
+    let acked = run(&options, &api_key).await?;
+    if acked == options.repeat {
+        return Ok(0);
+    }
+    eprintln!(
+        "{} of {} deliveries were not acknowledged",
+        options.repeat - acked,
+        options.repeat
+    );
+    Ok(1)
+}
+
 #[tokio::main]
 async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let options = Options::parse(&args)?;
-    let (api_key, about_key) = api_key(std::env::var("CREGIS_API_KEY").ok());
-    eprintln!("{about_key}");
-    let acked = run(&options, &api_key).await?;
-    Ok(if acked == options.repeat {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!(
-            "{} of {} deliveries were not acknowledged",
-            options.repeat - acked,
-            options.repeat
-        );
-        ExitCode::FAILURE
-    })
+    let status = simulate(&args, std::env::var("CREGIS_API_KEY").ok()).await?;
+    Ok(ExitCode::from(status))
 }

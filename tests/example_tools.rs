@@ -178,6 +178,15 @@ async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
     let unknown = Options::parse(&args(&[&url, "--status", "9"])).unwrap();
     assert_eq!(simulate::run(&unknown, KEY).await.unwrap(), 0);
     assert_eq!(ledger.payouts(), 2);
+    // The exit status: 0 only when every delivery was acknowledged.
+    let key = Some(KEY.to_owned());
+    let fresh = args(&[&url, "--repeat", "2"]);
+    assert_eq!(simulate::simulate(&fresh, key.clone()).await.unwrap(), 0);
+    let forged = args(&[&url, "--tamper"]);
+    assert_eq!(simulate::simulate(&forged, key.clone()).await.unwrap(), 1);
+    // Without CREGIS_API_KEY it signs with the demo key, which this server refuses.
+    assert_eq!(simulate::simulate(&args(&[&url]), None).await.unwrap(), 1);
+    assert!(simulate::simulate(&args(&["--status"]), key).await.is_err());
     assert!(simulate::acknowledged(200, "success"));
     assert!(!simulate::acknowledged(200, "ok"));
     assert!(!simulate::acknowledged(409, "success"));
