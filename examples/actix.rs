@@ -25,8 +25,10 @@ use cregis_payout_callback::{
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
 pub const ROUTE: &str = "/cregis/payout-callback";
 
-/// An obviously fake key, used when `CREGIS_API_KEY` is not set.
-pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
+/// What to say when `CREGIS_API_KEY` is not set.
+const KEY_MISSING: &str = "set CREGIS_API_KEY to your project's API key (to try the examples \
+    locally: CREGIS_API_KEY=fake-demo-key-0123456789abcdef, the key `simulate` signs with when \
+    none is set)";
 
 /// The demo's business logic: each payout's last verified status, in memory.
 #[derive(Debug, Default)]
@@ -82,10 +84,8 @@ where
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
-        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
-        DEMO_API_KEY.to_owned()
-    });
+    // Never a default key: a server started without one would accept forgeries.
+    let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
     let verifier = Verifier::new(api_key)?.idempotency(MemoryIdempotencyStore::default());
     let listener = TcpListener::bind(("127.0.0.1", port))?;

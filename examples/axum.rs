@@ -3,7 +3,7 @@
 //! ```sh
 //! CREGIS_API_KEY=... PORT=3000 cargo run --example axum --features axum
 //! # in another terminal:
-//! cargo run --example simulate            # an acknowledged callback
+//! cargo run --example simulate            # an acknowledged callback (with the same key)
 //! cargo run --example simulate -- --tamper  # a forged one, refused
 //! ```
 //!
@@ -24,8 +24,10 @@ use cregis_payout_callback::{
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
 pub const ROUTE: &str = "/cregis/payout-callback";
 
-/// An obviously fake key, used when `CREGIS_API_KEY` is not set.
-pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
+/// What to say when `CREGIS_API_KEY` is not set.
+const KEY_MISSING: &str = "set CREGIS_API_KEY to your project's API key (to try the examples \
+    locally: CREGIS_API_KEY=fake-demo-key-0123456789abcdef, the key `simulate` signs with when \
+    none is set)";
 
 /// The demo's business logic: keeps each payout's last verified callback in memory.
 #[derive(Debug, Default)]
@@ -81,10 +83,8 @@ pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'stat
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
-        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
-        DEMO_API_KEY.to_owned()
-    });
+    // Never a default key: a server started without one would accept forgeries.
+    let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
     let verifier = Verifier::new(api_key)?.idempotency(MemoryIdempotencyStore::default());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

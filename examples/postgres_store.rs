@@ -34,8 +34,10 @@ use tokio_postgres::NoTls;
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
 pub const ROUTE: &str = "/cregis/payout-callback";
 
-/// An obviously fake key, used when `CREGIS_API_KEY` is not set.
-pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
+/// What to say when `CREGIS_API_KEY` is not set.
+const KEY_MISSING: &str = "set CREGIS_API_KEY to your project's API key (to try the examples \
+    locally: CREGIS_API_KEY=fake-demo-key-0123456789abcdef, the key `simulate` signs with when \
+    none is set)";
 
 /// One row per fact: its content's fingerprint, and while in progress, the attempt holding it
 /// and until when (milliseconds since the epoch, from the verifier's clock).
@@ -70,6 +72,10 @@ RETURNING attempt";
 /// A shared, durable [`AsyncIdempotencyStore`]: one PostgreSQL table that every instance
 /// uses. Its operations follow the contract documented on `IdempotencyStore`, at millisecond
 /// precision.
+///
+/// Leases are measured on each instance's own clock (the verifier's, so that tests can set
+/// it): keep the instances' clocks in step (NTP) to well within the lease, or an instance whose
+/// clock runs ahead could take over a claim that is still live elsewhere.
 #[derive(Clone)]
 pub struct PgIdempotencyStore {
     pool: Pool,
@@ -279,10 +285,8 @@ pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'stat
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
-        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
-        DEMO_API_KEY.to_owned()
-    });
+    // Never a default key: a server started without one would accept forgeries.
+    let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
     let url = std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL=postgres://...")?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |p| p.parse())?;
     let store = PgIdempotencyStore::connect(&url, 16).await?;

@@ -191,15 +191,18 @@ pub fn acknowledged(status: u16, body: &str) -> bool {
     status == 200 && body == "success"
 }
 
-/// Sends the callback `options.repeat` times, printing each body and reply; returns how many
-/// were acknowledged.
+/// Sends the callback `options.repeat` times, printing each body and reply; returns the
+/// replies' statuses and bodies.
 ///
 /// # Errors
 ///
 /// The body could not be signed, or a request could not be sent.
-pub async fn run(options: &Options, api_key: &str) -> Result<u32, Box<dyn std::error::Error>> {
+pub async fn run(
+    options: &Options,
+    api_key: &str,
+) -> Result<Vec<(u16, String)>, Box<dyn std::error::Error>> {
     let options = options.with_fixed_cid();
-    let mut acked = 0;
+    let mut replies = Vec::new();
     for _ in 0..options.repeat {
         let body = build_body(&options, api_key)?;
         let tampered = if options.tamper {
@@ -210,14 +213,14 @@ pub async fn run(options: &Options, api_key: &str) -> Result<u32, Box<dyn std::e
         println!("POST {}{tampered}\n{body}", options.url);
         let (status, reply) = deliver(&options.url, body).await?;
         let verdict = if acknowledged(status, &reply) {
-            acked += 1;
             "acknowledged"
         } else {
             "refused"
         };
         println!("reply: {status} {reply} ({verdict})");
+        replies.push((status, reply));
     }
-    Ok(acked)
+    Ok(replies)
 }
 
 /// The whole tool: reads `args`, signs with `key_from_env` (or the demo key, saying so), sends,
@@ -233,14 +236,14 @@ pub async fn simulate(
     let options = Options::parse(args)?;
     let (api_key, about_key) = api_key(key_from_env);
     eprintln!("{about_key}");
-    let acked = run(&options, &api_key).await?;
-    if acked == options.repeat {
+    let replies = run(&options, &api_key).await?;
+    let refused = replies.iter().filter(|(s, b)| !acknowledged(*s, b)).count();
+    if refused == 0 {
         return Ok(0);
     }
     eprintln!(
-        "{} of {} deliveries were not acknowledged",
-        options.repeat - acked,
-        options.repeat
+        "{refused} of {} deliveries were not acknowledged",
+        replies.len()
     );
     Ok(1)
 }

@@ -27,8 +27,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 /// Where Cregis POSTs the callbacks.
 pub const ROUTE: &str = "/cregis/payout-callback";
 
-/// An obviously fake key, used when `CREGIS_API_KEY` is not set.
-pub const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
+/// What to say when `CREGIS_API_KEY` is not set.
+const KEY_MISSING: &str = "set CREGIS_API_KEY to your project's API key (to try the examples \
+    locally: CREGIS_API_KEY=fake-demo-key-0123456789abcdef, the key `simulate` signs with when \
+    none is set)";
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS payouts (
@@ -235,10 +237,8 @@ pub fn app(verifier: Verifier, ledger: SqliteLedger) -> Router {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api_key = std::env::var("CREGIS_API_KEY").unwrap_or_else(|_| {
-        eprintln!("warning: CREGIS_API_KEY is not set; using the fake demo key {DEMO_API_KEY:?}");
-        DEMO_API_KEY.to_owned()
-    });
+    // Never a default key: a server started without one would accept forgeries.
+    let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
     let path = std::env::var("SQLITE_PATH").unwrap_or_else(|_| "cregis-ledger.sqlite3".to_owned());
     let ledger = SqliteLedger::open(Path::new(&path))?;
     for n in 1..=100 {

@@ -96,24 +96,28 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
     if let Some(len) = announced.filter(|&len| len > limit) {
-        return Error::BodyTooLarge { len, limit }.into();
+        return Verifier::refuse_unread(Error::BodyTooLarge { len, limit });
     }
     let body = match payload.to_bytes_limited(limit).await {
         Ok(Ok(body)) => body,
-        Ok(Err(e)) => return Error::unreadable_body(&e).into(),
+        Ok(Err(e)) => return Verifier::refuse_unread(Error::unreadable_body(&e)),
         Err(_) => {
-            return Error::BodyTooLarge {
+            return Verifier::refuse_unread(Error::BodyTooLarge {
                 len: limit.saturating_add(1),
                 limit,
-            }
-            .into();
+            });
         }
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.
-    ::actix_web::rt::spawn(async move { verifier.process_async(&body, &*handler).await })
-        .await
-        .unwrap_or_else(|_| Reply::from(Error::handler_panicked()))
+    let task = {
+        let (verifier, body) = (verifier.clone(), body.clone());
+        ::actix_web::rt::spawn(async move { verifier.process_async(&body, &*handler).await })
+    };
+    match task.await {
+        Ok(reply) => reply,
+        Err(_) => verifier.handler_panicked(&body),
+    }
 }
 
 /// The reply as an actix-web response: its status, `Content-Type` and body, with its

@@ -89,20 +89,25 @@ where
 {
     let body = match read_body(request, verifier.body_limit()).await {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(error) => return Verifier::refuse_unread(error),
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.
-    tokio::spawn(async move { verifier.process_async(&body, &*handler).await })
-        .await
-        .unwrap_or_else(|_| Reply::from(Error::handler_panicked()))
+    let task = {
+        let (verifier, body) = (verifier.clone(), body.clone());
+        tokio::spawn(async move { verifier.process_async(&body, &*handler).await })
+    };
+    match task.await {
+        Ok(reply) => reply,
+        Err(_) => verifier.handler_panicked(&body),
+    }
 }
 
-/// The body of `request`, refused with 413 once it is known to be over `limit` bytes.
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, Reply> {
+/// The body of `request`, refused (413) once it is known to be over `limit` bytes.
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, Error> {
     if let Some(len) = announced_len(request.headers()) {
         if len > limit {
-            return Err(Error::BodyTooLarge { len, limit }.into());
+            return Err(Error::BodyTooLarge { len, limit });
         }
     }
     match Limited::new(request.into_body(), limit).collect().await {
@@ -110,9 +115,8 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, Reply> {
         Err(e) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge {
             len: limit.saturating_add(1),
             limit,
-        }
-        .into()),
-        Err(e) => Err(Error::unreadable_body(&*e).into()),
+        }),
+        Err(e) => Err(Error::unreadable_body(&*e)),
     }
 }
 
@@ -198,7 +202,9 @@ where
 
     async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Reply> {
         let verifier = Verifier::from_ref(state);
-        let body = read_body(request, verifier.body_limit()).await?;
+        let body = read_body(request, verifier.body_limit())
+            .await
+            .map_err(Verifier::refuse_unread)?;
         Ok(VerifiedCallback(verifier.verify_and_parse(&body)?))
     }
 }

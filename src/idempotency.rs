@@ -1,7 +1,7 @@
 //! Exactly-once processing: claim a delivery before the handler runs, settle it after.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
@@ -75,6 +75,11 @@ impl PayoutCallback {
 /// key means Cregis reported the same fact with other content (another amount, address or
 /// `txid`): [`Error::ConflictingDelivery`](crate::Error::ConflictingDelivery), never a silent
 /// duplicate. It is 16 bytes, to store next to the key.
+///
+/// It covers unknown fields too, since they are signed business content. Should Cregis ever
+/// add a field that changes on every push (as `nonce` and `timestamp` do), every re-push would
+/// be a conflict: the 409s with [`ConflictingDelivery`](crate::Error::ConflictingDelivery)
+/// would show it at once.
 ///
 /// # Example
 ///
@@ -608,6 +613,8 @@ struct MemoryState {
     entries: HashMap<DeliveryKey, Entry>,
     /// Handled keys, oldest first: the order in which they are forgotten.
     done_order: VecDeque<DeliveryKey>,
+    /// Keys claimed and not settled: few at a time, so an expired one is found quickly.
+    in_progress: HashSet<DeliveryKey>,
 }
 
 struct Entry {
@@ -665,12 +672,12 @@ impl MemoryIdempotencyStore {
     ///
     /// See [`ClaimInProgress`].
     pub fn claims_in_progress(&self) -> Vec<ClaimInProgress> {
-        let mut claims: Vec<ClaimInProgress> = self
-            .state()
-            .entries
+        let state = self.state();
+        let mut claims: Vec<ClaimInProgress> = state
+            .in_progress
             .iter()
-            .filter_map(|(key, entry)| {
-                let holder = entry.holder?;
+            .filter_map(|key| {
+                let holder = state.entries.get(key)?.holder?;
                 Some(ClaimInProgress::new(
                     *key,
                     holder.started,
@@ -710,6 +717,7 @@ impl MemoryIdempotencyStore {
             .is_some_and(|entry| entry.holder.is_some());
         if in_progress {
             state.entries.remove(key);
+            state.in_progress.remove(key);
         }
         in_progress
     }
@@ -721,22 +729,24 @@ impl MemoryIdempotencyStore {
 }
 
 impl MemoryState {
-    /// Makes room for one more entry: forgets the oldest handled key, else takes over the
-    /// slot of a claim whose lease has ended before `now`.
+    /// Makes room for one more entry: frees the slot of a claim whose lease ended before
+    /// `now` (its delivery would be taken over anyway), else forgets the oldest handled key
+    /// (a re-push of it would then be handled again).
     fn make_room(&mut self, now: SystemTime) -> Result<(), StoreError> {
-        if let Some(oldest) = self.done_order.pop_front() {
-            self.entries.remove(&oldest);
+        let expired = self.in_progress.iter().copied().find(|key| {
+            self.entries
+                .get(key)
+                .and_then(|entry| entry.holder)
+                .is_some_and(|holder| now > holder.lease_until)
+        });
+        if let Some(key) = expired {
+            self.entries.remove(&key);
+            self.in_progress.remove(&key);
             return Ok(());
         }
-        let expired = self.entries.iter().find_map(|(key, entry)| {
-            entry
-                .holder
-                .filter(|holder| now > holder.lease_until)
-                .map(|_| *key)
-        });
-        match expired {
-            Some(key) => {
-                self.entries.remove(&key);
+        match self.done_order.pop_front() {
+            Some(oldest) => {
+                self.entries.remove(&oldest);
                 Ok(())
             }
             None => Err("memory idempotency store is full of deliveries in progress".into()),
@@ -778,6 +788,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         } else if state.entries.len() >= self.capacity {
             state.make_room(attempt.started)?;
         }
+        state.in_progress.insert(attempt.key);
         state.entries.insert(
             attempt.key,
             Entry {
@@ -793,13 +804,16 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     }
 
     fn complete(&self, attempt: &Attempt) -> Result<(), StoreError> {
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         let newly_done = if let Some(entry) = state.entries.get_mut(&attempt.key) {
+            state.in_progress.remove(&attempt.key);
             entry.holder.take().is_some()
         } else {
             // Completing a key that is not claimed (the host released it meanwhile, say)
             // still records it: the effect happened. Room is made as for a claim; if every
-            // entry is a live claim, the store briefly holds one more than its capacity.
+            // entry is a live claim, the store holds one more than its capacity until a claim
+            // is settled.
             if state.entries.len() >= self.capacity {
                 let _ = state.make_room(attempt.started);
             }
@@ -827,6 +841,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
             .is_some_and(|holder| holder.id == attempt.id);
         if holds_it {
             state.entries.remove(&attempt.key);
+            state.in_progress.remove(&attempt.key);
         }
         Ok(())
     }

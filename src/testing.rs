@@ -175,6 +175,10 @@ impl CallbackBuilder {
     /// integer sent as a string, `null`, `""`, `1.10`...): in place if the body has `key`, else
     /// after the other fields. The text is not checked: an invalid one makes an invalid body.
     ///
+    /// `sign` is not a field here: [`body`](Self::body) and [`body_with_sign`](Self::body_with_sign)
+    /// write it last, in place of any set by hand, and [`unsigned_body`](Self::unsigned_body)
+    /// leaves it out.
+    ///
     /// # Example
     ///
     /// ```
@@ -443,7 +447,9 @@ impl CallbackBuilder {
     fn body_with(&self, sign: Option<&str>) -> String {
         let mut body = String::from("{");
         let sign = sign.map(|sign| ("sign".to_owned(), serde_json::Value::from(sign).to_string()));
-        for (key, json) in self.fields.iter().chain(&sign) {
+        // `sign` has one place, last; one set by hand is replaced (or, unsigned, left out).
+        let fields = self.fields.iter().filter(|(key, _)| key != "sign");
+        for (key, json) in fields.chain(&sign) {
             if body.len() > 1 {
                 body.push(',');
             }

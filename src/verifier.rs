@@ -496,12 +496,18 @@ impl Verifier {
     /// assert_eq!(reply.status_code(), 400);
     /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
+    // Not an `async fn`: the signature promises a `Send` future, which callers can rely on.
+    #[allow(clippy::manual_async_fn)]
     pub fn process_async<H: AsyncCallbackHandler>(
         &self,
         body: &[u8],
         handler: &H,
     ) -> impl Future<Output = Reply> + Send {
-        self.process_async_at(body, handler, SystemTime::now())
+        // The clock is read when the future first runs, not when it is made.
+        async move {
+            self.process_async_at(body, handler, SystemTime::now())
+                .await
+        }
     }
 
     /// [`process_async`](Self::process_async), with `now` as the current time for the
@@ -575,6 +581,27 @@ impl Verifier {
             }),
         };
         settle(&delivery.callback, outcome, settled)
+    }
+
+    /// The reply to a delivery a framework adapter refused before verifying it (an oversized
+    /// or broken-off body), reported like any other.
+    #[cfg(any(feature = "axum", feature = "actix-web"))]
+    pub(crate) fn refuse_unread(error: Error) -> Reply {
+        let reply = Reply::from(error);
+        trace::delivery(&reply);
+        reply
+    }
+
+    /// The reply to a delivery whose handler panicked under a framework adapter: 500, about
+    /// the delivery (read again from `body`), reported like any other.
+    #[cfg(any(feature = "axum", feature = "actix-web"))]
+    pub(crate) fn handler_panicked(&self, body: &[u8]) -> Reply {
+        let mut reply = Reply::from(Error::handler_panicked());
+        if let Ok(callback) = self.verify_and_parse(body) {
+            reply = reply.about(callback.delivery_key());
+        }
+        trace::delivery(&reply);
+        reply
     }
 
     /// Everything before the claim: verification, parsing, and the attempt to claim the

@@ -6,6 +6,9 @@ mod e2e;
 #[path = "../examples/actix.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod example;
+#[path = "../examples/simulate.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod simulate;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -83,5 +86,31 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
 async fn a_panicking_handler_gets_500() {
     let (addr, server) = serve(Arc::new(Panicking));
     checks::panicking_handler_gets_500(addr, ROUTE).await;
+    server.stop(true).await;
+}
+
+#[actix_web::test]
+async fn simulate_is_acknowledged_and_its_forgery_refused() {
+    let ledger = Arc::new(Ledger::default());
+    let (addr, server) = serve(Arc::clone(&ledger));
+    let url = format!("http://{addr}{ROUTE}");
+    let options =
+        simulate::Options::parse(&[url.clone(), "--id".into(), "order-7".into()]).unwrap();
+    assert_eq!(
+        simulate::run(&options, KEY).await.unwrap(),
+        [(200, "success".to_owned())]
+    );
+    assert_eq!(
+        ledger.status("order-7"),
+        Some(CallbackStatus::TransactionSuccessful)
+    );
+    let tampered = simulate::Options {
+        tamper: true,
+        ..options
+    };
+    assert_eq!(
+        simulate::run(&tampered, KEY).await.unwrap(),
+        [(401, "signature does not match".to_owned())]
+    );
     server.stop(true).await;
 }

@@ -158,25 +158,37 @@ async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
     let url = serve_axum_example(Arc::clone(&ledger)).await;
 
     // Three deliveries of one fact: all acknowledged (two as duplicates), handled once.
+    let ack = || (200, "success".to_owned());
     let options = Options::parse(&args(&[&url, "--repeat", "3"])).unwrap();
-    assert_eq!(simulate::run(&options, KEY).await.unwrap(), 3);
+    assert_eq!(
+        simulate::run(&options, KEY).await.unwrap(),
+        [ack(), ack(), ack()]
+    );
     assert_eq!(ledger.payouts(), 1);
     // A later run re-pushing the same cid is acknowledged too.
     let options = Options::parse(&args(&[&url, "--cid", "1391751691700001"])).unwrap();
-    assert_eq!(simulate::run(&options, KEY).await.unwrap(), 1);
-    assert_eq!(simulate::run(&options, KEY).await.unwrap(), 1);
+    assert_eq!(simulate::run(&options, KEY).await.unwrap(), [ack()]);
+    assert_eq!(simulate::run(&options, KEY).await.unwrap(), [ack()]);
     assert_eq!(ledger.payouts(), 2);
 
-    // Refused deliveries are counted out: a forgery, another key, an undocumented status.
-    let forged = Options::parse(&args(&[&url, "--tamper", "--repeat", "2"])).unwrap();
-    assert_eq!(simulate::run(&forged, KEY).await.unwrap(), 0);
+    // Refused deliveries: a forgery and another key are not authentic (401); an
+    // undocumented status is authentic but not as documented (400).
+    let forged = (401, "signature does not match".to_owned());
+    let tampered = Options::parse(&args(&[&url, "--tamper", "--repeat", "2"])).unwrap();
+    assert_eq!(
+        simulate::run(&tampered, KEY).await.unwrap(),
+        [forged.clone(), forged.clone()]
+    );
     let wrong_key = Options::parse(&args(&[&url])).unwrap();
     assert_eq!(
         simulate::run(&wrong_key, "fake-wrong-key").await.unwrap(),
-        0
+        [forged]
     );
     let unknown = Options::parse(&args(&[&url, "--status", "9"])).unwrap();
-    assert_eq!(simulate::run(&unknown, KEY).await.unwrap(), 0);
+    assert_eq!(
+        simulate::run(&unknown, KEY).await.unwrap(),
+        [(400, "status 9 is not a documented payout status".to_owned())]
+    );
     assert_eq!(ledger.payouts(), 2);
     // The exit status: 0 only when every delivery was acknowledged.
     let key = Some(KEY.to_owned());
@@ -186,7 +198,13 @@ async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
     assert_eq!(simulate::simulate(&forged, key.clone()).await.unwrap(), 1);
     // Without CREGIS_API_KEY it signs with the demo key, which this server refuses.
     assert_eq!(simulate::simulate(&args(&[&url]), None).await.unwrap(), 1);
-    assert!(simulate::simulate(&args(&["--status"]), key).await.is_err());
+    assert_eq!(
+        simulate::simulate(&args(&["--status"]), key)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "--status needs a value"
+    );
     assert!(simulate::acknowledged(200, "success"));
     assert!(!simulate::acknowledged(200, "ok"));
     assert!(!simulate::acknowledged(409, "success"));

@@ -579,3 +579,40 @@ fn sixteen_threads_blocking_on_an_async_store_run_the_handler_once() {
     let replies = replies.into_inner().unwrap();
     assert!(replies.iter().all(|r| r.is_ack() || r.status_code() == 409));
 }
+
+#[test]
+fn a_full_memory_store_frees_an_expired_claim_before_forgetting_a_handled_delivery() {
+    let store = MemoryIdempotencyStore::new(2);
+    let key = |cid| DeliveryKey { cid, ..SUCCESS_KEY };
+    let done = Attempt::new(key(1), FP, t0(), LEASE);
+    assert_eq!(store.claim(&done).unwrap(), Claim::Claimed);
+    store.complete(&done).unwrap();
+    let stuck = Attempt::new(key(2), FP, t0(), LEASE);
+    assert_eq!(store.claim(&stuck).unwrap(), Claim::Claimed);
+    // Full. While the stuck claim's lease is live, room comes from the handled delivery...
+    let live = Attempt::new(key(3), FP, t0() + LIVE, LEASE);
+    assert_eq!(store.claim(&live).unwrap(), Claim::Claimed);
+    // (Forgotten: it is no longer a duplicate, and there is no room left to claim it.)
+    let err = store
+        .claim(&Attempt::new(key(1), FP, t0() + LIVE, LEASE))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "memory idempotency store is full of deliveries in progress"
+    );
+    // ...and once a lease has ended, from the expired claim, keeping what was handled.
+    let store = MemoryIdempotencyStore::new(2);
+    assert_eq!(store.claim(&done).unwrap(), Claim::Claimed);
+    store.complete(&done).unwrap();
+    assert_eq!(store.claim(&stuck).unwrap(), Claim::Claimed);
+    let late = Attempt::new(key(3), FP, t0() + EXPIRED, LEASE);
+    assert_eq!(store.claim(&late).unwrap(), Claim::Claimed);
+    assert_eq!(
+        store
+            .claim(&Attempt::new(key(1), FP, t0() + EXPIRED, LEASE))
+            .unwrap(),
+        Claim::AlreadyDone
+    );
+    let in_progress: Vec<DeliveryKey> = store.claims_in_progress().iter().map(|c| c.key).collect();
+    assert_eq!(in_progress, [key(3)]);
+}

@@ -25,7 +25,8 @@ use cregis_payout_callback::{
 use e2e::{post, post_and_hang_up};
 use example::{PgIdempotencyStore, ROUTE, app};
 
-const LEASE: Duration = Duration::from_secs(1);
+/// Long enough that the re-push within it lands in time on a loaded machine.
+const LEASE: Duration = Duration::from_secs(5);
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")

@@ -142,6 +142,22 @@ fn a_changed_body_keeps_a_stale_sign_when_asked() {
 }
 
 #[test]
+fn a_sign_set_by_hand_is_replaced_never_repeated() {
+    let builder = CallbackBuilder::new().raw("sign", r#""00000000000000000000000000000000""#);
+    let body = builder.body(KEY).unwrap();
+    assert_eq!(body.matches(r#""sign":"#).count(), 1);
+    assert!(Verifier::new(KEY).unwrap().verify(body.as_bytes()).is_ok());
+    assert!(!builder.unsigned_body().contains("sign"));
+    assert_eq!(
+        builder
+            .body_with_sign("ab")
+            .matches(r#""sign":"ab""#)
+            .count(),
+        1
+    );
+}
+
+#[test]
 fn what_the_kit_cannot_sign_is_an_error_not_a_panic() {
     let builder = CallbackBuilder::empty().raw("pid", "[1]");
     assert_eq!(

@@ -189,3 +189,55 @@ fn every_refusal_names_its_kind() {
     let events = events_of(|| drop(verifier.process(other_project.as_bytes(), &ok)));
     assert_eq!(only(&events).field("error_kind"), Some("PidMismatch"));
 }
+
+#[test]
+fn the_axum_route_reports_the_replies_it_makes_itself() {
+    use cregis_payout_callback::axum::callback_route;
+
+    let panicking = |_: &PayoutCallback| async {
+        panic!("the handler's own bug");
+        #[allow(unreachable_code)]
+        Ok::<(), String>(())
+    };
+    let body = CallbackBuilder::new().cid(79).body(KEY).unwrap();
+    let events = events_of(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let verifier = Verifier::new(KEY).unwrap();
+            let app = axum::Router::new().route("/cb", callback_route(verifier, panicking));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/cb", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            let client = reqwest::Client::new();
+            let panicked = client.post(&url).body(body).send().await.unwrap();
+            assert_eq!(panicked.status(), 500);
+            let oversized = client
+                .post(&url)
+                .body(vec![b' '; 70_000])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(oversized.status(), 413);
+        });
+    });
+    let ours: Vec<&Captured> = events
+        .iter()
+        .filter(|e| e.target == "cregis_payout_callback")
+        .collect();
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert_eq!(ours[0].level, Level::ERROR);
+    assert_eq!(ours[0].field("error_kind"), Some("HandlerFailed"));
+    assert_eq!(
+        ours[0].field("error"),
+        Some("handler failed: the handler panicked")
+    );
+    assert_eq!(ours[0].field("cid"), Some("79"));
+    assert_eq!(ours[1].level, Level::WARN);
+    assert_eq!(
+        (ours[1].field("status_code"), ours[1].field("error_kind")),
+        (Some("413"), Some("BodyTooLarge"))
+    );
+}

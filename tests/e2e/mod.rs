@@ -219,8 +219,18 @@ pub mod checks {
         let forged = post(&url, signed_body(DOC_EXAMPLE, "fake-attacker-key")).await;
         assert_refused(&forged, 401);
         assert_eq!(forged.body, "signature does not match");
-        for body in [&b"not json"[..], b"[1,2]", br#"{"a":1,"a":2}"#, b""] {
-            assert_refused(&post(&url, body).await, 400);
+        for (body, reason) in [
+            (
+                &b"not json"[..],
+                "body is not valid json: expected ident at line 1 column 2",
+            ),
+            (b"[1,2]", "body is not a json object"),
+            (br#"{"a":1,"a":2}"#, "key \"a\" appears more than once"),
+            (b"", "body is not valid json: empty body"),
+        ] {
+            let answer = post(&url, body).await;
+            assert_refused(&answer, 400);
+            assert_eq!(answer.body, reason);
         }
         let status_line = announce_huge_body(addr, path).await;
         assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
