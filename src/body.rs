@@ -13,6 +13,14 @@ impl<'a> Params<'a> {
     /// Parses a raw body into its parameters, as ranges of the body wherever no escape has to
     /// be decoded. Numbers keep the exact text they were sent with.
     pub(crate) fn from_body(body: &'a [u8]) -> Result<Self, Error> {
+        let mut params = Params::empty();
+        params.read_body(body)?;
+        Ok(params)
+    }
+
+    /// [`Params::from_body`] into `self`, which must be empty: filled in place, since
+    /// parameters are large to move.
+    pub(crate) fn read_body(&mut self, body: &'a [u8]) -> Result<(), Error> {
         let text = std::str::from_utf8(body).map_err(|e| Error::InvalidJson {
             reason: format!("not utf-8 at byte {}", e.valid_up_to()),
         })?;
@@ -36,15 +44,14 @@ impl<'a> Params<'a> {
             }
         }
 
-        let mut params = Params::empty(text);
-        if scan_flat_object(text, &mut params).is_none() {
+        self.body = text;
+        if scan_flat_object(text, self).is_none() {
             // Off the fast path (a syntax error, a nested value, an odd escape): serde_json's
             // parser decides, and says what is wrong.
-            params.clear();
-            collect_with_serde(text, &mut params)?;
+            self.clear();
+            collect_with_serde(text, self)?;
         }
-        params.finish()?;
-        Ok(params)
+        self.finish()
     }
 }
 
@@ -446,14 +453,16 @@ mod tests {
 
     /// What the authoritative `serde_json` path makes of `text`.
     fn with_serde(text: &str) -> Listing {
-        let mut params = Params::empty(text);
+        let mut params = Params::empty();
+        params.body = text;
         collect_with_serde(text, &mut params)?;
         listing(&mut params)
     }
 
     /// What the fast path makes of `text`, if it answers at all.
     fn fast(text: &str) -> Option<Listing> {
-        let mut params = Params::empty(text);
+        let mut params = Params::empty();
+        params.body = text;
         scan_flat_object(text, &mut params)?;
         Some(listing(&mut params))
     }

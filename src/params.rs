@@ -247,10 +247,10 @@ fn known_place(head: u64, key: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Params<'a> {
-    /// No parameters yet, to be read from `body`.
-    pub(crate) fn empty(body: &'a str) -> Self {
+    /// No parameters yet.
+    pub(crate) fn empty() -> Self {
         Params {
-            body,
+            body: "",
             decoded: String::new(),
             known: [Slot::default(); KNOWN.len()],
             others: Vec::new(),
@@ -291,8 +291,9 @@ impl<'a> Params<'a> {
 
     /// Adds the parameter under the key at `key_start..key_start + key_len`. A repeated key
     /// is refused by [`Params::finish`].
-    // Inlined into the scanner's loop.
-    #[inline]
+    // Inlined into the scanner's loop (measured with callgrind); plain `#[inline]` is ignored.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn add(&mut self, key_start: usize, key_len: usize, value: Slot) {
         let (body, decoded) = (self.body.as_bytes(), self.decoded.as_bytes());
         // Eight bytes from the key's start (past its end too: they are masked off).
@@ -389,7 +390,7 @@ impl<'a> Params<'a> {
     where
         I: IntoIterator<Item = (&'a String, &'a Value)>,
     {
-        let mut params = Params::empty("");
+        let mut params = Params::empty();
         for (key, value) in entries {
             let slot = match value {
                 Value::Null => Slot::NULL,
