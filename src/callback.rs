@@ -7,7 +7,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::params::{Params, Scalar};
+use crate::params::{Kind, Params, Scalar};
 use crate::{CallbackStatus, Error};
 
 /// A payout callback, as Cregis sends it once the payout reaches a final state.
@@ -210,7 +210,7 @@ impl PayoutCallback {
     /// Builds the typed callback from verified parameters.
     pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
         use crate::params::known as k;
-        let text = |field, place| text(field, params.known(place));
+        let text = |field, place| text(field, params, place);
         let integer = |field, place| integer(field, params.known(place));
         // Each present field is read in key order, so that the first bad one in key order is
         // reported, then the required ones are checked.
@@ -270,12 +270,15 @@ fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
     })
 }
 
-/// A string field: `None` for absent, `null` and `""`.
-fn text(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<String>, Error> {
-    match value {
-        None | Some(Scalar::Null | Scalar::Str("")) => Ok(None),
-        Some(Scalar::Str(s)) => Ok(Some(s.to_owned())),
-        Some(Scalar::Bool(_) | Scalar::Number(_) | Scalar::Compound) => Err(Error::InvalidField {
+/// The string field `field`, at `place` among the documented ones: `None` for absent, `null`
+/// and `""`.
+fn text(field: &'static str, params: &Params<'_>, place: usize) -> Result<Option<String>, Error> {
+    let slot = params.known[place];
+    match slot.kind {
+        Kind::Absent | Kind::Null => Ok(None),
+        Kind::Str if slot.len == 0 => Ok(None),
+        Kind::Str => Ok(Some(params.text(slot.start, slot.len).to_owned())),
+        Kind::True | Kind::False | Kind::Number | Kind::Compound => Err(Error::InvalidField {
             field,
             problem: "must be a string",
         }),
