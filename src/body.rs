@@ -7,12 +7,20 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::Error;
-use crate::params::{Param, Params, SIGN_KEY, Scalar};
+use crate::params::{Kind, Params, SIGN_KEY, Slot};
 
 impl<'a> Params<'a> {
-    /// Parses a raw body into its parameters, borrowing from it wherever no escape has to be
-    /// decoded. Numbers keep the exact text they were sent with.
+    /// Parses a raw body into its parameters, as ranges of the body wherever no escape has to
+    /// be decoded. Numbers keep the exact text they were sent with.
     pub(crate) fn from_body(body: &'a [u8]) -> Result<Self, Error> {
+        let mut params = Params::empty();
+        params.read_body(body)?;
+        Ok(params)
+    }
+
+    /// [`Params::from_body`] into `self`, which must be empty: filled in place, since
+    /// parameters are large to move.
+    pub(crate) fn read_body(&mut self, body: &'a [u8]) -> Result<(), Error> {
         let text = std::str::from_utf8(body).map_err(|e| Error::InvalidJson {
             reason: format!("not utf-8 at byte {}", e.valid_up_to()),
         })?;
@@ -36,22 +44,21 @@ impl<'a> Params<'a> {
             }
         }
 
-        let mut params = Vec::with_capacity(24);
-        if scan_flat_object(text, &mut params).is_none() {
+        self.body = text;
+        if scan_flat_object(text, self).is_none() {
             // Off the fast path (a syntax error, a nested value, an odd escape): serde_json's
             // parser decides, and says what is wrong.
-            params.clear();
-            collect_with_serde(text, &mut params)?;
+            self.clear();
+            collect_with_serde(text, self)?;
         }
-        let mut params = Params::new(params)?;
-        params.body = text;
-        Ok(params)
+        self.finish()
     }
 }
 
 /// The authoritative parse: `serde_json` checks the syntax, and hands over each value's text.
-fn collect_with_serde<'a>(text: &'a str, params: &mut Vec<Param<'a>>) -> Result<(), Error> {
+fn collect_with_serde<'a>(text: &'a str, params: &mut Params<'a>) -> Result<(), Error> {
     let mut collector = Collector {
+        text,
         params,
         nested: None,
         bad_string: false,
@@ -82,12 +89,21 @@ fn invalid_json(e: &serde_json::Error) -> Error {
 
 /// Gathers the top-level entries of the object being parsed.
 struct Collector<'a, 'p> {
-    params: &'p mut Vec<Param<'a>>,
+    /// The body: borrowed keys and values are ranges of it.
+    text: &'a str,
+    params: &'p mut Params<'a>,
     /// The first key whose value is an object or array. Reported once the whole body is known
     /// to be valid JSON, so a syntax error always wins.
     nested: Option<String>,
     /// Whether parsing stopped on a string value that could not be decoded.
     bad_string: bool,
+}
+
+impl Collector<'_, '_> {
+    /// Where `part`, a slice of the body, starts in it.
+    fn offset(&self, part: &str) -> usize {
+        part.as_ptr() as usize - self.text.as_ptr() as usize
+    }
 }
 
 impl<'de> Visitor<'de> for &mut Collector<'de, '_> {
@@ -100,44 +116,81 @@ impl<'de> Visitor<'de> for &mut Collector<'de, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let raw: &'de RawValue = map.next_value()?;
-            let value = scalar(raw.get()).map_err(|e| {
+            let raw = raw.get();
+            let value = scalar(raw, self.offset(raw), self.params).map_err(|e| {
                 self.bad_string = true;
                 de::Error::custom(e)
             })?;
-            match value {
-                Some(value) => self.params.push(Param { key, value }),
-                None if key == SIGN_KEY => self.params.push(Param {
-                    key,
-                    value: Scalar::Compound,
-                }),
+            let value = match value {
+                Some(value) => value,
+                None if key == SIGN_KEY => Slot::COMPOUND,
                 None => {
                     if self.nested.is_none() {
                         self.nested = Some(key.into_owned());
                     }
+                    continue;
                 }
-            }
+            };
+            let key_start = match &key {
+                Cow::Borrowed(key) => self.offset(key),
+                Cow::Owned(key) => self.params.push_decoded(key),
+            };
+            self.params.add(key_start, key.len(), value);
         }
         Ok(())
     }
 }
 
-/// Reads a JSON value from its (syntactically valid) text; `None` for an object or an array.
-fn scalar(raw: &str) -> Result<Option<Scalar<'_>>, serde_json::Error> {
+/// Reads a JSON value from its (syntactically valid) text, which starts at `start` in the
+/// body; `None` for an object or an array.
+fn scalar(
+    raw: &str,
+    start: usize,
+    params: &mut Params<'_>,
+) -> Result<Option<Slot>, serde_json::Error> {
     Ok(Some(match raw.as_bytes().first() {
         Some(b'"') => {
             let inner = &raw[1..raw.len() - 1];
             if inner.contains('\\') {
-                Scalar::Str(Cow::Owned(serde_json::from_str::<String>(raw)?))
+                let start = params.push_decoded("");
+                decode_into(raw, &mut params.decoded)?;
+                Slot::new(
+                    Kind::Str,
+                    start,
+                    params.body.len() + params.decoded.len() - start,
+                )
             } else {
-                Scalar::Str(Cow::Borrowed(inner))
+                Slot::new(Kind::Str, start + 1, inner.len())
             }
         }
-        Some(b'n') => Scalar::Null,
-        Some(b't') => Scalar::Bool(true),
-        Some(b'f') => Scalar::Bool(false),
+        Some(b'n') => Slot::NULL,
+        Some(b't') => Slot::new(Kind::True, start, raw.len()),
+        Some(b'f') => Slot::new(Kind::False, start, raw.len()),
         Some(b'{' | b'[') | None => return Ok(None),
-        Some(_) => Scalar::Number(Cow::Borrowed(raw)),
+        Some(_) => Slot::new(Kind::Number, start, raw.len()),
     }))
+}
+
+/// Decodes the JSON string `raw` (quotes included), appending its value to `decoded`.
+fn decode_into(raw: &str, decoded: &mut String) -> Result<(), serde_json::Error> {
+    struct Append<'s>(&'s mut String);
+
+    impl Visitor<'_> for Append<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+            self.0.push_str(text);
+            Ok(())
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(raw);
+    de::Deserializer::deserialize_str(&mut de, Append(decoded))?;
+    de.end()
 }
 
 /// Deserializes an object key, borrowing it from the body unless it holds escapes.
@@ -171,12 +224,12 @@ impl<'de> Visitor<'de> for KeySeed {
 }
 
 /// The fast path for the common case, a flat object of scalars: one pass over the bytes,
-/// borrowing every key and value that holds no escape.
+/// keeping every key and value that holds no escape as a range of the body.
 ///
 /// It accepts only what is certainly valid JSON, and reads it exactly as
 /// [`collect_with_serde`] would; on anything else (including every syntax error and every
 /// nested value) it returns `None`, and the caller asks `serde_json`.
-fn scan_flat_object<'a>(text: &'a str, params: &mut Vec<Param<'a>>) -> Option<()> {
+fn scan_flat_object<'a>(text: &'a str, params: &mut Params<'a>) -> Option<()> {
     let mut s = Scanner { text, pos: 0 };
     s.skip_ws();
     s.expect(b'{')?;
@@ -185,12 +238,12 @@ fn scan_flat_object<'a>(text: &'a str, params: &mut Vec<Param<'a>>) -> Option<()
         s.pos += 1;
     } else {
         loop {
-            let key = s.string()?;
+            let (key_start, key_len) = s.string(params)?;
             s.skip_ws();
             s.expect(b':')?;
             s.skip_ws();
-            let value = s.scalar()?;
-            params.push(Param { key, value });
+            let value = s.scalar(params)?;
+            params.add(key_start, key_len, value);
             s.skip_ws();
             match s.next()? {
                 b',' => s.skip_ws(),
@@ -208,7 +261,7 @@ struct Scanner<'a> {
     pos: usize,
 }
 
-impl<'a> Scanner<'a> {
+impl Scanner<'_> {
     fn peek(&self) -> Option<u8> {
         self.text.as_bytes().get(self.pos).copied()
     }
@@ -229,12 +282,11 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string, decoded: borrowed when it holds no escape.
-    // Inlined into both callers: returning the `Cow` through memory costs more than the copy
-    // (6% of a verify, measured in instructions with callgrind); plain `#[inline]` is ignored.
+    /// A string, decoded: its range, in the body when it holds no escape.
+    // Inlined into both callers (measured with callgrind); plain `#[inline]` is ignored.
     #[allow(clippy::inline_always)]
     #[inline(always)]
-    fn string(&mut self) -> Option<Cow<'a, str>> {
+    fn string(&mut self, params: &mut Params<'_>) -> Option<(usize, usize)> {
         let bytes = self.text.as_bytes();
         if bytes.get(self.pos) != Some(&b'"') {
             return None;
@@ -259,11 +311,11 @@ impl<'a> Scanner<'a> {
         if escaped {
             // `serde_json` decodes and checks every escape (surrogate pairs included).
             let raw = self.text.get(start - 1..self.pos)?;
-            serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+            let at = params.push_decoded("");
+            decode_into(raw, &mut params.decoded).ok()?;
+            Some((at, params.body.len() + params.decoded.len() - at))
         } else {
-            // Both ends are next to a `"`: slicing there cannot panic, and indexing (unlike
-            // `get`) has its boundary checks inlined.
-            Some(Cow::Borrowed(&self.text[start..end]))
+            Some((start, end - start))
         }
     }
 
@@ -299,13 +351,22 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string, number, boolean or null; `None` for objects, arrays and anything invalid.
-    fn scalar(&mut self) -> Option<Scalar<'a>> {
+    fn scalar(&mut self, params: &mut Params<'_>) -> Option<Slot> {
+        let start = self.pos;
         match self.peek()? {
-            b'"' => self.string().map(Scalar::Str),
-            b't' => self.literal("true").map(|()| Scalar::Bool(true)),
-            b'f' => self.literal("false").map(|()| Scalar::Bool(false)),
-            b'n' => self.literal("null").map(|()| Scalar::Null),
-            b'-' | b'0'..=b'9' => self.number().map(Scalar::Number),
+            b'"' => self
+                .string(params)
+                .map(|(start, len)| Slot::new(Kind::Str, start, len)),
+            b't' => self
+                .literal("true")
+                .map(|()| Slot::new(Kind::True, start, 4)),
+            b'f' => self
+                .literal("false")
+                .map(|()| Slot::new(Kind::False, start, 5)),
+            b'n' => self.literal("null").map(|()| Slot::NULL),
+            b'-' | b'0'..=b'9' => self
+                .number()
+                .map(|()| Slot::new(Kind::Number, start, self.pos - start)),
             _ => None,
         }
     }
@@ -317,8 +378,7 @@ impl<'a> Scanner<'a> {
 
     /// A number's exact text, following JSON's grammar:
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-    fn number(&mut self) -> Option<Cow<'a, str>> {
-        let start = self.pos;
+    fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -338,8 +398,7 @@ impl<'a> Scanner<'a> {
             }
             self.some_digits()?;
         }
-        // An ASCII number: slicing at its ends cannot panic.
-        Some(Cow::Borrowed(&self.text[start..self.pos]))
+        Some(())
     }
 
     /// Moves past ASCII digits: eight at a time, then one at a time near the end of the text.
@@ -381,21 +440,37 @@ mod tests {
 
     use super::*;
 
+    type Listing = Result<Vec<(String, String)>, Error>;
+
+    /// Every parameter, in key order, with its value.
+    fn listing(params: &mut Params<'_>) -> Listing {
+        params.finish()?;
+        Ok(params
+            .iter()
+            .map(|(key, value)| (key.to_owned(), format!("{value:?}")))
+            .collect())
+    }
+
     /// What the authoritative `serde_json` path makes of `text`.
-    fn with_serde(text: &str) -> Result<Vec<Param<'_>>, Error> {
-        let mut params = Vec::new();
-        collect_with_serde(text, &mut params).map(|()| params)
+    fn with_serde(text: &str) -> Listing {
+        let mut params = Params::empty();
+        params.body = text;
+        collect_with_serde(text, &mut params)?;
+        listing(&mut params)
+    }
+
+    /// What the fast path makes of `text`, if it answers at all.
+    fn fast(text: &str) -> Option<Listing> {
+        let mut params = Params::empty();
+        params.body = text;
+        scan_flat_object(text, &mut params)?;
+        Some(listing(&mut params))
     }
 
     /// The fast path must agree with `serde_json` wherever it answers at all.
     fn assert_agrees(text: &str) {
-        let mut fast = Vec::new();
-        if scan_flat_object(text, &mut fast).is_some() {
-            assert_eq!(
-                with_serde(text),
-                Ok(fast),
-                "fast path disagrees on {text:?}"
-            );
+        if let Some(fast) = fast(text) {
+            assert_eq!(with_serde(text), fast, "fast path disagrees on {text:?}");
         }
     }
 
@@ -442,9 +517,9 @@ mod tests {
     proptest! {
         #[test]
         fn fast_path_reads_valid_flat_objects_as_serde_does(text in object_of(valid_value_text())) {
-            let mut fast = Vec::new();
-            prop_assert!(scan_flat_object(&text, &mut fast).is_some(), "declined {text:?}");
-            prop_assert_eq!(with_serde(&text), Ok(fast));
+            let fast = fast(&text);
+            prop_assert!(fast.is_some(), "declined {text:?}");
+            prop_assert_eq!(with_serde(&text), fast.unwrap());
         }
 
         #[test]
@@ -481,9 +556,9 @@ mod tests {
     #[test]
     fn fast_path_takes_the_common_case() {
         let text = r#" {"a":"x","b":-1.5e3,"c":true,"d":false,"e":null,"f":"\u00e9","g":0} "#;
-        let mut fast = Vec::new();
-        assert!(scan_flat_object(text, &mut fast).is_some());
-        assert_eq!(with_serde(text), Ok(fast));
+        let fast = fast(text).expect("the fast path answers");
+        assert!(fast.is_ok());
+        assert_eq!(with_serde(text), fast);
     }
 
     #[test]
@@ -503,7 +578,7 @@ mod tests {
             r#"{"a" 1}"#,
             "{'a':1}",
         ] {
-            assert!(scan_flat_object(text, &mut Vec::new()).is_none(), "{text}");
+            assert!(fast(text).is_none(), "{text}");
         }
     }
 }

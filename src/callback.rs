@@ -7,7 +7,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::params::{Params, Scalar};
+use crate::params::{Kind, Params, Scalar};
 use crate::{CallbackStatus, Error};
 
 /// A payout callback, as Cregis sends it once the payout reaches a final state.
@@ -209,85 +209,58 @@ impl PayoutCallback {
 
     /// Builds the typed callback from verified parameters.
     pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
-        let mut fields = Fields::default();
+        use crate::params::known as k;
+        let text = |field, place| text(field, params, place);
+        let integer = |field, place| integer(field, params.known(place));
+        // Each present field is read in key order, so that the first bad one in key order is
+        // reported, then the required ones are checked.
+        let address = text("address", k::ADDRESS)?;
+        let amount = text("amount", k::AMOUNT)?;
+        let block_height = text("block_height", k::BLOCK_HEIGHT)?;
+        let block_time = integer("block_time", k::BLOCK_TIME)?;
+        let chain_id = text("chain_id", k::CHAIN_ID)?;
+        let cid = integer("cid", k::CID)?;
+        let currency = text("currency", k::CURRENCY)?;
+        let memo = text("memo", k::MEMO)?;
+        let nonce = text("nonce", k::NONCE)?;
+        let pid = integer("pid", k::PID)?;
+        let remark = text("remark", k::REMARK)?;
+        let sign = text("sign", k::SIGN)?;
+        let status = integer("status", k::STATUS)?;
+        let third_party_id = text("third_party_id", k::THIRD_PARTY_ID)?;
+        let timestamp = integer("timestamp", k::TIMESTAMP)?;
+        let token_id = text("token_id", k::TOKEN_ID)?;
+        let txid = text("txid", k::TXID)?;
         let mut extra = Map::new();
-        for param in params.iter() {
-            let value = &param.value;
-            match param.key.as_ref() {
-                "pid" => fields.pid = integer("pid", value)?,
-                "cid" => fields.cid = integer("cid", value)?,
-                "chain_id" => fields.chain_id = text("chain_id", value)?,
-                "token_id" => fields.token_id = text("token_id", value)?,
-                "currency" => fields.currency = text("currency", value)?,
-                "address" => fields.address = text("address", value)?,
-                "amount" => fields.amount = text("amount", value)?,
-                "third_party_id" => fields.third_party_id = text("third_party_id", value)?,
-                "remark" => fields.remark = text("remark", value)?,
-                "status" => fields.status = integer("status", value)?,
-                "txid" => fields.txid = text("txid", value)?,
-                "block_height" => fields.block_height = text("block_height", value)?,
-                "block_time" => fields.block_time = integer("block_time", value)?,
-                "memo" => fields.memo = text("memo", value)?,
-                "nonce" => fields.nonce = text("nonce", value)?,
-                "timestamp" => fields.timestamp = integer("timestamp", value)?,
-                "sign" => fields.sign = text("sign", value)?,
-                key => {
-                    extra.insert(key.to_owned(), json_value(value));
-                }
-            }
+        for (key, value) in params.others() {
+            extra.insert(key.to_owned(), json_value(value));
         }
         Ok(PayoutCallback {
-            pid: required("pid", fields.pid)?,
-            cid: required("cid", fields.cid)?,
-            chain_id: required("chain_id", fields.chain_id)?,
-            token_id: required("token_id", fields.token_id)?,
-            currency: required("currency", fields.currency)?,
-            address: required("address", fields.address)?,
-            amount: required("amount", fields.amount)?,
-            third_party_id: required("third_party_id", fields.third_party_id)?,
-            remark: fields.remark,
-            status: CallbackStatus::try_from(required("status", fields.status)?)?,
-            txid: fields.txid,
-            block_height: fields.block_height,
-            block_time: fields.block_time,
-            memo: fields.memo,
-            nonce: required("nonce", fields.nonce)?,
-            timestamp: required("timestamp", fields.timestamp)?,
-            sign: required("sign", fields.sign)?,
+            pid: required("pid", pid)?,
+            cid: required("cid", cid)?,
+            chain_id: required("chain_id", chain_id)?,
+            token_id: required("token_id", token_id)?,
+            currency: required("currency", currency)?,
+            address: required("address", address)?,
+            amount: required("amount", amount)?,
+            third_party_id: required("third_party_id", third_party_id)?,
+            remark,
+            status: CallbackStatus::try_from(required("status", status)?)?,
+            txid,
+            block_height,
+            block_time,
+            memo,
+            nonce: required("nonce", nonce)?,
+            timestamp: required("timestamp", timestamp)?,
+            sign: required("sign", sign)?,
             extra,
         })
     }
 }
 
-/// The documented fields as read so far; `None` for absent, `null` or `""`.
-#[derive(Default)]
-struct Fields {
-    pid: Option<i64>,
-    cid: Option<i64>,
-    chain_id: Option<String>,
-    token_id: Option<String>,
-    currency: Option<String>,
-    address: Option<String>,
-    amount: Option<String>,
-    third_party_id: Option<String>,
-    remark: Option<String>,
-    status: Option<i64>,
-    txid: Option<String>,
-    block_height: Option<String>,
-    block_time: Option<i64>,
-    memo: Option<String>,
-    nonce: Option<String>,
-    timestamp: Option<i64>,
-    sign: Option<String>,
-}
-
 /// The integer field `field` of verified parameters, for checks made before the full parse.
 pub(crate) fn required_integer(params: &Params<'_>, field: &'static str) -> Result<i64, Error> {
-    let value = match params.get(field) {
-        Some(value) => integer(field, value)?,
-        None => None,
-    };
-    required(field, value)
+    required(field, integer(field, params.get(field))?)
 }
 
 fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
@@ -297,26 +270,28 @@ fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
     })
 }
 
-/// A string field: `None` for `null` and `""`.
-fn text(field: &'static str, value: &Scalar<'_>) -> Result<Option<String>, Error> {
-    match value {
-        Scalar::Null => Ok(None),
-        Scalar::Str(s) if s.is_empty() => Ok(None),
-        Scalar::Str(s) => Ok(Some(s.as_ref().to_owned())),
-        Scalar::Bool(_) | Scalar::Number(_) | Scalar::Compound => Err(Error::InvalidField {
+/// The string field `field`, at `place` among the documented ones: `None` for absent, `null`
+/// and `""`.
+fn text(field: &'static str, params: &Params<'_>, place: usize) -> Result<Option<String>, Error> {
+    let slot = params.known[place];
+    match slot.kind {
+        Kind::Absent | Kind::Null => Ok(None),
+        Kind::Str if slot.len == 0 => Ok(None),
+        Kind::Str => Ok(Some(params.text(slot.start, slot.len).to_owned())),
+        Kind::True | Kind::False | Kind::Number | Kind::Compound => Err(Error::InvalidField {
             field,
             problem: "must be a string",
         }),
     }
 }
 
-/// An integer field, from a JSON integer or its decimal string: `None` for `null` and `""`.
-fn integer(field: &'static str, value: &Scalar<'_>) -> Result<Option<i64>, Error> {
+/// An integer field, from a JSON integer or its decimal string: `None` for absent, `null`
+/// and `""`.
+fn integer(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<i64>, Error> {
     let parsed = match value {
-        Scalar::Null => return Ok(None),
-        Scalar::Str(s) if s.is_empty() => return Ok(None),
-        Scalar::Str(digits) | Scalar::Number(digits) => parse_canonical_i64(digits),
-        Scalar::Bool(_) | Scalar::Compound => None,
+        None | Some(Scalar::Null | Scalar::Str("")) => return Ok(None),
+        Some(Scalar::Str(digits) | Scalar::Number(digits)) => parse_canonical_i64(digits),
+        Some(Scalar::Bool(_) | Scalar::Compound) => None,
     };
     parsed.map(Some).ok_or(Error::InvalidField {
         field,
@@ -419,15 +394,15 @@ fn parse_eight(word: u64) -> Option<u64> {
 /// A number whose text `serde_json` would not write back the same (`1.10`, `-0`, `1e400`, an
 /// integer beyond 64 bits) is kept as a string of that exact text instead: it signs the same,
 /// so nothing is lost and the serialized callback still verifies.
-fn json_value(value: &Scalar<'_>) -> Value {
+fn json_value(value: Scalar<'_>) -> Value {
     match value {
         // Only `sign`, a documented field, can hold a compound: it never reaches `extra`.
         Scalar::Null | Scalar::Compound => Value::Null,
-        Scalar::Bool(b) => Value::Bool(*b),
-        Scalar::Str(s) => Value::String(s.as_ref().to_owned()),
+        Scalar::Bool(b) => Value::Bool(b),
+        Scalar::Str(s) => Value::String(s.to_owned()),
         Scalar::Number(text) => match serde_json::from_str::<serde_json::Number>(text) {
-            Ok(number) if number.to_string() == *text => Value::Number(number),
-            _ => Value::String(text.as_ref().to_owned()),
+            Ok(number) if number.to_string() == text => Value::Number(number),
+            _ => Value::String(text.to_owned()),
         },
     }
 }

@@ -1,186 +1,388 @@
 //! The flat parameters of a callback, in the form the signature is computed over.
+//!
+//! The documented keys have a fixed place each ([`KNOWN`], in key order), so that they need
+//! no sorting and no key comparison; only the other keys are sorted, among themselves. Keys and
+//! values are kept as byte ranges of the body they were read from, or of a side buffer holding
+//! the few texts that had to be decoded (escapes) or converted: a parameter holds no pointer
+//! and owns nothing, and dropping the parameters frees at most two buffers.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Value};
 
 use crate::Error;
 
-/// One parameter's value. Objects and arrays never get here: they are refused while collecting.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Scalar<'a> {
-    Null,
-    Bool(bool),
-    /// A JSON number's exact text (or, from a map, its `Display` text).
-    Number(Cow<'a, str>),
-    /// A JSON string's decoded value.
-    Str(Cow<'a, str>),
-    /// An object or an array under `sign`, which is never signed: kept so that verification
-    /// can call it a malformed signature. Under any other key it is refused as nested.
-    Compound,
-}
+/// The documented keys, in key order (bytes): each has its place in [`Params`].
+pub(crate) const KNOWN: [&str; 17] = [
+    "address",
+    "amount",
+    "block_height",
+    "block_time",
+    "chain_id",
+    "cid",
+    "currency",
+    "memo",
+    "nonce",
+    "pid",
+    "remark",
+    "sign",
+    "status",
+    "third_party_id",
+    "timestamp",
+    "token_id",
+    "txid",
+];
 
-impl Scalar<'_> {
-    /// The text this value contributes to the signature, or `None` when the value is left out
-    /// (`null` and `""`; everything else, `" "`, `0` and `false` included, is kept).
-    pub(crate) fn signed_text(&self) -> Option<&str> {
-        match self {
-            Scalar::Null | Scalar::Compound => None,
-            Scalar::Str(s) if s.is_empty() => None,
-            Scalar::Bool(true) => Some("true"),
-            Scalar::Bool(false) => Some("false"),
-            Scalar::Number(text) | Scalar::Str(text) => Some(text),
-        }
-    }
-}
-
-/// One key and its value, both decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Param<'a> {
-    pub(crate) key: Cow<'a, str>,
-    pub(crate) value: Scalar<'a>,
-}
-
-/// A callback's parameters in key order (bytes), each key once.
-#[derive(Debug, Clone)]
-pub(crate) struct Params<'a> {
-    /// Up to [`SMALL`] of them, in the order received; beyond, sorted.
-    list: Vec<Param<'a>>,
-    /// Up to [`SMALL`] parameters, `params[order[i]]` is the `i`-th in key order.
-    order: [u8; SMALL],
-    /// Up to [`SMALL`] parameters, `params[sign]` is the one under [`SIGN_KEY`], if any.
-    sign: Option<u8>,
-    /// The body the parameters were read from, if any: most keys and values borrow from it.
-    pub(crate) body: &'a str,
-}
-
-/// Byte order of keys, deciding on the first byte inline: most keys of a callback differ there,
-/// which spares a `memcmp` call per comparison.
-fn key_order(a: &str, b: &str) -> Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.first().cmp(&b.first()).then_with(|| a.cmp(b))
-}
-
-/// Up to this many parameters (a callback has about 18), [`Params::new`] sorts them on the
-/// stack by [`sort_small`].
-const SMALL: usize = 64;
-
-/// The first eight bytes of `key`, big-endian, zero-padded. Keys in the order of their
-/// prefixes are in byte order, except that keys with equal prefixes (the same first eight
-/// bytes, or differing only by trailing NULs) tie.
-fn prefix(key: &str) -> u64 {
-    let bytes = key.as_bytes();
-    if let Some(first) = bytes.first_chunk::<8>() {
-        return u64::from_be_bytes(*first);
-    }
-    let mut prefix = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        prefix |= u64::from(byte) << (56 - 8 * i);
-    }
-    prefix
-}
-
-/// A repeated key.
-fn duplicate(param: &Param<'_>) -> Error {
-    Error::DuplicateKey {
-        key: param.key.clone().into_owned(),
-    }
-}
-
-/// Puts at most [`SMALL`] parameters in key order: `params[order[i]]` is the `i`-th.
-///
-/// Callbacks arrive in Cregis's field order, far from sorted, and a `Param` is large: rather
-/// than move parameters, sort their key prefixes, each packed with its position in one `u64`
-/// (cheap to compare and to move), then order ties by their full keys. Only keys that tie can
-/// be repeated, so only those are compared in full.
-///
-/// Returns the position of [`SIGN_KEY`], found on the way.
-fn sort_small(params: &[Param<'_>], order: &mut [u8; SMALL]) -> Result<Option<u8>, Error> {
-    /// The low bits of a slot hold the position; the prefix keeps the bits above.
-    const POSITION: u64 = SMALL as u64 - 1;
-    let sign_prefix = prefix(SIGN_KEY);
-    let n = params.len();
-    let mut slots = [0u64; SMALL];
-    let mut sign = None;
-    for ((slot, param), i) in slots.iter_mut().zip(params).zip(0..) {
-        let prefix = prefix(&param.key);
-        if prefix == sign_prefix && param.key.len() == SIGN_KEY.len() {
-            sign = Some(position(i));
-        }
-        *slot = (prefix & !POSITION) | i;
-    }
-    let slots = &mut slots[..n];
-    // Insertion sort: few elements, each compared and moved as one integer.
-    for i in 1..n {
-        let slot = slots[i];
-        let mut j = i;
-        while j > 0 && slots[j - 1] > slot {
-            slots[j] = slots[j - 1];
-            j -= 1;
-        }
-        slots[j] = slot;
-    }
-    let mut ties = false;
-    for (i, (place, &slot)) in order.iter_mut().zip(&*slots).enumerate() {
-        *place = position(slot);
-        ties |= i > 0 && (slots[i - 1] ^ slot) <= POSITION;
-    }
-    if !ties {
-        return Ok(sign);
-    }
-    // Runs of equal prefixes: order each by full key, and refuse a repeat.
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && (slots[start] ^ slots[end]) <= POSITION {
-            end += 1;
-        }
-        let run = &mut order[start..end];
-        run.sort_unstable_by(|&a, &b| {
-            key_order(&params[usize::from(a)].key, &params[usize::from(b)].key)
-        });
-        for pair in run.windows(2) {
-            let first = &params[usize::from(pair[0])];
-            if first.key == params[usize::from(pair[1])].key {
-                return Err(duplicate(first));
-            }
-        }
-        start = end;
-    }
-    Ok(sign)
-}
-
-/// The position in the low bits of a slot of [`sort_small`].
-#[allow(clippy::cast_possible_truncation)]
-fn position(slot: u64) -> u8 {
-    (slot & (SMALL as u64 - 1)) as u8
+/// The places of the documented keys in [`KNOWN`].
+#[allow(dead_code)]
+pub(crate) mod known {
+    pub(crate) const ADDRESS: usize = 0;
+    pub(crate) const AMOUNT: usize = 1;
+    pub(crate) const BLOCK_HEIGHT: usize = 2;
+    pub(crate) const BLOCK_TIME: usize = 3;
+    pub(crate) const CHAIN_ID: usize = 4;
+    pub(crate) const CID: usize = 5;
+    pub(crate) const CURRENCY: usize = 6;
+    pub(crate) const MEMO: usize = 7;
+    pub(crate) const NONCE: usize = 8;
+    pub(crate) const PID: usize = 9;
+    pub(crate) const REMARK: usize = 10;
+    pub(crate) const SIGN: usize = 11;
+    pub(crate) const STATUS: usize = 12;
+    pub(crate) const THIRD_PARTY_ID: usize = 13;
+    pub(crate) const TIMESTAMP: usize = 14;
+    pub(crate) const TOKEN_ID: usize = 15;
+    pub(crate) const TXID: usize = 16;
 }
 
 /// The key that carries the signature and is itself left out of it.
 pub(crate) const SIGN_KEY: &str = "sign";
 
+/// One parameter's value, read from its [`Slot`]. Objects and arrays never get here: they are
+/// refused while collecting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    /// A JSON number's exact text (or, from a map, its `Display` text).
+    Number(&'a str),
+    /// A JSON string's decoded value.
+    Str(&'a str),
+    /// An object or an array under `sign`, which is never signed: kept so that verification
+    /// can call it a malformed signature. Under any other key it is refused as nested.
+    Compound,
+}
+
+/// What a [`Slot`] holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Nothing: the key is not in the callback.
+    #[default]
+    Absent,
+    Null,
+    True,
+    False,
+    Number,
+    Str,
+    Compound,
+}
+
+/// A value: its kind, and the byte range of the text it contributes to the signature. The
+/// range is empty exactly when the value is left out of the signature (absent, `null`, `""`
+/// or a compound), so the signature walk looks at `len` only.
+///
+/// Ranges start in the body (below its length) or, from the body's length on, in the side
+/// buffer of decoded texts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    pub(crate) kind: Kind,
+    /// For a key that is not documented: how many documented keys sort before it.
+    pub(crate) rank: u8,
+}
+
+impl Slot {
+    pub(crate) const NULL: Slot = Slot {
+        start: 0,
+        len: 0,
+        kind: Kind::Null,
+        rank: 0,
+    };
+    pub(crate) const COMPOUND: Slot = Slot {
+        start: 0,
+        len: 0,
+        kind: Kind::Compound,
+        rank: 0,
+    };
+
+    pub(crate) fn new(kind: Kind, start: usize, len: usize) -> Slot {
+        Slot {
+            start,
+            len,
+            kind,
+            rank: 0,
+        }
+    }
+}
+
+/// A parameter under a key that is not documented: the key's byte range, and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Other {
+    pub(crate) key_start: usize,
+    pub(crate) key_len: usize,
+    pub(crate) value: Slot,
+}
+
+/// A callback's parameters, each key once: the documented ones in their places, the others
+/// sorted by key.
+#[derive(Debug, Clone)]
+pub(crate) struct Params<'a> {
+    /// The body the parameters were read from (empty for a map): most ranges are in it.
+    pub(crate) body: &'a str,
+    /// The texts that are not in the body as they are: decoded strings and keys, and
+    /// everything read from a map. Ranges into it start at `body.len()`.
+    pub(crate) decoded: String,
+    /// The documented parameters, in the order of [`KNOWN`].
+    pub(crate) known: [Slot; KNOWN.len()],
+    /// The other parameters, in key order (once collected).
+    pub(crate) others: Vec<Other>,
+    /// While collecting: the documented keys seen more than once, one bit each.
+    repeated: u32,
+}
+
+/// The first eight bytes of a key, little-endian, zero-padded, from a word of eight bytes
+/// starting with the key (whatever follows it).
+fn masked(word: u64, len: usize) -> u64 {
+    if len >= 8 {
+        word
+    } else {
+        word & ((1u64 << (8 * len)) - 1)
+    }
+}
+
+/// The eight bytes of `bytes` from `start`, little-endian, zero-padded past its end.
+fn word_at(bytes: &[u8], start: usize) -> u64 {
+    if let Some(word) = bytes.get(start..).and_then(<[u8]>::first_chunk::<8>) {
+        return u64::from_le_bytes(*word);
+    }
+    let mut word = [0u8; 8];
+    for (to, from) in word.iter_mut().zip(bytes.get(start..).unwrap_or_default()) {
+        *to = *from;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// The first eight bytes of `key`, big-endian, zero-padded: keys in the order of their
+/// prefixes are in byte order, except that keys with equal prefixes tie.
+fn prefix(key: &[u8]) -> u64 {
+    masked(word_at(key, 0), key.len()).swap_bytes()
+}
+
+/// A documented key as [`known_place`] finds it.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The first eight bytes, little-endian, zero-padded.
+    head: u64,
+    /// The last eight bytes, little-endian, for a key longer than eight bytes.
+    tail: u64,
+    /// `usize::MAX` for no key.
+    len: usize,
+    place: usize,
+}
+
+/// The multiplier of [`known_place`]'s hash, under which the 17 documented keys fall into 17
+/// different buckets of 32 (checked when [`TABLE`] is built).
+const HASH: u64 = 0xf3b3_7f32_8702_66c5;
+
+const fn bucket(head: u64) -> usize {
+    (head.wrapping_mul(HASH) >> 59) as usize
+}
+
+/// The documented keys by [`bucket`] of their first eight bytes.
+static TABLE: [Entry; 32] = {
+    let mut table = [Entry {
+        head: 0,
+        tail: 0,
+        len: usize::MAX,
+        place: 0,
+    }; 32];
+    let mut place = 0;
+    while place < KNOWN.len() {
+        let key = KNOWN[place].as_bytes();
+        let (mut head, mut tail) = ([0u8; 8], [0u8; 8]);
+        let mut i = 0;
+        while i < key.len() {
+            if i < 8 {
+                head[i] = key[i];
+            }
+            if key.len() > 8 && i + 8 >= key.len() {
+                tail[i + 8 - key.len()] = key[i];
+            }
+            i += 1;
+        }
+        assert!(key.len() <= 16, "a documented key is read in two words");
+        let head = u64::from_le_bytes(head);
+        let at = bucket(head);
+        assert!(table[at].len == usize::MAX, "HASH must separate the keys");
+        table[at] = Entry {
+            head,
+            tail: u64::from_le_bytes(tail),
+            len: key.len(),
+            place,
+        };
+        place += 1;
+    }
+    table
+};
+
+/// The place of `key` in [`KNOWN`], if it is documented; `head` is its first eight bytes,
+/// little-endian, zero-padded.
+fn known_place(head: u64, key: &[u8]) -> Option<usize> {
+    let entry = &TABLE[bucket(head)];
+    let tail = || key.last_chunk::<8>().map(|t| u64::from_le_bytes(*t));
+    (entry.head == head && entry.len == key.len() && (key.len() <= 8 || tail() == Some(entry.tail)))
+        .then_some(entry.place)
+}
+
 impl<'a> Params<'a> {
-    /// Sorts `params` by key and refuses a repeated key.
-    pub(crate) fn new(mut params: Vec<Param<'a>>) -> Result<Self, Error> {
-        let mut order = [0; SMALL];
-        let mut sign = None;
-        if params.len() <= SMALL {
-            sign = sort_small(&params, &mut order)?;
+    /// No parameters yet.
+    pub(crate) fn empty() -> Self {
+        Params {
+            body: "",
+            decoded: String::new(),
+            known: [Slot::default(); KNOWN.len()],
+            others: Vec::new(),
+            repeated: 0,
+        }
+    }
+
+    /// Forgets every parameter collected so far.
+    pub(crate) fn clear(&mut self) {
+        self.decoded.clear();
+        self.known = [Slot::default(); KNOWN.len()];
+        self.others.clear();
+        self.repeated = 0;
+    }
+
+    /// The bytes of the range `start..start + len` of the body or of the decoded texts.
+    fn bytes(&self, start: usize, len: usize) -> &[u8] {
+        bytes_of(self.body.as_bytes(), self.decoded.as_bytes(), start, len)
+    }
+
+    /// The text of a range (always whole characters: both ends are next to ASCII or at an end
+    /// of a decoded text).
+    pub(crate) fn text(&self, start: usize, len: usize) -> &str {
+        let body = self.body;
+        if start < body.len() {
+            &body[start..start + len]
         } else {
-            params.sort_unstable_by(|a, b| key_order(&a.key, &b.key));
-            for pair in params.windows(2) {
-                if pair[0].key == pair[1].key {
-                    return Err(duplicate(&pair[0]));
+            &self.decoded[start - body.len()..][..len]
+        }
+    }
+
+    /// Appends `text` to the decoded texts; returns where it starts.
+    pub(crate) fn push_decoded(&mut self, text: &str) -> usize {
+        let start = self.body.len() + self.decoded.len();
+        self.decoded.push_str(text);
+        start
+    }
+
+    /// Adds the parameter under the key at `key_start..key_start + key_len`. A repeated key
+    /// is refused by [`Params::finish`].
+    // Inlined into the scanner's loop (measured with callgrind); plain `#[inline]` is ignored.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    pub(crate) fn add(&mut self, key_start: usize, key_len: usize, value: Slot) {
+        let (body, decoded) = (self.body.as_bytes(), self.decoded.as_bytes());
+        // Eight bytes from the key's start (past its end too: they are masked off).
+        let head = if key_start < body.len() {
+            word_at(body, key_start)
+        } else {
+            word_at(decoded, key_start - body.len())
+        };
+        let key = bytes_of(body, decoded, key_start, key_len);
+        if let Some(place) = known_place(masked(head, key_len), key) {
+            let slot = &mut self.known[place];
+            if slot.kind == Kind::Absent {
+                *slot = value;
+            } else {
+                self.repeated |= 1 << place;
+            }
+            return;
+        }
+        if self.others.len() == self.others.capacity() {
+            // Few at first; then fast growth, for the rare body with many fields.
+            self.others.reserve(3 * self.others.len().max(4));
+        }
+        self.others.push(Other {
+            key_start,
+            key_len,
+            value,
+        });
+    }
+
+    /// Adds a parameter whose key is anywhere.
+    fn add_key(&mut self, key: &str, value: Slot) {
+        let start = self.push_decoded(key);
+        self.add(start, key.len(), value);
+    }
+
+    /// Once every parameter is added: sorts the others, and refuses a repeated key (the first
+    /// in key order, if several are).
+    pub(crate) fn finish(&mut self) -> Result<(), Error> {
+        let (body, decoded) = (self.body.as_bytes(), self.decoded.as_bytes());
+        let key = |o: &Other| bytes_of(body, decoded, o.key_start, o.key_len);
+        let others = &mut self.others[..];
+        if others.len() <= 8 {
+            // Insertion sort: few elements, usually none or one.
+            for i in 1..others.len() {
+                let mut j = i;
+                while j > 0 && key(&others[j - 1]) > key(&others[j]) {
+                    others.swap(j - 1, j);
+                    j -= 1;
                 }
             }
+        } else {
+            others.sort_unstable_by(|a, b| key(a).cmp(key(b)));
         }
-        Ok(Params {
-            list: params,
-            order,
-            sign,
-            body: "",
-        })
+        let repeated_other = others
+            .windows(2)
+            .find(|pair| key(&pair[0]) == key(&pair[1]))
+            .map(|pair| key(&pair[0]));
+        if self.repeated != 0 || repeated_other.is_some() {
+            let repeated_known = (self.repeated != 0)
+                .then(|| KNOWN[self.repeated.trailing_zeros() as usize].as_bytes());
+            let first = match (repeated_known, repeated_other) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or_default(),
+            };
+            return Err(Error::DuplicateKey {
+                key: String::from_utf8_lossy(first).into_owned(),
+            });
+        }
+        // How many documented keys sort before each other key: a merge of the two orders.
+        let mut place = 0;
+        for other in others.iter_mut() {
+            let key = bytes_of(body, decoded, other.key_start, other.key_len);
+            let head = prefix(key);
+            while place < KNOWN.len() && {
+                let known = KNOWN[place].as_bytes();
+                match KNOWN_PREFIXES[place].cmp(&head) {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => known < key,
+                }
+            } {
+                place += 1;
+            }
+            #[allow(clippy::cast_possible_truncation)] // at most 17
+            {
+                other.value.rank = place as u8;
+            }
+        }
+        Ok(())
     }
 
     /// Borrows each entry of a JSON object, refusing nested objects and arrays.
@@ -188,26 +390,34 @@ impl<'a> Params<'a> {
     where
         I: IntoIterator<Item = (&'a String, &'a Value)>,
     {
-        let params = entries
-            .into_iter()
-            .map(|(key, value)| {
-                let value = match value {
-                    Value::Null => Scalar::Null,
-                    Value::Bool(b) => Scalar::Bool(*b),
-                    Value::Number(n) => Scalar::Number(Cow::Owned(n.to_string())),
-                    Value::String(s) => Scalar::Str(Cow::Borrowed(s)),
-                    Value::Array(_) | Value::Object(_) if key == SIGN_KEY => Scalar::Compound,
-                    Value::Array(_) | Value::Object(_) => {
-                        return Err(Error::NestedValue { key: key.clone() });
-                    }
-                };
-                Ok(Param {
-                    key: Cow::Borrowed(key),
-                    value,
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        Params::new(params)
+        let mut params = Params::empty();
+        for (key, value) in entries {
+            let slot = match value {
+                Value::Null => Slot::NULL,
+                Value::Bool(b) => {
+                    let text = if *b { "true" } else { "false" };
+                    let start = params.push_decoded(text);
+                    Slot::new(if *b { Kind::True } else { Kind::False }, start, text.len())
+                }
+                Value::Number(n) => {
+                    let start = params.push_decoded("");
+                    // Writing to a `String` cannot fail.
+                    let _ = write!(params.decoded, "{n}");
+                    Slot::new(Kind::Number, start, params.decoded.len() - start)
+                }
+                Value::String(s) => {
+                    let start = params.push_decoded(s);
+                    Slot::new(Kind::Str, start, s.len())
+                }
+                Value::Array(_) | Value::Object(_) if key == SIGN_KEY => Slot::COMPOUND,
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(Error::NestedValue { key: key.clone() });
+                }
+            };
+            params.add_key(key, slot);
+        }
+        params.finish()?;
+        Ok(params)
     }
 
     /// Borrows a `serde_json` map.
@@ -215,57 +425,114 @@ impl<'a> Params<'a> {
         Params::from_values(map)
     }
 
-    /// The `i`-th parameter in key order.
-    fn at(&self, i: usize) -> &Param<'a> {
-        if self.list.len() <= SMALL {
-            &self.list[usize::from(self.order[i])]
-        } else {
-            &self.list[i]
-        }
+    /// A slot's value.
+    pub(crate) fn scalar(&self, slot: Slot) -> Option<Scalar<'_>> {
+        Some(match slot.kind {
+            Kind::Absent => return None,
+            Kind::Null => Scalar::Null,
+            Kind::True => Scalar::Bool(true),
+            Kind::False => Scalar::Bool(false),
+            Kind::Number => Scalar::Number(self.text(slot.start, slot.len)),
+            Kind::Str => Scalar::Str(self.text(slot.start, slot.len)),
+            Kind::Compound => Scalar::Compound,
+        })
+    }
+
+    /// The documented parameter at `place` in [`KNOWN`], if present.
+    pub(crate) fn known(&self, place: usize) -> Option<Scalar<'_>> {
+        self.scalar(self.known[place])
     }
 
     /// The value under `key`, if present.
-    pub(crate) fn get(&self, key: &str) -> Option<&Scalar<'a>> {
-        let (mut low, mut high) = (0, self.list.len());
-        while low < high {
-            let mid = low + (high - low) / 2;
-            let param = self.at(mid);
-            match key_order(&param.key, key) {
-                Ordering::Less => low = mid + 1,
-                Ordering::Greater => high = mid,
-                Ordering::Equal => return Some(&param.value),
-            }
+    pub(crate) fn get(&self, key: &str) -> Option<Scalar<'_>> {
+        let bytes = key.as_bytes();
+        if let Some(place) = known_place(masked(word_at(bytes, 0), bytes.len()), bytes) {
+            return self.known(place);
         }
-        None
+        let at = self
+            .others
+            .binary_search_by(|o| self.bytes(o.key_start, o.key_len).cmp(bytes))
+            .ok()?;
+        self.scalar(self.others[at].value)
     }
 
     /// The value under [`SIGN_KEY`], if present.
-    pub(crate) fn sign(&self) -> Option<&Scalar<'a>> {
-        if self.list.len() <= SMALL {
-            self.sign
-                .and_then(|i| self.list.get(usize::from(i)))
-                .map(|p| &p.value)
-        } else {
-            self.get(SIGN_KEY)
-        }
+    pub(crate) fn sign(&self) -> Option<Scalar<'_>> {
+        self.known(known::SIGN)
+    }
+
+    /// The parameters under keys that are not documented, in key order.
+    pub(crate) fn others(&self) -> impl Iterator<Item = (&str, Scalar<'_>)> {
+        self.others.iter().map(|o| {
+            let value = self.scalar(o.value).unwrap_or(Scalar::Null);
+            (self.text(o.key_start, o.key_len), value)
+        })
+    }
+
+    /// Every parameter, in key order, with its slot.
+    fn slots(&self) -> impl Iterator<Item = (&str, Slot)> {
+        let mut others = self.others.iter().peekable();
+        let mut place = 0;
+        std::iter::from_fn(move || {
+            loop {
+                if let Some(other) = others.next_if(|o| usize::from(o.value.rank) <= place) {
+                    return Some((self.text(other.key_start, other.key_len), other.value));
+                }
+                let slot = *self.known.get(place)?;
+                place += 1;
+                if slot.kind != Kind::Absent {
+                    return Some((KNOWN[place - 1], slot));
+                }
+            }
+        })
     }
 
     /// Every parameter, in key order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Param<'a>> {
-        (0..self.list.len()).map(|i| self.at(i))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Scalar<'_>)> {
+        self.slots()
+            .map(|(key, slot)| (key, self.scalar(slot).unwrap_or(Scalar::Null)))
     }
 
     /// The `(key, text)` pairs the signature covers, in signing order: every parameter but
     /// `sign`, without the `null` and `""` ones.
     pub(crate) fn signed(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.iter().filter_map(|p| {
-            if p.key == SIGN_KEY {
-                return None;
-            }
-            p.value.signed_text().map(|text| (p.key.as_ref(), text))
-        })
+        self.slots()
+            .filter(|&(key, slot)| slot.len != 0 && key != SIGN_KEY)
+            .map(|(key, slot)| (key, self.text(slot.start, slot.len)))
     }
 }
+
+/// The bytes of the range `start..start + len` of `body` followed by `decoded`.
+pub(crate) fn bytes_of<'t>(
+    body: &'t [u8],
+    decoded: &'t [u8],
+    start: usize,
+    len: usize,
+) -> &'t [u8] {
+    if start < body.len() {
+        &body[start..start + len]
+    } else {
+        &decoded[start - body.len()..][..len]
+    }
+}
+
+/// [`prefix`] of each documented key.
+static KNOWN_PREFIXES: [u64; KNOWN.len()] = {
+    let mut prefixes = [0; KNOWN.len()];
+    let mut place = 0;
+    while place < KNOWN.len() {
+        let key = KNOWN[place].as_bytes();
+        let mut head = [0u8; 8];
+        let mut i = 0;
+        while i < key.len() && i < 8 {
+            head[i] = key[i];
+            i += 1;
+        }
+        prefixes[place] = u64::from_be_bytes(head);
+        place += 1;
+    }
+    prefixes
+};
 
 #[cfg(test)]
 mod tests {
@@ -273,34 +540,37 @@ mod tests {
 
     use super::*;
 
-    fn params_of(keys: &[String]) -> Vec<Param<'_>> {
-        keys.iter()
-            .map(|key| Param {
-                key: Cow::Borrowed(key),
-                value: Scalar::Null,
-            })
-            .collect()
+    fn params_of(keys: &[String]) -> Result<Params<'static>, Error> {
+        let entries: Vec<(String, Value)> =
+            keys.iter().map(|key| (key.clone(), Value::Null)).collect();
+        let entries: &'static [(String, Value)] = Box::leak(entries.into_boxed_slice());
+        Params::from_values(entries.iter().map(|(k, v)| (k, v)))
     }
 
     proptest! {
         /// Key order is byte order, and only repeats are refused, whatever the keys: shared
-        /// prefixes, NULs, empty keys, non-ASCII; up to `SMALL` of them and beyond.
+        /// prefixes, NULs, empty keys, non-ASCII, documented keys among them; few of them and
+        /// many.
         #[test]
-        fn small_sort_sorts_by_key_bytes(
-            keys in prop::collection::vec("(x_field_0|[a-c\\x00é]){0,3}[a-c\\x00]{0,2}", 0..=SMALL + 2),
+        fn keys_are_in_byte_order(
+            keys in prop::collection::vec(
+                "(x_field_0|sign|pid|cid|txid|block_time|[a-c\\x00é]){0,3}[a-c\\x00]{0,2}",
+                0..=80,
+            ),
         ) {
             let mut expected = keys.clone();
             expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
             let repeated = expected.windows(2).find(|pair| pair[0] == pair[1]);
-            match Params::new(params_of(&keys)) {
+            match params_of(&keys) {
                 Ok(params) => {
                     prop_assert!(repeated.is_none());
-                    let sorted: Vec<&str> = params.iter().map(|p| p.key.as_ref()).collect();
+                    let sorted: Vec<&str> = params.iter().map(|(key, _)| key).collect();
                     prop_assert_eq!(sorted, expected.clone());
                     for key in &expected {
-                        prop_assert_eq!(params.get(key), Some(&Scalar::Null));
+                        prop_assert_eq!(params.get(key), Some(Scalar::Null));
                     }
                     prop_assert_eq!(params.get("zz"), None);
+                    prop_assert_eq!(params.get("amount"), None);
                 }
                 Err(e) => prop_assert_eq!(
                     e,
@@ -311,28 +581,59 @@ mod tests {
     }
 
     #[test]
-    fn small_sort_keeps_each_value_with_its_key() {
-        let keys: Vec<String> = ["pid", "cid", "chain_id", "amount", "sign", "address"]
-            .map(str::to_owned)
-            .to_vec();
-        let params: Vec<Param<'_>> = keys
-            .iter()
-            .map(|key| Param {
-                key: Cow::Borrowed(key),
-                value: Scalar::Str(Cow::Owned(format!("{key}!"))),
-            })
-            .collect();
-        let params = Params::new(params).unwrap();
-        for param in params.iter() {
+    fn every_documented_key_has_its_place() {
+        for (place, key) in KNOWN.iter().enumerate() {
+            let bytes = key.as_bytes();
             assert_eq!(
-                param.value,
-                Scalar::Str(Cow::Owned(format!("{}!", param.key)))
+                known_place(masked(word_at(bytes, 0), bytes.len()), bytes),
+                Some(place)
             );
+            for other in [
+                format!("{key}x"),
+                key[..key.len() - 1].to_owned(),
+                key.to_uppercase(),
+            ] {
+                let bytes = other.as_bytes();
+                assert_eq!(
+                    known_place(masked(word_at(bytes, 0), bytes.len()), bytes),
+                    None
+                );
+            }
         }
-        let keys: Vec<&str> = params.iter().map(|p| p.key.as_ref()).collect();
+        assert!(KNOWN.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn values_stay_with_their_keys() {
+        let map = serde_json::json!({
+            "pid": 1, "cid": "c", "chain_id": true, "zeta": "z", "amount": null, "sign": "s",
+            "address": "", "alpha": 2.5
+        });
+        let params = Params::from_map(map.as_object().unwrap()).unwrap();
+        let all: Vec<(&str, Scalar<'_>)> = params.iter().collect();
         assert_eq!(
-            keys,
-            ["address", "amount", "chain_id", "cid", "pid", "sign"]
+            all,
+            [
+                ("address", Scalar::Str("")),
+                ("alpha", Scalar::Number("2.5")),
+                ("amount", Scalar::Null),
+                ("chain_id", Scalar::Bool(true)),
+                ("cid", Scalar::Str("c")),
+                ("pid", Scalar::Number("1")),
+                ("sign", Scalar::Str("s")),
+                ("zeta", Scalar::Str("z")),
+            ]
+        );
+        let signed: Vec<(&str, &str)> = params.signed().collect();
+        assert_eq!(
+            signed,
+            [
+                ("alpha", "2.5"),
+                ("chain_id", "true"),
+                ("cid", "c"),
+                ("pid", "1"),
+                ("zeta", "z")
+            ]
         );
     }
 }

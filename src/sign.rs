@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use subtle::{Choice, ConstantTimeEq};
 
 use crate::Error;
-use crate::params::{Params, SIGN_KEY, Scalar};
+use crate::params::{KNOWN, Params, SIGN_KEY, Scalar, bytes_of, known};
 
 /// Computes the signature Cregis would put in `sign` for these parameters.
 ///
@@ -220,18 +220,18 @@ impl SigningText {
         }
         let omitted = params
             .iter()
-            .filter_map(|p| {
-                let why = match &p.value {
-                    _ if p.key == SIGN_KEY => Omission::Sign,
+            .filter_map(|(key, value)| {
+                let why = match value {
+                    _ if key == SIGN_KEY => Omission::Sign,
                     Scalar::Null => Omission::Null,
-                    Scalar::Str(s) if s.is_empty() => Omission::EmptyString,
+                    Scalar::Str("") => Omission::EmptyString,
                     _ => return None,
                 };
-                Some((p.key.clone().into_owned(), why))
+                Some((key.to_owned(), why))
             })
             .collect();
-        let received_sign = match params.get(SIGN_KEY) {
-            Some(Scalar::Str(s)) => Some(s.clone().into_owned()),
+        let received_sign = match params.sign() {
+            Some(Scalar::Str(s)) => Some(s.to_owned()),
             _ => None,
         };
         SigningText {
@@ -275,8 +275,7 @@ pub(crate) fn verify_params<K: AsRef<str>>(
 fn received_sign(params: &Params<'_>) -> Result<[u8; 16], Error> {
     match params.sign() {
         // `""` counts as absent, as everywhere in the signature.
-        None | Some(Scalar::Null) => Err(Error::MissingSign),
-        Some(Scalar::Str(hex_text)) if hex_text.is_empty() => Err(Error::MissingSign),
+        None | Some(Scalar::Null | Scalar::Str("")) => Err(Error::MissingSign),
         Some(Scalar::Str(hex_text)) => {
             decode_hex16(hex_text.as_bytes()).ok_or(Error::MalformedSign)
         }
@@ -330,14 +329,47 @@ fn decode_hex8(word: u64) -> Option<u32> {
 
 /// The MD5 digest of the API key followed by the signing text.
 pub(crate) fn digest(params: &Params<'_>, api_key: &str) -> [u8; 16] {
-    let mut md5 = Blocks::new(params.body.as_bytes());
+    let (body, decoded) = (params.body.as_bytes(), params.decoded.as_bytes());
+    let mut md5 = Blocks::new(body);
     md5.write(api_key.as_bytes());
-    for (key, text) in params.signed() {
-        md5.write(key.as_bytes());
-        md5.write(text.as_bytes());
+    // The documented keys in key order, each after the other keys that sort before it.
+    let mut others = params.others.iter().peekable();
+    for (place, slot) in params.known.iter().enumerate() {
+        while let Some(other) = others.next_if(|o| usize::from(o.value.rank) == place) {
+            if other.value.len != 0 {
+                md5.write_range(decoded, other.key_start, other.key_len);
+                md5.write_range(decoded, other.value.start, other.value.len);
+            }
+        }
+        if slot.len != 0 && place != known::SIGN {
+            md5.write_known_key(place);
+            md5.write_range(decoded, slot.start, slot.len);
+        }
+    }
+    for other in others {
+        if other.value.len != 0 {
+            md5.write_range(decoded, other.key_start, other.key_len);
+            md5.write_range(decoded, other.value.start, other.value.len);
+        }
     }
     md5.finish()
 }
+
+/// The documented keys, each padded to 32 bytes: copied as one fixed piece.
+static PADDED_KEYS: [[u8; 32]; KNOWN.len()] = {
+    let mut padded = [[0; 32]; KNOWN.len()];
+    let mut place = 0;
+    while place < KNOWN.len() {
+        let key = KNOWN[place].as_bytes();
+        let mut i = 0;
+        while i < key.len() {
+            padded[place][i] = key[i];
+            i += 1;
+        }
+        place += 1;
+    }
+    padded
+};
 
 /// How many bytes [`Blocks`] gathers before compressing them.
 const GATHER: usize = 8 * 64;
@@ -389,6 +421,39 @@ impl<'b> Blocks<'b> {
             _ => self.buffer[self.len..self.len + bytes.len()].copy_from_slice(bytes),
         }
         self.len += bytes.len();
+        if self.len >= GATHER {
+            self.compress();
+        }
+    }
+
+    /// Writes the range `start..start + len` of the body followed by `decoded`. Up to 32
+    /// bytes of the body are copied as one fixed 32-byte piece (reading past the range, within
+    /// the body).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn write_range(&mut self, decoded: &[u8], start: usize, len: usize) {
+        let from = self.body.get(start..).and_then(<[u8]>::first_chunk::<32>);
+        let to = self.buffer[self.len..].first_chunk_mut::<32>();
+        match (from, to) {
+            (Some(from), Some(to)) if len <= 32 => {
+                *to = *from;
+                self.len += len;
+                if self.len >= GATHER {
+                    self.compress();
+                }
+            }
+            _ => self.write(bytes_of(self.body, decoded, start, len)),
+        }
+    }
+
+    /// Writes the documented key at `place` in [`KNOWN`].
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn write_known_key(&mut self, place: usize) {
+        if let Some(to) = self.buffer[self.len..].first_chunk_mut::<32>() {
+            *to = PADDED_KEYS[place];
+        }
+        self.len += KNOWN[place].len();
         if self.len >= GATHER {
             self.compress();
         }

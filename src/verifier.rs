@@ -370,7 +370,7 @@ impl Verifier {
     ///
     /// As [`verify`](Self::verify).
     pub fn verify_at(&self, body: &[u8], now: SystemTime) -> Result<(), Error> {
-        self.checked_params(body, now).map(drop)
+        self.checked_params(body, now, &mut Params::empty())
     }
 
     /// Checks that `body` is an authentic Cregis callback and reads it.
@@ -412,7 +412,9 @@ impl Verifier {
         body: &[u8],
         now: SystemTime,
     ) -> Result<PayoutCallback, Error> {
-        PayoutCallback::from_params(&self.checked_params(body, now)?)
+        let mut params = Params::empty();
+        self.checked_params(body, now, &mut params)?;
+        PayoutCallback::from_params(&params)
     }
 
     /// Verifies and parses `body`, hands the callback to `handler`, and says what to answer.
@@ -608,7 +610,8 @@ impl Verifier {
     /// delivery under when there is a store.
     fn begin(&self, body: &[u8], now: SystemTime) -> Result<Delivery, Error> {
         let settings = &*self.settings;
-        let params = self.checked_params(body, now)?;
+        let mut params = Params::empty();
+        self.checked_params(body, now, &mut params)?;
         let callback = PayoutCallback::from_params(&params)?;
         let claim = settings.store.as_ref().map(|store| {
             let attempt = Attempt::new(
@@ -622,13 +625,19 @@ impl Verifier {
         Ok(Delivery { callback, claim })
     }
 
-    /// The parameters of `body`, once its size, syntax and signature are checked, and the
-    /// project and freshness checks that are set.
-    fn checked_params<'b>(&self, body: &'b [u8], now: SystemTime) -> Result<Params<'b>, Error> {
+    /// Reads the parameters of `body` into `params` (filled in place: they are large to move),
+    /// and checks its size, syntax and signature, and the project and freshness checks that
+    /// are set.
+    fn checked_params<'b>(
+        &self,
+        body: &'b [u8],
+        now: SystemTime,
+        params: &mut Params<'b>,
+    ) -> Result<(), Error> {
         let settings = &*self.settings;
-        let params = authentic_params(body, &settings.api_keys, settings.max_body_bytes)?;
+        authentic_params(body, &settings.api_keys, settings.max_body_bytes, params)?;
         if let Some(expected) = settings.expected_pid {
-            let found = required_integer(&params, "pid")?;
+            let found = required_integer(params, "pid")?;
             if found != expected {
                 return Err(Error::PidMismatch { expected, found });
             }
@@ -638,10 +647,10 @@ impl Verifier {
             .future_skew
             .or(settings.max_age.map(|_| DEFAULT_FUTURE_SKEW));
         if let Some(skew) = skew {
-            let timestamp = required_integer(&params, "timestamp")?;
+            let timestamp = required_integer(params, "timestamp")?;
             check_freshness(timestamp, now, settings.max_age, skew)?;
         }
-        Ok(params)
+        Ok(())
     }
 }
 
@@ -766,23 +775,24 @@ impl fmt::Debug for Verifier {
 /// [`Error::EmptyApiKey`], then everything [`Verifier::verify_and_parse`] returns.
 pub fn verify_and_parse(body: &[u8], api_key: &str) -> Result<PayoutCallback, Error> {
     check_api_key(api_key)?;
-    let params = authentic_params(body, &[api_key], DEFAULT_MAX_BODY_BYTES)?;
+    let mut params = Params::empty();
+    authentic_params(body, &[api_key], DEFAULT_MAX_BODY_BYTES, &mut params)?;
     PayoutCallback::from_params(&params)
 }
 
-/// The parameters of `body`, once its size, syntax and signature are checked.
+/// Reads the parameters of `body` into `params`, and checks its size, syntax and signature.
 fn authentic_params<'b, K: AsRef<str>>(
     body: &'b [u8],
     api_keys: &[K],
     limit: usize,
-) -> Result<Params<'b>, Error> {
+    params: &mut Params<'b>,
+) -> Result<(), Error> {
     if body.len() > limit {
         return Err(Error::BodyTooLarge {
             len: body.len(),
             limit,
         });
     }
-    let params = Params::from_body(body)?;
-    verify_params(&params, api_keys)?;
-    Ok(params)
+    params.read_body(body)?;
+    verify_params(params, api_keys)
 }
