@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -65,20 +66,11 @@ impl AsyncCallbackHandler for Ledger {
 /// # Errors
 ///
 /// The listener cannot be used (it is closed, say).
-pub fn server<H>(
-    listener: TcpListener,
-    verifier: Verifier,
-    handler: Arc<H>,
-) -> std::io::Result<Server>
+pub fn server<H>(listener: TcpListener, verifier: Verifier, handler: Arc<H>) -> io::Result<Server>
 where
     H: AsyncCallbackHandler + Send + 'static,
 {
-    let app = move || {
-        App::new().route(
-            ROUTE,
-            callback_route(verifier.clone(), Arc::clone(&handler)),
-        )
-    };
+    let app = move || App::new().route(ROUTE, callback_route(verifier.clone(), handler.clone()));
     Ok(HttpServer::new(app).workers(2).listen(listener)?.run())
 }
 
