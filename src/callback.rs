@@ -264,10 +264,14 @@ pub(crate) fn required_integer(params: &Params<'_>, field: &'static str) -> Resu
 }
 
 fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
-    value.ok_or(Error::InvalidField {
-        field,
-        problem: "is missing, null or empty",
-    })
+    // Not `ok_or`: it would build (and drop) the error on every call.
+    match value {
+        Some(value) => Ok(value),
+        None => Err(Error::InvalidField {
+            field,
+            problem: "is missing, null or empty",
+        }),
+    }
 }
 
 /// The string field `field`, at `place` among the documented ones: `None` for absent, `null`
@@ -293,10 +297,13 @@ fn integer(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<i64>
         Some(Scalar::Str(digits) | Scalar::Number(digits)) => parse_canonical_i64(digits),
         Some(Scalar::Bool(_) | Scalar::Compound) => None,
     };
-    parsed.map(Some).ok_or(Error::InvalidField {
-        field,
-        problem: "must be an integer (int64)",
-    })
+    match parsed {
+        Some(value) => Ok(Some(value)),
+        None => Err(Error::InvalidField {
+            field,
+            problem: "must be an integer (int64)",
+        }),
+    }
 }
 
 /// Parses an integer written the one way it serializes back: an optional `-`, then digits
