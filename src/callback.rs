@@ -211,7 +211,7 @@ impl PayoutCallback {
     pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
         use crate::params::known as k;
         let text = |field, place| text(field, params, place);
-        let integer = |field, place| integer(field, params.known(place));
+        let integer = |field, place| integer_at(field, params, place);
         // Each present field is read in key order, so that the first bad one in key order is
         // reported, then the required ones are checked.
         let address = text("address", k::ADDRESS)?;
@@ -294,9 +294,31 @@ fn text(field: &'static str, params: &Params<'_>, place: usize) -> Result<Option
 fn integer(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<i64>, Error> {
     let parsed = match value {
         None | Some(Scalar::Null | Scalar::Str("")) => return Ok(None),
-        Some(Scalar::Str(digits) | Scalar::Number(digits)) => parse_canonical_i64(digits),
+        Some(Scalar::Str(digits) | Scalar::Number(digits)) => {
+            parse_canonical_i64(digits.as_bytes())
+        }
         Some(Scalar::Bool(_) | Scalar::Compound) => None,
     };
+    integer_or_error(field, parsed)
+}
+
+/// [`integer`] for the documented field at `place`, read from its slot's bytes.
+fn integer_at(
+    field: &'static str,
+    params: &Params<'_>,
+    place: usize,
+) -> Result<Option<i64>, Error> {
+    let slot = params.known[place];
+    let parsed = match slot.kind {
+        Kind::Absent | Kind::Null => return Ok(None),
+        Kind::Str if slot.len == 0 => return Ok(None),
+        Kind::Str | Kind::Number => parse_canonical_i64(params.bytes(slot.start, slot.len)),
+        Kind::True | Kind::False | Kind::Compound => None,
+    };
+    integer_or_error(field, parsed)
+}
+
+fn integer_or_error(field: &'static str, parsed: Option<i64>) -> Result<Option<i64>, Error> {
     match parsed {
         Some(value) => Ok(Some(value)),
         None => Err(Error::InvalidField {
@@ -309,10 +331,10 @@ fn integer(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<i64>
 /// Parses an integer written the one way it serializes back: an optional `-`, then digits
 /// without leading zeros (and no `-0`). Anything else would change the signed text on a
 /// round trip.
-fn parse_canonical_i64(text: &str) -> Option<i64> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(digits) => (true, digits.as_bytes()),
-        None => (false, text.as_bytes()),
+fn parse_canonical_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
     };
     match digits {
         [b'0'] => return (!negative).then_some(0),
@@ -471,7 +493,7 @@ mod tests {
             ],
         ) {
             let expected = text.parse::<i64>().ok().filter(|n| n.to_string() == text);
-            prop_assert_eq!(parse_canonical_i64(&text), expected);
+            prop_assert_eq!(parse_canonical_i64(text.as_bytes()), expected);
         }
     }
 
@@ -493,7 +515,11 @@ mod tests {
             "9223372036854775807",
             "-9223372036854775808",
         ] {
-            assert_eq!(parse_canonical_i64(text), text.parse().ok(), "{text}");
+            assert_eq!(
+                parse_canonical_i64(text.as_bytes()),
+                text.parse().ok(),
+                "{text}"
+            );
         }
         for text in [
             "",
@@ -514,7 +540,7 @@ mod tests {
             "123456781234567/",
             "12345678:2345678",
         ] {
-            assert_eq!(parse_canonical_i64(text), None, "{text}");
+            assert_eq!(parse_canonical_i64(text.as_bytes()), None, "{text}");
         }
     }
 }

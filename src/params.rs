@@ -359,7 +359,7 @@ impl<'a> Params<'a> {
     }
 
     /// The bytes of the range `start..start + len` of the body or of the decoded texts.
-    fn bytes(&self, start: usize, len: usize) -> &[u8] {
+    pub(crate) fn bytes(&self, start: usize, len: usize) -> &[u8] {
         bytes_of(self.body.as_bytes(), self.decoded.as_bytes(), start, len)
     }
 
