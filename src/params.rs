@@ -368,6 +368,9 @@ impl<'a> Params<'a> {
 
     /// The text of a range (always whole characters: both ends are next to ASCII or at an end
     /// of a decoded text).
+    // Inlined into its callers (measured with callgrind); plain `#[inline]` is ignored.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn text(&self, start: usize, len: usize) -> &str {
         let body = self.body;
         if start < body.len() {
