@@ -7,7 +7,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::params::{Kind, Params, Scalar};
+use crate::params::{Kind, Params, Scalar, Slot};
 use crate::{CallbackStatus, Error};
 
 /// A payout callback, as Cregis sends it once the payout reaches a final state.
@@ -210,7 +210,7 @@ impl PayoutCallback {
     /// Builds the typed callback from verified parameters.
     pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
         use crate::params::known as k;
-        let text = |field, place| text(field, params, place);
+        let text = |field, place: usize| text(field, params, params.known[place]);
         let integer = |field, place| integer_at(field, params, place);
         // Each present field is read in key order, so that the first bad one in key order is
         // reported, then the required ones are checked.
@@ -274,10 +274,8 @@ fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
     }
 }
 
-/// The string field `field`, at `place` among the documented ones: `None` for absent, `null`
-/// and `""`.
-fn text(field: &'static str, params: &Params<'_>, place: usize) -> Result<Option<String>, Error> {
-    let slot = params.known[place];
+/// The string field `field`, in `slot`: `None` for absent, `null` and `""`.
+fn text(field: &'static str, params: &Params<'_>, slot: Slot) -> Result<Option<String>, Error> {
     match slot.kind {
         Kind::Absent | Kind::Null => Ok(None),
         Kind::Str if slot.len == 0 => Ok(None),
