@@ -7,7 +7,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::params::{Kind, Params, Scalar};
+use crate::params::{Kind, Params, Scalar, Slot};
 use crate::{CallbackStatus, Error};
 
 /// A payout callback, as Cregis sends it once the payout reaches a final state.
@@ -210,8 +210,8 @@ impl PayoutCallback {
     /// Builds the typed callback from verified parameters.
     pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
         use crate::params::known as k;
-        let text = |field, place| text(field, params, place);
-        let integer = |field, place| integer(field, params.known(place));
+        let text = |field, place: usize| text(field, params, params.known[place]);
+        let integer = |field, place| integer_at(field, params, place);
         // Each present field is read in key order, so that the first bad one in key order is
         // reported, then the required ones are checked.
         let address = text("address", k::ADDRESS)?;
@@ -264,16 +264,18 @@ pub(crate) fn required_integer(params: &Params<'_>, field: &'static str) -> Resu
 }
 
 fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
-    value.ok_or(Error::InvalidField {
-        field,
-        problem: "is missing, null or empty",
-    })
+    // Not `ok_or`: it would build (and drop) the error on every call.
+    match value {
+        Some(value) => Ok(value),
+        None => Err(Error::InvalidField {
+            field,
+            problem: "is missing, null or empty",
+        }),
+    }
 }
 
-/// The string field `field`, at `place` among the documented ones: `None` for absent, `null`
-/// and `""`.
-fn text(field: &'static str, params: &Params<'_>, place: usize) -> Result<Option<String>, Error> {
-    let slot = params.known[place];
+/// The string field `field`, in `slot`: `None` for absent, `null` and `""`.
+fn text(field: &'static str, params: &Params<'_>, slot: Slot) -> Result<Option<String>, Error> {
     match slot.kind {
         Kind::Absent | Kind::Null => Ok(None),
         Kind::Str if slot.len == 0 => Ok(None),
@@ -290,22 +292,47 @@ fn text(field: &'static str, params: &Params<'_>, place: usize) -> Result<Option
 fn integer(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<i64>, Error> {
     let parsed = match value {
         None | Some(Scalar::Null | Scalar::Str("")) => return Ok(None),
-        Some(Scalar::Str(digits) | Scalar::Number(digits)) => parse_canonical_i64(digits),
+        Some(Scalar::Str(digits) | Scalar::Number(digits)) => {
+            parse_canonical_i64(digits.as_bytes())
+        }
         Some(Scalar::Bool(_) | Scalar::Compound) => None,
     };
-    parsed.map(Some).ok_or(Error::InvalidField {
-        field,
-        problem: "must be an integer (int64)",
-    })
+    integer_or_error(field, parsed)
+}
+
+/// [`integer`] for the documented field at `place`, read from its slot's bytes.
+fn integer_at(
+    field: &'static str,
+    params: &Params<'_>,
+    place: usize,
+) -> Result<Option<i64>, Error> {
+    let slot = params.known[place];
+    let parsed = match slot.kind {
+        Kind::Absent | Kind::Null => return Ok(None),
+        Kind::Str if slot.len == 0 => return Ok(None),
+        Kind::Str | Kind::Number => parse_canonical_i64(params.bytes(slot.start, slot.len)),
+        Kind::True | Kind::False | Kind::Compound => None,
+    };
+    integer_or_error(field, parsed)
+}
+
+fn integer_or_error(field: &'static str, parsed: Option<i64>) -> Result<Option<i64>, Error> {
+    match parsed {
+        Some(value) => Ok(Some(value)),
+        None => Err(Error::InvalidField {
+            field,
+            problem: "must be an integer (int64)",
+        }),
+    }
 }
 
 /// Parses an integer written the one way it serializes back: an optional `-`, then digits
 /// without leading zeros (and no `-0`). Anything else would change the signed text on a
 /// round trip.
-fn parse_canonical_i64(text: &str) -> Option<i64> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(digits) => (true, digits.as_bytes()),
-        None => (false, text.as_bytes()),
+fn parse_canonical_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
     };
     match digits {
         [b'0'] => return (!negative).then_some(0),
@@ -464,7 +491,7 @@ mod tests {
             ],
         ) {
             let expected = text.parse::<i64>().ok().filter(|n| n.to_string() == text);
-            prop_assert_eq!(parse_canonical_i64(&text), expected);
+            prop_assert_eq!(parse_canonical_i64(text.as_bytes()), expected);
         }
     }
 
@@ -486,7 +513,11 @@ mod tests {
             "9223372036854775807",
             "-9223372036854775808",
         ] {
-            assert_eq!(parse_canonical_i64(text), text.parse().ok(), "{text}");
+            assert_eq!(
+                parse_canonical_i64(text.as_bytes()),
+                text.parse().ok(),
+                "{text}"
+            );
         }
         for text in [
             "",
@@ -507,7 +538,7 @@ mod tests {
             "123456781234567/",
             "12345678:2345678",
         ] {
-            assert_eq!(parse_canonical_i64(text), None, "{text}");
+            assert_eq!(parse_canonical_i64(text.as_bytes()), None, "{text}");
         }
     }
 }

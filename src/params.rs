@@ -135,6 +135,98 @@ pub(crate) struct Other {
     pub(crate) value: Slot,
 }
 
+impl Other {
+    const EMPTY: Other = Other {
+        key_start: 0,
+        key_len: 0,
+        value: Slot {
+            start: 0,
+            len: 0,
+            kind: Kind::Absent,
+            rank: 0,
+        },
+    };
+}
+
+/// How many parameters under undocumented keys [`Others`] holds without allocating: real
+/// callbacks carry none to two.
+const INLINE_OTHERS: usize = 4;
+
+/// The parameters under keys that are not documented: the first few in place, so that a real
+/// callback needs no list on the heap; all of them in a list once there are more.
+#[derive(Debug, Clone)]
+pub(crate) struct Others {
+    /// Until the list is allocated: the first `len` parameters.
+    inline: [Other; INLINE_OTHERS],
+    len: usize,
+    /// Once allocated (on the first parameter that does not fit in place), every parameter,
+    /// from then on: the list keeps its capacity across [`Others::clear`].
+    spilled: Vec<Other>,
+}
+
+impl Others {
+    fn new() -> Self {
+        Others {
+            inline: [Other::EMPTY; INLINE_OTHERS],
+            len: 0,
+            spilled: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+        self.spilled.clear();
+    }
+
+    // Inlined into the scanner's loop, with `Params::add` (measured with callgrind).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn push(&mut self, other: Other) {
+        if self.spilled.capacity() != 0 {
+            if self.spilled.len() == self.spilled.capacity() {
+                // Fast growth, for the rare body with many fields.
+                self.spilled.reserve(3 * self.spilled.len());
+            }
+            self.spilled.push(other);
+        } else if let Some(free) = self.inline.get_mut(self.len) {
+            *free = other;
+            self.len += 1;
+        } else {
+            self.spill(other);
+        }
+    }
+
+    /// Moves the parameters kept in place to the list, and adds `other`.
+    #[cold]
+    fn spill(&mut self, other: Other) {
+        self.spilled.reserve(3 * INLINE_OTHERS);
+        self.spilled.extend_from_slice(&self.inline[..self.len]);
+        self.spilled.push(other);
+    }
+}
+
+impl std::ops::Deref for Others {
+    type Target = [Other];
+
+    fn deref(&self) -> &[Other] {
+        if self.spilled.capacity() == 0 {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
+}
+
+impl std::ops::DerefMut for Others {
+    fn deref_mut(&mut self) -> &mut [Other] {
+        if self.spilled.capacity() == 0 {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.spilled
+        }
+    }
+}
+
 /// A callback's parameters, each key once: the documented ones in their places, the others
 /// sorted by key.
 #[derive(Debug, Clone)]
@@ -147,7 +239,7 @@ pub(crate) struct Params<'a> {
     /// The documented parameters, in the order of [`KNOWN`].
     pub(crate) known: [Slot; KNOWN.len()],
     /// The other parameters, in key order (once collected).
-    pub(crate) others: Vec<Other>,
+    pub(crate) others: Others,
     /// While collecting: the documented keys seen more than once, one bit each.
     repeated: u32,
 }
@@ -239,6 +331,9 @@ static TABLE: [Entry; 32] = {
 
 /// The place of `key` in [`KNOWN`], if it is documented; `head` is its first eight bytes,
 /// little-endian, zero-padded.
+// Inlined into the scanner's loop, with `Params::add` (measured with callgrind).
+#[allow(clippy::inline_always)]
+#[inline(always)]
 fn known_place(head: u64, key: &[u8]) -> Option<usize> {
     let entry = &TABLE[bucket(head)];
     let tail = || key.last_chunk::<8>().map(|t| u64::from_le_bytes(*t));
@@ -253,7 +348,7 @@ impl<'a> Params<'a> {
             body: "",
             decoded: String::new(),
             known: [Slot::default(); KNOWN.len()],
-            others: Vec::new(),
+            others: Others::new(),
             repeated: 0,
         }
     }
@@ -267,12 +362,15 @@ impl<'a> Params<'a> {
     }
 
     /// The bytes of the range `start..start + len` of the body or of the decoded texts.
-    fn bytes(&self, start: usize, len: usize) -> &[u8] {
+    pub(crate) fn bytes(&self, start: usize, len: usize) -> &[u8] {
         bytes_of(self.body.as_bytes(), self.decoded.as_bytes(), start, len)
     }
 
     /// The text of a range (always whole characters: both ends are next to ASCII or at an end
     /// of a decoded text).
+    // Inlined into its callers (measured with callgrind); plain `#[inline]` is ignored.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn text(&self, start: usize, len: usize) -> &str {
         let body = self.body;
         if start < body.len() {
@@ -311,10 +409,6 @@ impl<'a> Params<'a> {
                 self.repeated |= 1 << place;
             }
             return;
-        }
-        if self.others.len() == self.others.capacity() {
-            // Few at first; then fast growth, for the rare body with many fields.
-            self.others.reserve(3 * self.others.len().max(4));
         }
         self.others.push(Other {
             key_start,
@@ -503,6 +597,9 @@ impl<'a> Params<'a> {
 }
 
 /// The bytes of the range `start..start + len` of `body` followed by `decoded`.
+// Inlined into the scanner's loop, with `Params::add` (measured with callgrind).
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub(crate) fn bytes_of<'t>(
     body: &'t [u8],
     decoded: &'t [u8],

@@ -155,10 +155,14 @@ impl TryFrom<i64> for CallbackStatus {
     ///
     /// [`Error::UnknownStatus`] for any code other than 0 to 7.
     fn try_from(code: i64) -> Result<Self, Error> {
-        usize::try_from(code)
+        // Not `ok_or`: it would build (and drop) the error on every call.
+        match usize::try_from(code)
             .ok()
             .and_then(|index| CallbackStatus::ALL.get(index).copied())
-            .ok_or(Error::UnknownStatus { code })
+        {
+            Some(status) => Ok(status),
+            None => Err(Error::UnknownStatus { code }),
+        }
     }
 }
 
