@@ -323,25 +323,25 @@ impl Scanner<'_> {
     /// characters. Eight bytes at a time, then one at a time near the end of the text.
     fn skip_plain_string_bytes(&mut self) {
         const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-        const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-        /// The high bit of each zero byte of `word` is set; the lowest set bit is always a
-        /// true zero byte (only bytes above one can be flagged falsely).
-        fn zero_bytes(word: u64) -> u64 {
-            word.wrapping_sub(ONES) & !word & HIGHS
-        }
+        const HIGHS: u64 = ONES * 0x80;
         let bytes = self.text.as_bytes();
-        while let Some(chunk) = bytes.get(self.pos..self.pos + 8) {
+        let mut at = self.pos;
+        for chunk in bytes.get(at..).unwrap_or_default().chunks_exact(8) {
             let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-            let special = zero_bytes(word ^ (ONES * u64::from(b'"')))
-                | zero_bytes(word ^ (ONES * u64::from(b'\\')))
-                // A byte below 0x20 has none of its top three bits set.
-                | zero_bytes(word & (ONES * 0xe0));
+            // The high bit of each byte below 0x21 once `"` is flipped to 0x20 (so: a control
+            // character or `"`), or equal to `\\`, and below 0x80. Borrows only go up, from a
+            // byte that is flagged itself: the lowest flagged byte is exact.
+            let special = ((word ^ (ONES * 0x02)).wrapping_sub(ONES * 0x21)
+                | (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES))
+                & !word
+                & HIGHS;
             if special != 0 {
-                self.pos += special.trailing_zeros() as usize / 8;
+                self.pos = at + special.trailing_zeros() as usize / 8;
                 return;
             }
-            self.pos += 8;
+            at += 8;
         }
+        self.pos = at;
         while self
             .peek()
             .is_some_and(|b| b != b'"' && b != b'\\' && b >= 0x20)
@@ -550,6 +550,30 @@ mod tests {
         #[test]
         fn fast_path_agrees_with_serde_on_any_text(text in ".{0,40}") {
             assert_agrees(&text);
+        }
+    }
+
+    #[test]
+    fn plain_string_bytes_stop_at_the_first_special_byte() {
+        let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+        for len in 0..20 {
+            for at in 0..len {
+                for byte in 0..=u8::MAX {
+                    // Plain bytes around `byte`, high ones among them.
+                    let mut bytes: Vec<u8> =
+                        (0..len).map(|i| [b'a', 0xc3, 0xa9, b'!'][i % 4]).collect();
+                    bytes[at] = byte;
+                    bytes.extend_from_slice(b"\"}");
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    let expected = text.bytes().position(special).unwrap();
+                    let mut s = Scanner {
+                        text: &text,
+                        pos: 0,
+                    };
+                    s.skip_plain_string_bytes();
+                    assert_eq!(s.pos, expected, "{text:?}");
+                }
+            }
         }
     }
 
