@@ -239,14 +239,14 @@ fn scan_flat_object<'a>(text: &'a str, params: &mut Params<'a>) -> Option<()> {
     } else {
         loop {
             let (key_start, key_len) = s.string(params)?;
-            s.skip_ws();
+            s.skip_ws_before(b':');
             s.expect(b':')?;
-            s.skip_ws();
+            s.skip_ws_before(b'"');
             let value = s.scalar(params)?;
             params.add(key_start, key_len, value);
-            s.skip_ws();
+            s.skip_ws_before(b',');
             match s.next()? {
-                b',' => s.skip_ws(),
+                b',' => s.skip_ws_before(b'"'),
                 b'}' => break,
                 _ => return None,
             }
@@ -279,6 +279,14 @@ impl Scanner<'_> {
     fn skip_ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
+        }
+    }
+
+    /// Moves past whitespace, unless `usual` (where whitespace is rare) comes next: checked
+    /// first, it spares the whitespace test (measured with callgrind).
+    fn skip_ws_before(&mut self, usual: u8) {
+        if self.peek() != Some(usual) {
+            self.skip_ws();
         }
     }
 
