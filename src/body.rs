@@ -239,17 +239,22 @@ fn scan_flat_object<'a>(text: &'a str, params: &mut Params<'a>) -> Option<()> {
     } else {
         loop {
             let (key_start, key_len) = s.string(params)?;
-            s.skip_ws_before(b':');
-            s.expect(b':')?;
+            s.separator(b':')?;
             s.skip_ws_before(b'"');
             let value = s.scalar(params)?;
             params.add(key_start, key_len, value);
-            s.skip_ws_before(b',');
-            match s.next()? {
-                b',' => s.skip_ws_before(b'"'),
-                b'}' => break,
-                _ => return None,
+            // A comma usually comes at once; the closing brace once.
+            if s.peek() == Some(b',') {
+                s.pos += 1;
+            } else {
+                s.skip_ws();
+                match s.next()? {
+                    b',' => {}
+                    b'}' => break,
+                    _ => return None,
+                }
             }
+            s.skip_ws_before(b'"');
         }
     }
     s.skip_ws();
@@ -288,6 +293,18 @@ impl Scanner<'_> {
         if self.peek() != Some(usual) {
             self.skip_ws();
         }
+    }
+
+    /// Moves past whitespace and then `byte` (checked first, before any whitespace).
+    fn separator(&mut self, byte: u8) -> Option<()> {
+        if self.peek() != Some(byte) {
+            self.skip_ws();
+            if self.peek() != Some(byte) {
+                return None;
+            }
+        }
+        self.pos += 1;
+        Some(())
     }
 
     /// A string, decoded: its range, in the body when it holds no escape.
