@@ -351,8 +351,8 @@ impl Scanner<'_> {
         const HIGHS: u64 = ONES * 0x80;
         let bytes = self.text.as_bytes();
         let mut at = self.pos;
-        for chunk in bytes.get(at..).unwrap_or_default().chunks_exact(8) {
-            let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+            let word = u64::from_le_bytes(*chunk);
             // The high bit of each byte below 0x21 once `"` is flipped to 0x20 (so: a control
             // character or `"`), or equal to `\\`, and below 0x80. Borrows only go up, from a
             // byte that is flagged itself: the lowest flagged byte is exact.
