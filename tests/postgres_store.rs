@@ -180,21 +180,14 @@ fn start_killable(effects: Effects) -> Killable {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
-async fn an_instance_killed_mid_handler_is_taken_over_after_the_lease() {
-    let store = store().await;
-    let effects = Effects::default();
+/// Delivers `body` (payout `cid`) to an instance whose handler takes 30 s, waits until that
+/// handler holds the claim, and kills the instance.
+async fn kill_mid_handler(store: &PgIdempotencyStore, effects: &Effects, body: &str, cid: i64) {
     let a = start_killable(Effects {
         delay: Duration::from_secs(30),
         ..effects.clone()
     });
-    let b = instance(effects.clone()).await;
-    let cid = fresh_cid();
-    let body = callback(cid, "1.1");
-
     post_and_hang_up(a.addr, ROUTE, body.as_bytes(), Duration::from_millis(50)).await;
-    // Wait until A's handler holds the claim, then kill A.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !store
         .claims_in_progress()
@@ -209,6 +202,17 @@ async fn an_instance_killed_mid_handler_is_taken_over_after_the_lease() {
     a.kill.send(()).unwrap();
     a.thread.join().unwrap();
     assert_eq!(effects.count(cid), 0, "A died before its effect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn an_instance_killed_mid_handler_is_taken_over_after_the_lease() {
+    let store = store().await;
+    let effects = Effects::default();
+    let b = instance(effects.clone()).await;
+    let cid = fresh_cid();
+    let body = callback(cid, "1.1");
+    kill_mid_handler(&store, &effects, &body, cid).await;
 
     // Within the lease, B refuses the re-push; after it, B takes the claim over and completes.
     let answer = post(&b, body.clone()).await;
@@ -234,15 +238,9 @@ async fn an_instance_killed_mid_handler_is_taken_over_after_the_lease() {
 async fn the_host_releases_a_stuck_claim_by_key() {
     let store = store().await;
     let effects = Effects::default();
-    let a = start_killable(Effects {
-        delay: Duration::from_secs(30),
-        ..effects.clone()
-    });
     let cid = fresh_cid();
     let body = callback(cid, "1.1");
-    post_and_hang_up(a.addr, ROUTE, body.as_bytes(), Duration::from_millis(300)).await;
-    a.kill.send(()).unwrap();
-    a.thread.join().unwrap();
+    kill_mid_handler(&store, &effects, &body, cid).await;
     let stuck = store.claims_in_progress().await.unwrap();
     let claim = stuck.iter().find(|claim| claim.key == key(cid)).unwrap();
     assert!(claim.lease_until > claim.started);
