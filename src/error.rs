@@ -1,7 +1,19 @@
-//! The one error type of the crate.
+//! The errors of the crate: [`Error`] for what can go wrong with one delivery, [`KeyError`]
+//! for a key that cannot be used, and the types they carry.
+//!
+//! # Example
+//!
+//! ```
+//! use cregis_payout_callback::{ApiKey, Error, Verifier, error::KeyError};
+//!
+//! assert_eq!(ApiKey::new(" ").unwrap_err(), KeyError::Empty);
+//! let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
+//! let error = verifier.verify(b"[1]").unwrap_err();
+//! assert_eq!((error.kind(), error.http_status()), ("NotAnObject", 400));
+//! # Ok::<(), KeyError>(())
+//! ```
 
 use std::fmt;
-use std::ops::Deref;
 use std::sync::Arc;
 
 /// Everything that can go wrong while signing, verifying or parsing a callback.
@@ -14,8 +26,12 @@ use std::sync::Arc;
 /// | malformed body | [`InvalidJson`](Error::InvalidJson), [`NotAnObject`](Error::NotAnObject), [`DuplicateKey`](Error::DuplicateKey), [`NestedValue`](Error::NestedValue) | 400 |
 /// | authentic but not as documented or expected | [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch) | 400 |
 /// | body over the size limit | [`BodyTooLarge`](Error::BodyTooLarge) | 413 |
+/// | the body could not be read to its end (the client hung up) | [`BodyUnreadable`](Error::BodyUnreadable) | 400 |
 /// | the same delivery is being handled right now, or the same fact came with other content | [`DeliveryInProgress`](Error::DeliveryInProgress), [`ConflictingDelivery`](Error::ConflictingDelivery) | 409 |
-/// | the host's own fault | [`EmptyApiKey`](Error::EmptyApiKey), [`ApiKeyWhitespace`](Error::ApiKeyWhitespace), [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
+/// | the host's own fault | [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
+/// | the handler's task was cancelled (the runtime is shutting down) | [`HandlerCancelled`](Error::HandlerCancelled) | 503 |
+///
+/// [`kind`](Error::kind) names the variant, a stable label for metrics.
 ///
 /// No message ever contains the API key or the signature the crate expected: they are safe to
 /// log and to send back to Cregis.
@@ -23,26 +39,21 @@ use std::sync::Arc;
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{Error, Verifier};
+/// use cregis_payout_callback::{ApiKey, Error, Verifier};
 ///
-/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
 /// let err = verifier.verify(br#"{"pid":1,"nonce":"abcdef"}"#).unwrap_err();
 /// assert_eq!(err, Error::MissingSign);
 /// assert!(err.is_authentication());
-/// assert_eq!(err.http_status(), 401);
+/// assert_eq!((err.http_status(), err.kind()), (401, "MissingSign"));
 /// assert_eq!(err.to_string(), "sign is missing");
-/// # Ok::<(), Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
-    /// The API key is empty or only whitespace: anyone could forge a signature with it.
-    #[error("api key is empty")]
-    EmptyApiKey,
-
     /// The body is longer than the configured limit
-    /// ([`Verifier::max_body_bytes`](crate::Verifier::max_body_bytes)).
-    #[error("body is {len} bytes, over the limit of {limit} bytes")]
+    /// ([`VerifierBuilder::max_body_bytes`](crate::verifier::VerifierBuilder::max_body_bytes)).
     BodyTooLarge {
         /// The body's length in bytes.
         len: usize,
@@ -52,46 +63,47 @@ pub enum Error {
 
     /// The body is not one well-formed JSON text: not UTF-8, empty, a syntax error, or
     /// something after the value.
-    #[error("body is not valid json: {reason}")]
     InvalidJson {
         /// What the parser found wrong, and where.
         reason: String,
     },
 
     /// The body is valid JSON but not an object.
-    #[error("body is not a json object")]
     NotAnObject,
+
+    /// The body could not be read to its end: the client disconnected, or the connection
+    /// broke, mid-body. Reported by the framework adapters; nothing was verified, and the
+    /// delivery is not acknowledged. Not a protocol error: count it apart from
+    /// [`InvalidJson`](Error::InvalidJson).
+    BodyUnreadable {
+        /// What the framework said.
+        reason: String,
+    },
 
     /// The same key appears twice in the object. Both copies are rejected: picking one would
     /// let what is verified differ from what is used.
-    #[error("key {key:?} appears more than once")]
     DuplicateKey {
-        /// The repeated key, decoded.
-        key: String,
+        /// The repeated key, decoded, cut short if it is long.
+        key: KeyExcerpt,
     },
 
     /// A field holds an object or an array. Cregis signs flat objects only, and the signature
     /// of a nested value is not defined.
-    #[error("field {key:?} holds an object or array, which cannot be signed")]
     NestedValue {
-        /// The field's key.
-        key: String,
+        /// The field's key, cut short if it is long.
+        key: KeyExcerpt,
     },
 
     /// There is no `sign` field, or it is `null` or `""`.
-    #[error("sign is missing")]
     MissingSign,
 
     /// The `sign` field is not a string of 32 hexadecimal characters (a number, an array...).
-    #[error("sign is not a string of 32 hex characters")]
     MalformedSign,
 
     /// The signature does not match the body and the API key: the callback is not authentic.
-    #[error("signature does not match")]
     SignatureMismatch,
 
     /// The callback is authentic but a documented field is missing or of the wrong type.
-    #[error("field {field:?} {problem}")]
     InvalidField {
         /// The field's name.
         field: &'static str,
@@ -100,15 +112,13 @@ pub enum Error {
     },
 
     /// The callback is authentic but its status code is not one of the eight documented ones.
-    #[error("status {code} is not a documented payout status")]
     UnknownStatus {
         /// The code that was sent (any integer, even one outside `i32`).
         code: i64,
     },
 
     /// The callback is authentic but for another project than
-    /// [`Verifier::expected_pid`](crate::Verifier::expected_pid).
-    #[error("callback is for project {found}, not the expected project {expected}")]
+    /// [`VerifierBuilder::expected_pid`](crate::verifier::VerifierBuilder::expected_pid).
     PidMismatch {
         /// The project id the verifier expects.
         expected: i64,
@@ -116,76 +126,251 @@ pub enum Error {
         found: i64,
     },
 
-    /// The callback's `timestamp` is older than [`Verifier::max_age`](crate::Verifier::max_age)
-    /// allows: a replay, or a delivery re-pushed long after it was made.
-    #[error("timestamp is older than the maximum age of {max_age:?}")]
+    /// The callback's `timestamp` is older than
+    /// [`VerifierBuilder::max_age`](crate::verifier::VerifierBuilder::max_age) allows: a replay, or a delivery re-pushed long after it was made.
     TimestampTooOld {
         /// The maximum age in force.
         max_age: std::time::Duration,
     },
 
     /// The callback's `timestamp` is further in the future than
-    /// [`Verifier::future_skew`](crate::Verifier::future_skew) allows.
-    #[error("timestamp is more than {skew:?} in the future")]
+    /// [`VerifierBuilder::future_skew`](crate::verifier::VerifierBuilder::future_skew) allows.
     TimestampInFuture {
         /// The allowed clock skew in force.
         skew: std::time::Duration,
     },
 
     /// Another worker is handling a delivery of the same payout and status right now, under a
-    /// live lease (see [`IdempotencyStore`](crate::IdempotencyStore)). The delivery is not
+    /// live lease (see [`IdempotencyStore`](crate::idempotency::IdempotencyStore)). The delivery is not
     /// acknowledged: Cregis does not retry on its own, but the other worker's outcome stands,
     /// and an operator's later re-push is answered from it.
-    #[error("the same delivery is being processed")]
     DeliveryInProgress,
 
     /// A delivery of a fact already handled, or being handled, carries other content than the
     /// first one: the same (`pid`, `cid`, `status`) with another amount, address, `txid`...
-    /// (see [`Fingerprint`](crate::Fingerprint)). It is authentic, but neither handled nor
+    /// (see [`Fingerprint`](crate::idempotency::Fingerprint)). It is authentic, but neither handled nor
     /// acknowledged: someone should look at both deliveries.
-    #[error("delivery {key} was already received with different content")]
     ConflictingDelivery {
         /// The fact both deliveries report.
-        key: crate::DeliveryKey,
+        key: crate::idempotency::DeliveryKey,
     },
 
-    /// The [`IdempotencyStore`](crate::IdempotencyStore) failed; [`source`](std::error::Error::source)
+    /// The [`IdempotencyStore`](crate::idempotency::IdempotencyStore) failed; [`source`](std::error::Error::source)
     /// is the store's own error.
-    #[error("idempotency store failed: {}{cause}", .operation.context())]
     Store {
         /// What the store was asked to do.
         operation: StoreOperation,
         /// The store's error.
-        #[source]
         cause: Cause,
     },
 
     /// The host's [`CallbackHandler`](crate::CallbackHandler) returned an error (or panicked,
-    /// under a framework adapter); [`source`](std::error::Error::source) is the handler's own
-    /// error.
-    #[error("handler failed: {cause}{}", ReleaseNote(.release_failure.as_ref()))]
+    /// under a framework adapter: the cause then says so, with the panic's message);
+    /// [`source`](std::error::Error::source) is the handler's own error.
     HandlerFailed {
         /// The handler's error.
-        #[source]
         cause: Cause,
         /// The idempotency store's error, if releasing the delivery's claim failed too (the
         /// claim then holds off re-deliveries until its lease ends).
         release_failure: Option<Cause>,
     },
 
-    /// The API key has whitespace at its start or end, most often the newline at the end of
-    /// the file it was read from: trim it. Signatures are made with the exact key, so such a
-    /// key would fail every callback as [`SignatureMismatch`](Error::SignatureMismatch).
-    #[error("api key has leading or trailing whitespace (a newline from a file?)")]
-    ApiKeyWhitespace,
+    /// The task a framework adapter ran the delivery in was cancelled before it finished,
+    /// most often because the runtime is shutting down. Whether the handler's effect happened
+    /// is unknown; an idempotency claim stays in progress until its lease ends. Answered 503:
+    /// the host is going away, not failing.
+    HandlerCancelled,
 }
 
-/// What an [`IdempotencyStore`](crate::IdempotencyStore) was asked to do when it failed.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BodyTooLarge { len, limit } => {
+                write!(f, "body is {len} bytes, over the limit of {limit} bytes")
+            }
+            Error::InvalidJson { reason } => write!(f, "body is not valid json: {reason}"),
+            Error::NotAnObject => f.write_str("body is not a json object"),
+            Error::BodyUnreadable { reason } => write!(f, "the body could not be read: {reason}"),
+            Error::DuplicateKey { key } => write!(f, "key {key} appears more than once"),
+            Error::NestedValue { key } => write!(
+                f,
+                "field {key} holds an object or array, which cannot be signed"
+            ),
+            Error::MissingSign => f.write_str("sign is missing"),
+            Error::MalformedSign => f.write_str("sign is not a string of 32 hex characters"),
+            Error::SignatureMismatch => f.write_str("signature does not match"),
+            Error::InvalidField { field, problem } => write!(f, "field {field:?} {problem}"),
+            Error::UnknownStatus { code } => {
+                write!(f, "status {code} is not a documented payout status")
+            }
+            Error::PidMismatch { expected, found } => write!(
+                f,
+                "callback is for project {found}, not the expected project {expected}"
+            ),
+            Error::TimestampTooOld { max_age } => {
+                write!(f, "timestamp is older than the maximum age of {max_age:?}")
+            }
+            Error::TimestampInFuture { skew } => {
+                write!(f, "timestamp is more than {skew:?} in the future")
+            }
+            Error::DeliveryInProgress => f.write_str("the same delivery is being processed"),
+            Error::ConflictingDelivery { key } => write!(
+                f,
+                "delivery {key} was already received with different content"
+            ),
+            Error::Store { operation, cause } => write!(
+                f,
+                "idempotency store failed: {}{cause}",
+                operation.context()
+            ),
+            Error::HandlerFailed {
+                cause,
+                release_failure,
+            } => write!(
+                f,
+                "handler failed: {cause}{}",
+                ReleaseNote(release_failure.as_ref())
+            ),
+            Error::HandlerCancelled => f.write_str(
+                "the handler's task was cancelled before it finished (is the runtime shutting down?)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    /// The handler's or the store's own error, for [`HandlerFailed`](Error::HandlerFailed) and
+    /// [`Store`](Error::Store): `downcast_ref` it to get your error type back.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store { cause, .. } | Error::HandlerFailed { cause, .. } => {
+                Some(cause.get_ref())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why an API key cannot be used (see [`ApiKey::new`](crate::ApiKey::new)).
 ///
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{Cause, Error, StoreOperation};
+/// use cregis_payout_callback::{ApiKey, error::KeyError};
+///
+/// let error = ApiKey::new("fake-api-key\n").unwrap_err();
+/// assert_eq!(error, KeyError::Whitespace);
+/// assert_eq!(error.to_string(), "api key has leading or trailing whitespace (a newline from a file?)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The key is empty or only whitespace: anyone could forge a signature with it.
+    #[error("api key is empty")]
+    Empty,
+    /// The key has whitespace at its start or end, most often the newline at the end of the
+    /// file it was read from: trim it. Signatures are made with the exact key, so such a key
+    /// would fail every callback as [`SignatureMismatch`](Error::SignatureMismatch).
+    #[error("api key has leading or trailing whitespace (a newline from a file?)")]
+    Whitespace,
+}
+
+/// A key from a received body, as an error names it: whole when short, else its first
+/// [`KeyExcerpt::MAX_PREFIX`] bytes and its length. Keys come before any authentication, so
+/// a 64 KiB key must not reach a log line or a reply body whole.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::error::KeyExcerpt;
+///
+/// assert_eq!(KeyExcerpt::new("memo").to_string(), r#""memo""#);
+/// let long = KeyExcerpt::new(&"k".repeat(60_000));
+/// assert_eq!((long.prefix(), long.len(), long.is_cut()), ("kkkkkkkkkkkkkkkkkkkk", 60_000, true));
+/// assert_eq!(long.to_string(), r#""kkkkkkkkkkkkkkkkkkkk"... (60000 bytes)"#);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeyExcerpt {
+    prefix: String,
+    len: usize,
+}
+
+impl KeyExcerpt {
+    /// The most bytes of a key an excerpt keeps: 20.
+    pub const MAX_PREFIX: usize = 20;
+
+    /// The excerpt of `key`: all of it up to [`MAX_PREFIX`](Self::MAX_PREFIX) bytes, else as
+    /// many whole characters as fit.
+    ///
+    /// # Example
+    ///
+    /// See [`KeyExcerpt`].
+    pub fn new(key: &str) -> KeyExcerpt {
+        let mut end = key.len().min(Self::MAX_PREFIX);
+        while !key.is_char_boundary(end) {
+            end -= 1;
+        }
+        KeyExcerpt {
+            prefix: key[..end].to_owned(),
+            len: key.len(),
+        }
+    }
+
+    /// The key's first bytes (all of it, if it is short).
+    ///
+    /// # Example
+    ///
+    /// See [`KeyExcerpt`].
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The whole key's length in bytes.
+    ///
+    /// # Example
+    ///
+    /// See [`KeyExcerpt`].
+    #[allow(clippy::len_without_is_empty)] // an empty key is still a key
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the key was longer than its [`prefix`](Self::prefix).
+    ///
+    /// # Example
+    ///
+    /// See [`KeyExcerpt`].
+    pub fn is_cut(&self) -> bool {
+        self.prefix.len() < self.len
+    }
+}
+
+impl From<&str> for KeyExcerpt {
+    /// [`KeyExcerpt::new`].
+    fn from(key: &str) -> KeyExcerpt {
+        KeyExcerpt::new(key)
+    }
+}
+
+impl fmt::Display for KeyExcerpt {
+    /// The key quoted and escaped; a cut key is followed by `... (N bytes)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.prefix)?;
+        if self.is_cut() {
+            write!(f, "... ({} bytes)", self.len)?;
+        }
+        Ok(())
+    }
+}
+
+/// What an [`IdempotencyStore`](crate::idempotency::IdempotencyStore) was asked to do when it
+/// failed.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::Error;
+/// use cregis_payout_callback::error::{Cause, StoreOperation};
 ///
 /// let error = Error::Store { operation: StoreOperation::Complete, cause: Cause::new("disk full") };
 /// assert_eq!(error.to_string(), "idempotency store failed: handled, but not recorded as done: disk full");
@@ -230,7 +415,7 @@ impl fmt::Display for ReleaseNote<'_> {
 ///
 /// ```
 /// use std::error::Error as _;
-/// use cregis_payout_callback::{Cause, Error};
+/// use cregis_payout_callback::{Error, error::Cause};
 ///
 /// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "database timed out");
 /// let error = Error::HandlerFailed { cause: Cause::new(io), release_failure: None };
@@ -247,7 +432,7 @@ impl Cause {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::Cause;
+    /// use cregis_payout_callback::error::Cause;
     ///
     /// assert_eq!(Cause::new("database is down").to_string(), "database is down");
     /// ```
@@ -260,7 +445,7 @@ impl Cause {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::Cause;
+    /// use cregis_payout_callback::error::Cause;
     ///
     /// let cause = Cause::new(std::fmt::Error);
     /// assert!(cause.downcast_ref::<std::fmt::Error>().is_some());
@@ -271,10 +456,18 @@ impl Cause {
     }
 }
 
-impl Deref for Cause {
-    type Target = dyn std::error::Error + Send + Sync;
-
-    fn deref(&self) -> &Self::Target {
+impl Cause {
+    /// The error itself, to inspect it further (its own `source()` chain, say).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::error::Cause;
+    ///
+    /// let cause = Cause::new("database is down");
+    /// assert!(cause.get_ref().source().is_none());
+    /// ```
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         &*self.0
     }
 }
@@ -300,34 +493,44 @@ impl PartialEq for Cause {
 impl Eq for Cause {}
 
 /// Any error, boxed: what [`handler_fn`](crate::handler_fn) closures and
-/// [`IdempotencyStore`](crate::IdempotencyStore)s return, and what a [`Cause`] is made from.
+/// [`IdempotencyStore`](crate::idempotency::IdempotencyStore)s return, and what a [`Cause`] is
+/// made from.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
-    /// A handler that panicked, as the framework adapters report it.
+    /// A handler that panicked, as the framework adapters report it: the panic's message, if
+    /// it was a string, is kept in the cause.
     #[cfg(any(feature = "axum", feature = "actix-web"))]
-    pub(crate) fn handler_panicked() -> Error {
+    pub(crate) fn handler_panicked(panic: &(dyn std::any::Any + Send)) -> Error {
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+        let cause = match message {
+            Some(message) => format!("the handler panicked: {message}"),
+            None => "the handler panicked".to_owned(),
+        };
         Error::HandlerFailed {
-            cause: Cause::new("the handler panicked"),
+            cause: Cause::new(cause),
             release_failure: None,
         }
     }
 
-    /// A body the framework could not read to its end (the client broke off, say).
-    #[cfg(any(feature = "axum", feature = "actix-web"))]
-    pub(crate) fn unreadable_body(cause: &dyn std::fmt::Display) -> Error {
-        Error::InvalidJson {
-            reason: format!("the body could not be read: {cause}"),
-        }
-    }
-
-    /// The variant's name, for logs and metrics (`"SignatureMismatch"`).
-    #[cfg(feature = "tracing")]
-    pub(crate) fn kind(&self) -> &'static str {
+    /// The variant's name: a stable label for logs and metrics (`"SignatureMismatch"`), the
+    /// same from release to release.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Error;
+    ///
+    /// assert_eq!(Error::SignatureMismatch.kind(), "SignatureMismatch");
+    /// assert_eq!(Error::BodyTooLarge { len: 70_000, limit: 65_536 }.kind(), "BodyTooLarge");
+    /// ```
+    pub fn kind(&self) -> &'static str {
         match self {
-            Error::EmptyApiKey => "EmptyApiKey",
-            Error::ApiKeyWhitespace => "ApiKeyWhitespace",
             Error::BodyTooLarge { .. } => "BodyTooLarge",
+            Error::BodyUnreadable { .. } => "BodyUnreadable",
             Error::InvalidJson { .. } => "InvalidJson",
             Error::NotAnObject => "NotAnObject",
             Error::DuplicateKey { .. } => "DuplicateKey",
@@ -344,6 +547,7 @@ impl Error {
             Error::ConflictingDelivery { .. } => "ConflictingDelivery",
             Error::Store { .. } => "Store",
             Error::HandlerFailed { .. } => "HandlerFailed",
+            Error::HandlerCancelled => "HandlerCancelled",
         }
     }
 
@@ -399,9 +603,8 @@ impl Error {
     /// 401 for authentication failures, 413 for [`BodyTooLarge`](Error::BodyTooLarge), 409 for
     /// [`DeliveryInProgress`](Error::DeliveryInProgress) and
     /// [`ConflictingDelivery`](Error::ConflictingDelivery), 500 for the host's own faults
-    /// ([`EmptyApiKey`](Error::EmptyApiKey), [`ApiKeyWhitespace`](Error::ApiKeyWhitespace),
-    /// [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store)), 400 for everything
-    /// else.
+    /// ([`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store)), 503 for
+    /// [`HandlerCancelled`](Error::HandlerCancelled), 400 for everything else.
     ///
     /// # Example
     ///
@@ -416,10 +619,8 @@ impl Error {
             _ if self.is_authentication() => 401,
             Error::BodyTooLarge { .. } => 413,
             Error::DeliveryInProgress | Error::ConflictingDelivery { .. } => 409,
-            Error::EmptyApiKey
-            | Error::ApiKeyWhitespace
-            | Error::HandlerFailed { .. }
-            | Error::Store { .. } => 500,
+            Error::HandlerFailed { .. } | Error::Store { .. } => 500,
+            Error::HandlerCancelled => 503,
             _ => 400,
         }
     }

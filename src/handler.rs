@@ -4,7 +4,8 @@ use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{BoxError, PayoutCallback};
+use crate::PayoutCallback;
+use crate::error::BoxError;
 
 /// Acts on a verified payout callback: the host's business logic.
 ///
@@ -29,7 +30,7 @@ use crate::{BoxError, PayoutCallback};
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use cregis_payout_callback::{CallbackHandler, PayoutCallback, Verifier, handler_fn, testing::CallbackBuilder};
+/// use cregis_payout_callback::{ApiKey, CallbackHandler, PayoutCallback, Verifier, handler_fn, testing::CallbackBuilder};
 ///
 /// struct Ledger {
 ///     settled: Mutex<Vec<String>>,
@@ -46,8 +47,9 @@ use crate::{BoxError, PayoutCallback};
 ///     }
 /// }
 ///
-/// let verifier = Verifier::new("fake-api-key-for-docs")?;
-/// let body = CallbackBuilder::new().body("fake-api-key-for-docs")?;
+/// let key = ApiKey::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(key.clone());
+/// let body = CallbackBuilder::new().body(&key)?;
 /// let body = body.as_bytes();
 ///
 /// let ledger = Arc::new(Ledger { settled: Mutex::new(Vec::new()) });
@@ -114,10 +116,11 @@ impl<H: CallbackHandler + ?Sized> CallbackHandler for Arc<H> {
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{Verifier, handler_fn, testing::CallbackBuilder};
+/// use cregis_payout_callback::{ApiKey, Verifier, handler_fn, testing::CallbackBuilder};
 ///
-/// let verifier = Verifier::new("fake-api-key-for-docs")?;
-/// let body = CallbackBuilder::new().body("fake-api-key-for-docs")?;
+/// let key = ApiKey::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(key.clone());
+/// let body = CallbackBuilder::new().body(&key)?;
 /// let reply = verifier.process(body.as_bytes(), &handler_fn(|callback| {
 ///     let amount: f64 = callback.amount.parse()?; // (floats only for show)
 ///     println!("{} paid {amount}", callback.third_party_id);
@@ -140,9 +143,9 @@ where
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{Verifier, async_handler_fn};
+/// use cregis_payout_callback::{ApiKey, Verifier, async_handler_fn};
 ///
-/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
 /// let handler = async_handler_fn(|callback| {
 ///     let id = callback.third_party_id.clone();
 ///     async move {
@@ -152,7 +155,7 @@ where
 /// });
 /// let reply = verifier.process_async(b"{}", &handler); // inside an async fn: `.await`
 /// # drop(reply);
-/// # Ok::<(), cregis_payout_callback::Error>(())
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
 pub fn async_handler_fn<F, Fut>(f: F) -> HandlerFn<F>
 where
@@ -210,7 +213,7 @@ where
 ///
 /// ```
 /// use std::sync::Arc;
-/// use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier, async_handler_fn};
+/// use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier, async_handler_fn};
 ///
 /// struct Ledger;
 ///
@@ -243,14 +246,14 @@ where
 ///     async move { Ok(println!("{id} settled")) }
 /// });
 ///
-/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
 /// let ledger = Arc::new(Ledger);
 /// let _ = verifier.process_async(b"{}", &*ledger);
 /// let _ = verifier.process_async(b"{}", &ledger);
 /// let _ = verifier.process_async(b"{}", &closure);
 /// let _ = verifier.process_async(b"{}", &async_closure);
 /// let _ = verifier.process_async(b"{}", &plain);
-/// # Ok::<(), cregis_payout_callback::Error>(())
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an async callback handler",

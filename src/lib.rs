@@ -9,25 +9,26 @@
 //! # Quickstart
 //!
 //! ```
-//! use cregis_payout_callback::{Verifier, handler_fn};
+//! use cregis_payout_callback::{ApiKey, Verifier, handler_fn, testing::CallbackBuilder};
 //!
 //! // Once, at startup (read the key from your secrets, not from code).
-//! let verifier = Verifier::new("fake-api-key-for-docs")?;
+//! let key = ApiKey::new("fake-api-key-for-docs")?;
+//! let verifier = Verifier::new(key.clone());
 //!
 //! // For each POST to the callback URL: hand over the raw body bytes (here, a test body).
-//! let body = cregis_payout_callback::testing::CallbackBuilder::new().body("fake-api-key-for-docs")?;
+//! let body = CallbackBuilder::new().body(&key)?;
 //! let reply = verifier.process(body.as_bytes(), &handler_fn(|callback| {
 //!     println!("payout {} is now {}", callback.third_party_id, callback.status);
 //!     Ok(())
 //! }));
 //! // Answer with reply.status_code() and reply.body().
 //! assert_eq!((reply.status_code(), reply.body()), (200, "success"));
-//! # Ok::<(), cregis_payout_callback::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # What is checked
 //!
-//! - The signature, exactly as Cregis computes it (see [`sign`]): numbers from the exact text
+//! - The signature, exactly as Cregis computes it (see [`signature`]): numbers from the exact text
 //!   they were sent with, strings from their decoded value, unknown fields included, `null` and
 //!   `""` left out; compared on the decoded bytes, in constant time.
 //! - The body: one JSON object of flat values, each key once, within a size limit.
@@ -35,19 +36,23 @@
 //!
 //! Each failure is a specific [`Error`], and tells whether the callback is not authentic (401),
 //! malformed or not as documented (400), too large (413), being handled right now (409), or
-//! the host's own fault (500).
+//! the host's own fault (500); [`Error::kind`] is a stable label for metrics.
 //!
-//! # Exactly once, async, and more
+//! # The crate's parts
 //!
-//! - [`Verifier::idempotency`] with an [`IdempotencyStore`] (such as
-//!   [`MemoryIdempotencyStore`]) handles each fact (`pid`, `cid`, `status`) once, however often
-//!   it is delivered.
-//! - [`AsyncCallbackHandler`] and [`Verifier::process_async`] for async services (axum,
-//!   actix-web); the crate's repository has runnable examples for both, and for durable
-//!   exactly-once ledgers on SQLite and PostgreSQL.
-//! - [`Verifier::expected_pid`], opt-in freshness ([`Verifier::max_age`]) and key rotation
-//!   ([`Verifier::also_accept`]).
-//! - [`SigningText`] explains what a signature covers, for debugging a mismatch.
+//! The root holds what every host uses: [`ApiKey`], [`Verifier`], [`PayoutCallback`] and
+//! [`CallbackStatus`], the handler traits with [`handler_fn`] and [`async_handler_fn`],
+//! [`Reply`] and [`Error`]. The rest is in modules:
+//!
+//! - [`verifier`]: [`VerifierBuilder`](verifier::VerifierBuilder) for the settings (the
+//!   project, freshness, key rotation, the body limit, the clock);
+//! - [`idempotency`]: each fact (`pid`, `cid`, `status`) handled once, however often it is
+//!   delivered, with [`MemoryIdempotencyStore`](idempotency::MemoryIdempotencyStore) or a
+//!   store of your own;
+//! - [`signature`]: signing and explaining signatures, for requests, tests and debugging;
+//! - [`error`]: what errors carry; [`handler`]: the closure adapters;
+//! - [`testing`]: signed callbacks shaped like Cregis's, and a clock to set by hand;
+//! - `axum` and `actix_web` (features): a ready route for each framework.
 //!
 //! # Optional features
 //!
@@ -55,8 +60,9 @@
 //!
 //! - `axum`: `axum::callback_route`, a ready axum route that refuses
 //!   oversized bodies before reading them and runs the handler in a task of its own; an
-//!   extractor; `IntoResponse for Reply`.
-//! - `actix-web`: the same route for actix-web, and `Responder for Reply`.
+//!   extractor; `IntoResponse for Reply`; and
+//!   [`SpawnBlocking`](idempotency::SpawnBlocking) for blocking stores.
+//! - `actix-web`: the same route for actix-web, `Responder for Reply`, and `SpawnBlocking`.
 //! - `tracing`: one structured event per delivery (outcome, HTTP status, error kind, `pid`,
 //!   `cid`, `status`, duplicate or not), target `cregis_payout_callback`; never the key or an
 //!   expected signature.
@@ -75,36 +81,28 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-#[cfg(feature = "actix-web")]
-#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
-pub mod actix_web;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub mod axum;
-mod body;
 mod callback;
-mod error;
-mod handler;
-mod idempotency;
-mod params;
+pub mod error;
+pub mod handler;
+pub mod idempotency;
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+mod integrations;
 mod reply;
-mod sign;
-mod status;
+pub mod signature;
 pub mod testing;
 mod trace;
-mod verifier;
+pub mod verifier;
+mod wire;
 
-pub use callback::PayoutCallback;
-pub use error::{BoxError, Cause, Error, StoreOperation};
-pub use handler::{
-    AsyncCallbackHandler, AsyncHandlerFn, CallbackHandler, HandlerFn, async_handler_fn, handler_fn,
-};
-pub use idempotency::{
-    AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DEFAULT_CLAIM_LEASE,
-    DEFAULT_MEMORY_STORE_CAPACITY, DeliveryKey, Fingerprint, IdempotencyStore,
-    MemoryIdempotencyStore, StoreError,
-};
-pub use reply::{CONTENT_TYPE, Reply, SUCCESS_ACK};
-pub use sign::{Omission, SigningText, sign, sign_body, verify_sign};
-pub use status::CallbackStatus;
-pub use verifier::{DEFAULT_FUTURE_SKEW, DEFAULT_MAX_BODY_BYTES, Verifier, verify_and_parse};
+pub use callback::{CallbackStatus, PayoutCallback};
+pub use error::Error;
+pub use handler::{AsyncCallbackHandler, CallbackHandler, async_handler_fn, handler_fn};
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+pub use integrations::actix_web;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use integrations::axum;
+pub use reply::Reply;
+pub use signature::ApiKey;
+pub use verifier::Verifier;

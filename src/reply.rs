@@ -2,13 +2,9 @@
 
 use std::borrow::Cow;
 
-use crate::{DeliveryKey, Error};
-
-/// The only reply body Cregis counts as a successful delivery.
-pub const SUCCESS_ACK: &str = "success";
-
-/// The `Content-Type` of every [`Reply`] body.
-pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+use crate::Error;
+use crate::idempotency::DeliveryKey;
+use crate::verifier::MatchedKey;
 
 /// The HTTP answer to one callback delivery: a status code and a plain-text body.
 ///
@@ -19,7 +15,9 @@ pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// | malformed body, or authentic but not as documented | 400 | the reason |
 /// | body over the size limit | 413 | the reason |
 /// | the same delivery is being handled right now, or the same fact came with other content | 409 | the reason |
+/// | the body could not be read to its end | 400 | the reason |
 /// | the handler or the idempotency store failed | 500 | `internal error` |
+/// | the handler's task was cancelled (shutdown) | 503 | `internal error` |
 ///
 /// A non-ack body is never `success` and never contains the API key or the expected signature;
 /// Cregis shows it in the callback record, which helps whoever re-pushes the callback. The
@@ -32,6 +30,7 @@ pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// use cregis_payout_callback::{Error, Reply};
 ///
 /// let reply = Reply::from(Error::MissingSign);
+/// assert_eq!(Reply::SUCCESS_ACK, "success");
 /// assert_eq!((reply.status_code(), reply.body()), (401, "sign is missing"));
 /// assert_eq!(reply.error(), Some(&Error::MissingSign));
 /// assert!(Reply::ack().is_ack());
@@ -44,10 +43,18 @@ pub struct Reply {
     error: Option<Error>,
     duplicate: bool,
     delivery: Option<DeliveryKey>,
+    signed_with: Option<MatchedKey>,
+    took_over: bool,
 }
 
 impl Reply {
-    /// The acknowledgement: 200 with body [`SUCCESS_ACK`].
+    /// The only reply body Cregis counts as a successful delivery: `success`.
+    pub const SUCCESS_ACK: &'static str = "success";
+
+    /// The `Content-Type` of every reply body: `text/plain; charset=utf-8`.
+    pub const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
+
+    /// The acknowledgement: 200 with body [`SUCCESS_ACK`](Self::SUCCESS_ACK).
     ///
     /// # Example
     ///
@@ -59,10 +66,12 @@ impl Reply {
     pub fn ack() -> Reply {
         Reply {
             status: 200,
-            body: Cow::Borrowed(SUCCESS_ACK),
+            body: Cow::Borrowed(Reply::SUCCESS_ACK),
             error: None,
             duplicate: false,
             delivery: None,
+            signed_with: None,
+            took_over: false,
         }
     }
 
@@ -92,7 +101,8 @@ impl Reply {
         &self.body
     }
 
-    /// The `Content-Type` to answer with: always [`CONTENT_TYPE`], plain UTF-8 text.
+    /// The `Content-Type` to answer with: always [`CONTENT_TYPE`](Self::CONTENT_TYPE), plain
+    /// UTF-8 text.
     ///
     /// # Example
     ///
@@ -102,7 +112,7 @@ impl Reply {
     /// assert_eq!(Reply::ack().content_type(), "text/plain; charset=utf-8");
     /// ```
     pub fn content_type(&self) -> &'static str {
-        CONTENT_TYPE
+        Reply::CONTENT_TYPE
     }
 
     /// The status code, `Content-Type` and body, for frameworks that build a response from
@@ -117,7 +127,7 @@ impl Reply {
     /// assert_eq!((status, content_type, body.as_str()), (200, "text/plain; charset=utf-8", "success"));
     /// ```
     pub fn into_parts(self) -> (u16, &'static str, String) {
-        (self.status, CONTENT_TYPE, self.body.into_owned())
+        (self.status, Reply::CONTENT_TYPE, self.body.into_owned())
     }
 
     /// Whether this reply acknowledges the delivery (status 200, body `success`).
@@ -134,7 +144,7 @@ impl Reply {
     }
 
     /// Whether this acknowledges a delivery already handled before, without calling the handler
-    /// (see [`Verifier::idempotency`](crate::Verifier::idempotency)).
+    /// (see [`VerifierBuilder::idempotency`](crate::verifier::VerifierBuilder::idempotency)).
     ///
     /// # Example
     ///
@@ -150,12 +160,12 @@ impl Reply {
     /// Why the delivery was not acknowledged, for the host's logs and alerts.
     ///
     /// An acknowledged reply carries an error only when the handler succeeded but the
-    /// [`IdempotencyStore`](crate::IdempotencyStore) failed to record it.
+    /// idempotency store failed to record it.
     ///
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{Cause, Error, Reply};
+    /// use cregis_payout_callback::{Error, Reply, error::Cause};
     ///
     /// let reply = Reply::from(Error::HandlerFailed { cause: Cause::new("database is down"), release_failure: None });
     /// assert_eq!(reply.body(), "internal error");
@@ -173,17 +183,55 @@ impl Reply {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{PayoutCallback, Verifier, testing::CallbackBuilder};
+    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier, testing::CallbackBuilder};
     ///
-    /// let verifier = Verifier::new("fake-api-key-for-docs")?;
-    /// let body = CallbackBuilder::new().cid(1391751691788288).body("fake-api-key-for-docs")?;
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// let verifier = Verifier::new(key.clone());
+    /// let body = CallbackBuilder::new().cid(1391751691788288).body(&key)?;
     /// let reply = verifier.process(body.as_bytes(), &|_: &PayoutCallback| Err::<(), _>("database is down"));
     /// assert_eq!(reply.delivery().unwrap().to_string(), "1382528827416576/1391751691788288/6");
     /// assert_eq!(verifier.process(b"{}", &|_: &PayoutCallback| Ok::<(), String>(())).delivery(), None);
-    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delivery(&self) -> Option<DeliveryKey> {
         self.delivery
+    }
+
+    /// Which key the callback was signed with, once its signature verified: set on every
+    /// reply after that point, `None` before (a forgery, a malformed body). During a key
+    /// rotation, count the replies signed with the previous key: when none come any more,
+    /// drop it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier, testing::CallbackBuilder, verifier::MatchedKey};
+    ///
+    /// let (new, old) = (ApiKey::new("fake-new-key")?, ApiKey::new("fake-old-key")?);
+    /// let verifier = Verifier::builder(new).also_accept(old.clone()).build();
+    /// let body = CallbackBuilder::new().body(&old)?;
+    /// let reply = verifier.process(body.as_bytes(), &|_: &PayoutCallback| Ok::<(), String>(()));
+    /// assert_eq!(reply.signed_with(), Some(MatchedKey::Previous { index: 0 }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn signed_with(&self) -> Option<MatchedKey> {
+        self.signed_with
+    }
+
+    /// Whether this delivery took over the claim of an earlier attempt whose lease had ended
+    /// ([`Claim::TakenOver`](crate::idempotency::Claim::TakenOver)): that attempt's handler
+    /// panicked, was cancelled or died, and whether its effect happened is unknown. The
+    /// handler ran again; worth a log line.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Reply;
+    ///
+    /// assert!(!Reply::ack().took_over());
+    /// ```
+    pub fn took_over(&self) -> bool {
+        self.took_over
     }
 }
 
@@ -211,6 +259,19 @@ impl Reply {
             ..self
         }
     }
+
+    /// This reply, for a callback signed with `key`.
+    pub(crate) fn with_signer(self, key: MatchedKey) -> Reply {
+        Reply {
+            signed_with: Some(key),
+            ..self
+        }
+    }
+
+    /// This reply, noting whether its claim took over an expired one.
+    pub(crate) fn with_takeover(self, took_over: bool) -> Reply {
+        Reply { took_over, ..self }
+    }
 }
 
 impl From<Error> for Reply {
@@ -230,6 +291,8 @@ impl From<Error> for Reply {
             error: Some(error),
             duplicate: false,
             delivery: None,
+            signed_with: None,
+            took_over: false,
         }
     }
 }

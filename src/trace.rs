@@ -2,8 +2,10 @@
 //!
 //! Every reply of `Verifier::process*` is reported once, at the end, with what a host needs to
 //! log, alert and count: the outcome, the HTTP status, the error's kind and text, whether it
-//! was a duplicate, and the fact (`pid`, `cid`, `status`) once the callback was read. No event
-//! ever carries the API key or the expected signature: the error texts never contain them.
+//! was a duplicate, and the fact (`pid`, `cid`, `status`) once the callback was read, with the
+//! key that signed it (`signed_with`: `current key` or `previous key N`) and whether its claim
+//! took over an expired one. No event ever carries the API key or the expected signature: the
+//! error texts never contain them, and a key from the body appears only as a short excerpt.
 
 use crate::Reply;
 
@@ -24,6 +26,7 @@ pub(crate) fn delivery(reply: &Reply) {
     };
     let error = reply.error();
     let kind = error.map_or("none", crate::Error::kind);
+    let signed_with = reply.signed_with().map(tracing::field::display);
     let message = error.map(ToString::to_string).unwrap_or_default();
     let level = match reply.status_code() {
         200 => Level::INFO,
@@ -50,6 +53,8 @@ pub(crate) fn delivery(reply: &Reply) {
                 pid,
                 cid,
                 status,
+                signed_with,
+                took_over = reply.took_over(),
                 "cregis payout callback {outcome}"
             )
         };

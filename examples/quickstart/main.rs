@@ -3,14 +3,15 @@
 //! Run with `cargo run --example quickstart`.
 
 use cregis_payout_callback::testing::CallbackBuilder;
-use cregis_payout_callback::{PayoutCallback, Verifier};
+use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
 
 /// An obviously fake key; a real one comes from your Cregis project settings.
 const DEMO_API_KEY: &str = "fake-demo-key-0123456789abcdef";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // At startup: one verifier per API key, shared by every request.
-    let verifier = Verifier::new(DEMO_API_KEY)?;
+    let key = ApiKey::new(DEMO_API_KEY)?;
+    let verifier = Verifier::new(key.clone());
 
     // What the host does with a verified callback.
     let handler = |callback: &PayoutCallback| -> Result<(), String> {
@@ -28,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Cregis's side: a successful payout callback in the documented field order (the crate's
     // test kit), signed with the demo key.
-    let body = CallbackBuilder::new().body(DEMO_API_KEY)?;
+    let body = CallbackBuilder::new().body(&key)?;
     println!("callback body: {body}");
     let reply = verifier.process(body.as_bytes(), &handler);
     println!("reply: {} {}", reply.status_code(), reply.body());

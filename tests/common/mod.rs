@@ -1,11 +1,23 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-use cregis_payout_callback::testing::CallbackBuilder;
+use cregis_payout_callback::{ApiKey, testing::CallbackBuilder};
 use md5::{Digest, Md5};
 
-/// An obviously fake API key.
+/// An obviously fake API key, as text (for the independent oracle).
 pub const KEY: &str = "fake-test-key-not-a-secret";
+
+/// [`KEY`] as an [`ApiKey`].
+#[track_caller]
+pub fn key() -> ApiKey {
+    api_key(KEY)
+}
+
+/// `text` as an [`ApiKey`]; panics on an empty or padded key (a test's own mistake).
+#[track_caller]
+pub fn api_key(text: &str) -> ApiKey {
+    ApiKey::new(text).expect("a test key is neither empty nor padded")
+}
 
 /// The fields of the documented callback example (status 0), without its `sign`, as raw JSON.
 pub const DOC_EXAMPLE: &[(&str, &str)] = &[
@@ -103,7 +115,7 @@ pub fn builder_of<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> CallbackBui
 #[track_caller]
 pub fn signed_body<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)], api_key: &str) -> String {
     builder_of(pairs)
-        .body(api_key)
+        .body(&self::api_key(api_key))
         .expect("the test kit signs the pairs")
 }
 
@@ -147,7 +159,7 @@ pub fn assert_handled(reply: &cregis_payout_callback::Reply) {
 /// A verifier for [`KEY`] with default settings.
 #[track_caller]
 pub fn verifier() -> cregis_payout_callback::Verifier {
-    cregis_payout_callback::Verifier::new(KEY).expect("KEY is not empty")
+    cregis_payout_callback::Verifier::new(key())
 }
 
 /// Owned copies of `(key, raw JSON value)` pairs, ready to edit.

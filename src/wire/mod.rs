@@ -12,52 +12,17 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use crate::Error;
+use crate::error::KeyExcerpt;
 
-/// The documented keys, in key order (bytes): each has its place in [`Params`].
-pub(crate) const KNOWN: [&str; 17] = [
-    "address",
-    "amount",
-    "block_height",
-    "block_time",
-    "chain_id",
-    "cid",
-    "currency",
-    "memo",
-    "nonce",
-    "pid",
-    "remark",
-    "sign",
-    "status",
-    "third_party_id",
-    "timestamp",
-    "token_id",
-    "txid",
-];
+mod body;
+mod keys;
+mod others;
+mod scanner;
 
-/// The places of the documented keys in [`KNOWN`].
-#[allow(dead_code)]
-pub(crate) mod known {
-    pub(crate) const ADDRESS: usize = 0;
-    pub(crate) const AMOUNT: usize = 1;
-    pub(crate) const BLOCK_HEIGHT: usize = 2;
-    pub(crate) const BLOCK_TIME: usize = 3;
-    pub(crate) const CHAIN_ID: usize = 4;
-    pub(crate) const CID: usize = 5;
-    pub(crate) const CURRENCY: usize = 6;
-    pub(crate) const MEMO: usize = 7;
-    pub(crate) const NONCE: usize = 8;
-    pub(crate) const PID: usize = 9;
-    pub(crate) const REMARK: usize = 10;
-    pub(crate) const SIGN: usize = 11;
-    pub(crate) const STATUS: usize = 12;
-    pub(crate) const THIRD_PARTY_ID: usize = 13;
-    pub(crate) const TIMESTAMP: usize = 14;
-    pub(crate) const TOKEN_ID: usize = 15;
-    pub(crate) const TXID: usize = 16;
-}
-
-/// The key that carries the signature and is itself left out of it.
-pub(crate) const SIGN_KEY: &str = "sign";
+pub(crate) use keys::{KNOWN, SIGN_KEY, known};
+use keys::{KNOWN_PREFIXES, known_place, masked, prefix, word_at};
+pub(crate) use others::Other;
+use others::Others;
 
 /// One parameter's value, read from its [`Slot`]. Objects and arrays never get here: they are
 /// refused while collecting.
@@ -127,106 +92,6 @@ impl Slot {
     }
 }
 
-/// A parameter under a key that is not documented: the key's byte range, and the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Other {
-    pub(crate) key_start: usize,
-    pub(crate) key_len: usize,
-    pub(crate) value: Slot,
-}
-
-impl Other {
-    const EMPTY: Other = Other {
-        key_start: 0,
-        key_len: 0,
-        value: Slot {
-            start: 0,
-            len: 0,
-            kind: Kind::Absent,
-            rank: 0,
-        },
-    };
-}
-
-/// How many parameters under undocumented keys [`Others`] holds without allocating: real
-/// callbacks carry none to two.
-const INLINE_OTHERS: usize = 4;
-
-/// The parameters under keys that are not documented: the first few in place, so that a real
-/// callback needs no list on the heap; all of them in a list once there are more.
-#[derive(Debug, Clone)]
-pub(crate) struct Others {
-    /// Until the list is allocated: the first `len` parameters.
-    inline: [Other; INLINE_OTHERS],
-    len: usize,
-    /// Once allocated (on the first parameter that does not fit in place), every parameter,
-    /// from then on: the list keeps its capacity across [`Others::clear`].
-    spilled: Vec<Other>,
-}
-
-impl Others {
-    fn new() -> Self {
-        Others {
-            inline: [Other::EMPTY; INLINE_OTHERS],
-            len: 0,
-            spilled: Vec::new(),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-        self.spilled.clear();
-    }
-
-    // Inlined into the scanner's loop, with `Params::add` (measured with callgrind).
-    #[allow(clippy::inline_always)]
-    #[inline(always)]
-    fn push(&mut self, other: Other) {
-        if self.spilled.capacity() != 0 {
-            if self.spilled.len() == self.spilled.capacity() {
-                // Fast growth, for the rare body with many fields.
-                self.spilled.reserve(3 * self.spilled.len());
-            }
-            self.spilled.push(other);
-        } else if let Some(free) = self.inline.get_mut(self.len) {
-            *free = other;
-            self.len += 1;
-        } else {
-            self.spill(other);
-        }
-    }
-
-    /// Moves the parameters kept in place to the list, and adds `other`.
-    #[cold]
-    fn spill(&mut self, other: Other) {
-        self.spilled.reserve(3 * INLINE_OTHERS);
-        self.spilled.extend_from_slice(&self.inline[..self.len]);
-        self.spilled.push(other);
-    }
-}
-
-impl std::ops::Deref for Others {
-    type Target = [Other];
-
-    fn deref(&self) -> &[Other] {
-        if self.spilled.capacity() == 0 {
-            &self.inline[..self.len]
-        } else {
-            &self.spilled
-        }
-    }
-}
-
-impl std::ops::DerefMut for Others {
-    fn deref_mut(&mut self) -> &mut [Other] {
-        if self.spilled.capacity() == 0 {
-            &mut self.inline[..self.len]
-        } else {
-            &mut self.spilled
-        }
-    }
-}
-
 /// A callback's parameters, each key once: the documented ones in their places, the others
 /// sorted by key.
 #[derive(Debug, Clone)]
@@ -242,103 +107,6 @@ pub(crate) struct Params<'a> {
     pub(crate) others: Others,
     /// While collecting: the documented keys seen more than once, one bit each.
     repeated: u32,
-}
-
-/// The first eight bytes of a key, little-endian, zero-padded, from a word of eight bytes
-/// starting with the key (whatever follows it).
-fn masked(word: u64, len: usize) -> u64 {
-    if len >= 8 {
-        word
-    } else {
-        word & ((1u64 << (8 * len)) - 1)
-    }
-}
-
-/// The eight bytes of `bytes` from `start`, little-endian, zero-padded past its end.
-fn word_at(bytes: &[u8], start: usize) -> u64 {
-    if let Some(word) = bytes.get(start..).and_then(<[u8]>::first_chunk::<8>) {
-        return u64::from_le_bytes(*word);
-    }
-    let mut word = [0u8; 8];
-    for (to, from) in word.iter_mut().zip(bytes.get(start..).unwrap_or_default()) {
-        *to = *from;
-    }
-    u64::from_le_bytes(word)
-}
-
-/// The first eight bytes of `key`, big-endian, zero-padded: keys in the order of their
-/// prefixes are in byte order, except that keys with equal prefixes tie.
-fn prefix(key: &[u8]) -> u64 {
-    masked(word_at(key, 0), key.len()).swap_bytes()
-}
-
-/// A documented key as [`known_place`] finds it.
-#[derive(Clone, Copy)]
-struct Entry {
-    /// The first eight bytes, little-endian, zero-padded.
-    head: u64,
-    /// The last eight bytes, little-endian, for a key longer than eight bytes.
-    tail: u64,
-    /// `usize::MAX` for no key.
-    len: usize,
-    place: usize,
-}
-
-/// The multiplier of [`known_place`]'s hash, under which the 17 documented keys fall into 17
-/// different buckets of 32 (checked when [`TABLE`] is built).
-const HASH: u64 = 0xf3b3_7f32_8702_66c5;
-
-const fn bucket(head: u64) -> usize {
-    (head.wrapping_mul(HASH) >> 59) as usize
-}
-
-/// The documented keys by [`bucket`] of their first eight bytes.
-static TABLE: [Entry; 32] = {
-    let mut table = [Entry {
-        head: 0,
-        tail: 0,
-        len: usize::MAX,
-        place: 0,
-    }; 32];
-    let mut place = 0;
-    while place < KNOWN.len() {
-        let key = KNOWN[place].as_bytes();
-        let (mut head, mut tail) = ([0u8; 8], [0u8; 8]);
-        let mut i = 0;
-        while i < key.len() {
-            if i < 8 {
-                head[i] = key[i];
-            }
-            if key.len() > 8 && i + 8 >= key.len() {
-                tail[i + 8 - key.len()] = key[i];
-            }
-            i += 1;
-        }
-        assert!(key.len() <= 16, "a documented key is read in two words");
-        let head = u64::from_le_bytes(head);
-        let at = bucket(head);
-        assert!(table[at].len == usize::MAX, "HASH must separate the keys");
-        table[at] = Entry {
-            head,
-            tail: u64::from_le_bytes(tail),
-            len: key.len(),
-            place,
-        };
-        place += 1;
-    }
-    table
-};
-
-/// The place of `key` in [`KNOWN`], if it is documented; `head` is its first eight bytes,
-/// little-endian, zero-padded.
-// Inlined into the scanner's loop, with `Params::add` (measured with callgrind).
-#[allow(clippy::inline_always)]
-#[inline(always)]
-fn known_place(head: u64, key: &[u8]) -> Option<usize> {
-    let entry = &TABLE[bucket(head)];
-    let tail = || key.last_chunk::<8>().map(|t| u64::from_le_bytes(*t));
-    (entry.head == head && entry.len == key.len() && (key.len() <= 8 || tail() == Some(entry.tail)))
-        .then_some(entry.place)
 }
 
 impl<'a> Params<'a> {
@@ -453,7 +221,7 @@ impl<'a> Params<'a> {
                 (a, b) => a.or(b).unwrap_or_default(),
             };
             return Err(Error::DuplicateKey {
-                key: String::from_utf8_lossy(first).into_owned(),
+                key: KeyExcerpt::new(&String::from_utf8_lossy(first)),
             });
         }
         // How many documented keys sort before each other key: a merge of the two orders.
@@ -505,7 +273,9 @@ impl<'a> Params<'a> {
                 }
                 Value::Array(_) | Value::Object(_) if key == SIGN_KEY => Slot::COMPOUND,
                 Value::Array(_) | Value::Object(_) => {
-                    return Err(Error::NestedValue { key: key.clone() });
+                    return Err(Error::NestedValue {
+                        key: KeyExcerpt::new(key),
+                    });
                 }
             };
             params.add_key(key, slot);
@@ -613,24 +383,6 @@ pub(crate) fn bytes_of<'t>(
     }
 }
 
-/// [`prefix`] of each documented key.
-static KNOWN_PREFIXES: [u64; KNOWN.len()] = {
-    let mut prefixes = [0; KNOWN.len()];
-    let mut place = 0;
-    while place < KNOWN.len() {
-        let key = KNOWN[place].as_bytes();
-        let mut head = [0u8; 8];
-        let mut i = 0;
-        while i < key.len() && i < 8 {
-            head[i] = key[i];
-            i += 1;
-        }
-        prefixes[place] = u64::from_be_bytes(head);
-        place += 1;
-    }
-    prefixes
-};
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -671,7 +423,7 @@ mod tests {
                 }
                 Err(e) => prop_assert_eq!(
                     e,
-                    Error::DuplicateKey { key: repeated.unwrap()[0].clone() }
+                    Error::DuplicateKey { key: repeated.unwrap()[0].as_str().into() }
                 ),
             }
         }

@@ -7,6 +7,9 @@
 //! does, over the text exactly as written, and can also give the [`PayoutCallback`] value
 //! directly, to unit-test a handler without a body at all.
 //!
+//! [`ManualClock`] is a clock a test sets and advances by hand, for the freshness checks and
+//! idempotency leases.
+//!
 //! Always available: it needs no dependency, and signing needs the key anyway.
 //!
 //! # Example
@@ -14,19 +17,20 @@
 //! A host's handler test, with a body a verifier accepts:
 //!
 //! ```
-//! use cregis_payout_callback::{CallbackStatus, PayoutCallback, Verifier, testing::CallbackBuilder};
+//! use cregis_payout_callback::{ApiKey, CallbackStatus, PayoutCallback, Verifier, testing::CallbackBuilder};
 //!
-//! let verifier = Verifier::new("fake-api-key-for-tests")?;
+//! let key = ApiKey::new("fake-api-key-for-tests")?;
+//! let verifier = Verifier::new(key.clone());
 //! let body = CallbackBuilder::new()
 //!     .third_party_id("order-42")
 //!     .status(CallbackStatus::TransactionFailed)
-//!     .body("fake-api-key-for-tests")?;
+//!     .body(&key)?;
 //! let reply = verifier.process(body.as_bytes(), &|callback: &PayoutCallback| {
 //!     assert_eq!((callback.third_party_id.as_str(), callback.status), ("order-42", CallbackStatus::TransactionFailed));
 //!     Ok::<(), String>(())
 //! });
 //! assert_eq!(reply.body(), "success");
-//! # Ok::<(), cregis_payout_callback::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::hash_map::RandomState;
@@ -38,8 +42,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::params::Params;
-use crate::{CallbackStatus, Error, PayoutCallback, sign_body};
+use crate::signature::sign_body;
+use crate::wire::Params;
+use crate::{ApiKey, CallbackStatus, Error, PayoutCallback};
+
+mod clock;
+
+pub use clock::ManualClock;
 
 /// Builds a payout callback body, field by field, in the order Cregis sends them.
 ///
@@ -57,7 +66,7 @@ use crate::{CallbackStatus, Error, PayoutCallback, sign_body};
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::testing::CallbackBuilder;
+/// use cregis_payout_callback::{ApiKey, testing::CallbackBuilder};
 ///
 /// let builder = CallbackBuilder::new()
 ///     .cid(1391751691788288)
@@ -66,12 +75,12 @@ use crate::{CallbackStatus, Error, PayoutCallback, sign_body};
 ///     .string("network_fee", "0.35")      // a field Cregis may add one day
 ///     .nonce("ubqso3")
 ///     .timestamp(1687850657960);
-/// let body = builder.body("fake-api-key-for-docs")?;
+/// let body = builder.body(&ApiKey::new("fake-api-key-for-docs")?)?;
 /// assert!(body.starts_with(r#"{"pid":1382528827416576,"cid":1391751691788288,"chain_id":"195","#));
 /// assert!(body.contains(r#""block_height":34527604,"#));
 /// assert!(body.contains(r#""block_time":1686814482000,"memo":"104857","nonce":"ubqso3","#));
 /// assert!(body.contains(r#""timestamp":1687850657960,"network_fee":"0.35","sign":""#));
-/// # Ok::<(), cregis_payout_callback::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackBuilder {
@@ -365,7 +374,7 @@ impl CallbackBuilder {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::testing::CallbackBuilder;
+    /// use cregis_payout_callback::{ApiKey, testing::CallbackBuilder};
     ///
     /// // The published vector.
     /// let vector = CallbackBuilder::empty()
@@ -374,14 +383,16 @@ impl CallbackBuilder {
     ///     .string("remark", "payout").string("third_party_id", "c9231e604da54469a735af3f449c880f")
     ///     .string("callback_url", "http://192.168.2.29:9099/callback").string("nonce", "hwlkk6")
     ///     .raw("timestamp", "1688004243314");
-    /// assert_eq!(vector.sign("f502a9ac9ca54327986f29c03b271491")?, "d6eef2de79e39f434a38efb910213ba6");
-    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// let key = ApiKey::new("f502a9ac9ca54327986f29c03b271491")?;
+    /// assert_eq!(vector.sign(&key)?, "d6eef2de79e39f434a38efb910213ba6");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// As [`sign_body`]: a bad key, or a body that is not a flat JSON object with each key once.
-    pub fn sign(&self, api_key: &str) -> Result<String, Error> {
+    /// As [`sign_body`]: a body that is not a flat JSON object with each key once (a field
+    /// set to invalid raw JSON, say).
+    pub fn sign(&self, api_key: &ApiKey) -> Result<String, Error> {
         sign_body(self.unsigned_body().as_bytes(), api_key)
     }
 
@@ -394,7 +405,7 @@ impl CallbackBuilder {
     /// # Errors
     ///
     /// As [`sign`](Self::sign).
-    pub fn body(&self, api_key: &str) -> Result<String, Error> {
+    pub fn body(&self, api_key: &ApiKey) -> Result<String, Error> {
         Ok(self.body_with_sign(&self.sign(api_key)?))
     }
 
@@ -404,14 +415,15 @@ impl CallbackBuilder {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{Error, Verifier, testing::CallbackBuilder};
+    /// use cregis_payout_callback::{ApiKey, Error, Verifier, testing::CallbackBuilder};
     ///
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
     /// let builder = CallbackBuilder::new();
-    /// let sign = builder.sign("fake-api-key-for-docs")?;
+    /// let sign = builder.sign(&key)?;
     /// let tampered = builder.amount("999").body_with_sign(&sign);
-    /// let verifier = Verifier::new("fake-api-key-for-docs")?;
+    /// let verifier = Verifier::new(key);
     /// assert_eq!(verifier.verify(tampered.as_bytes()), Err(Error::SignatureMismatch));
-    /// # Ok::<(), Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn body_with_sign(&self, sign: &str) -> String {
         self.body_with(Some(sign))

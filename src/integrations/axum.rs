@@ -5,8 +5,8 @@
 //!
 //! ```
 //! use axum::Router;
-//! use cregis_payout_callback::{AsyncCallbackHandler, MemoryIdempotencyStore, PayoutCallback, Verifier};
-//! use cregis_payout_callback::axum::callback_route;
+//! use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
+//! use cregis_payout_callback::{axum::callback_route, idempotency::MemoryIdempotencyStore};
 //!
 //! struct Payouts; // your database handle
 //!
@@ -18,9 +18,11 @@
 //!     }
 //! }
 //!
-//! let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(MemoryIdempotencyStore::default());
+//! let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+//!     .idempotency(MemoryIdempotencyStore::default())
+//!     .build();
 //! let app: Router = Router::new().route("/cregis/payout-callback", callback_route(verifier, Payouts));
-//! # Ok::<(), cregis_payout_callback::Error>(())
+//! # Ok::<(), cregis_payout_callback::error::KeyError>(())
 //! ```
 //!
 //! It refuses an oversized body before reading it, runs verification and the handler in a
@@ -31,25 +33,29 @@ use std::sync::Arc;
 
 use ::axum::body::{Body, Bytes};
 use ::axum::extract::{FromRef, FromRequest, Request};
-use ::axum::http::{HeaderMap, StatusCode, header};
+use ::axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::{announced_too_large, joined, refuse_unread, streamed_too_large};
+use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 
 /// The whole callback endpoint: a `POST` route for an axum [`Router`](::axum::Router) with any
 /// state.
 ///
 /// For each request it:
-/// 1. refuses a body longer than [`Verifier::body_limit`] with 413, before reading it when its
-///    `Content-Length` says so, or as soon as more than the limit has streamed in;
+/// 1. refuses a body longer than [`Verifier::max_body_bytes`] with 413, before reading it when
+///    its `Content-Length` says so, or as soon as more than the limit has streamed in; a body
+///    that breaks off is [`Error::BodyUnreadable`];
 /// 2. runs [`Verifier::process_async`] with `handler` in a task of its own (`tokio::spawn`):
 ///    if the client disconnects, the request is dropped but the task still finishes and
 ///    settles its idempotency claim, so a re-push is then acknowledged as a duplicate instead
 ///    of answered 409;
 /// 3. answers with the [`Reply`]. A handler that panics is answered 500
-///    ([`Error::HandlerFailed`]).
+///    ([`Error::HandlerFailed`], the panic's message in its cause); a task cancelled before it
+///    finished (the runtime shutting down) is answered 503 ([`Error::HandlerCancelled`]).
 ///
 /// The response carries the reply's [`Error`], if any, in its extensions, so that a logging
 /// layer can read it (`response.extensions().get::<Error>()`).
@@ -62,34 +68,38 @@ use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 /// ```
 /// use std::sync::Arc;
 /// use axum::Router;
-/// use cregis_payout_callback::{MemoryIdempotencyStore, PayoutCallback, Verifier};
-/// use cregis_payout_callback::axum::callback_route;
+/// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
+/// use cregis_payout_callback::{axum::callback_route, idempotency::MemoryIdempotencyStore};
 ///
 /// let ledger = |callback: &PayoutCallback| {
 ///     let id = callback.third_party_id.clone();
 ///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
 /// };
-/// let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(MemoryIdempotencyStore::default());
+/// let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+///     .idempotency(MemoryIdempotencyStore::default())
+///     .build();
 /// // Any router state works.
 /// let app: Router<Arc<str>> = Router::new().route("/cregis/payout-callback", callback_route(verifier, ledger));
-/// # Ok::<(), cregis_payout_callback::Error>(())
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
-pub fn callback_route<S, H>(verifier: Verifier, handler: H) -> MethodRouter<S>
+pub fn callback_route<S, St, H>(verifier: Verifier<St>, handler: H) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
+    St: AsyncStoreSlot,
     H: AsyncCallbackHandler + Send + 'static,
 {
     let handler = Arc::new(handler);
     post(move |request: Request| receive(verifier, handler, request))
 }
 
-async fn receive<H>(verifier: Verifier, handler: Arc<H>, request: Request) -> Reply
+async fn receive<St, H>(verifier: Verifier<St>, handler: Arc<H>, request: Request) -> Reply
 where
+    St: AsyncStoreSlot,
     H: AsyncCallbackHandler + Send + 'static,
 {
-    let body = match read_body(request, verifier.body_limit()).await {
+    let body = match read_body(request, verifier.max_body_bytes()).await {
         Ok(body) => body,
-        Err(error) => return Verifier::refuse_unread(error),
+        Err(error) => return refuse_unread(error),
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.
@@ -97,36 +107,27 @@ where
         let (verifier, body) = (verifier.clone(), body.clone());
         tokio::spawn(async move { verifier.process_async(&body, &*handler).await })
     };
-    match task.await {
-        Ok(reply) => reply,
-        Err(_) => verifier.handler_panicked(&body),
-    }
+    joined(&verifier, &body, task.await)
 }
 
 /// The body of `request`, refused (413) once it is known to be over `limit` bytes.
 async fn read_body(request: Request, limit: usize) -> Result<Bytes, Error> {
-    if let Some(len) = announced_len(request.headers()) {
-        if len > limit {
-            return Err(Error::BodyTooLarge { len, limit });
-        }
+    if let Some(error) = announced_too_large(content_length(request.headers()), limit) {
+        return Err(error);
     }
     match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge {
-            len: limit.saturating_add(1),
-            limit,
+        Err(e) if e.is::<LengthLimitError>() => Err(streamed_too_large(limit)),
+        Err(e) => Err(Error::BodyUnreadable {
+            reason: e.to_string(),
         }),
-        Err(e) => Err(Error::unreadable_body(&*e)),
     }
 }
 
-fn announced_len(headers: &HeaderMap) -> Option<usize> {
+fn content_length(headers: &HeaderMap) -> Option<&[u8]> {
     headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+        .get(header::CONTENT_LENGTH)
+        .map(HeaderValue::as_bytes)
 }
 
 /// The reply as an axum response: its status, `Content-Type` and body, with its
@@ -158,7 +159,7 @@ impl IntoResponse for Reply {
 /// An extractor for an authentic, parsed callback, for hosts that write the route handler's
 /// body themselves; the rejection is the [`Reply`] to send.
 ///
-/// It takes the [`Verifier`] from the router state (`Verifier: FromRef<S>`), refuses an
+/// It takes the [`Verifier`] (with no store) from the router state (`Verifier: FromRef<S>`), refuses an
 /// oversized body like [`callback_route`] does, and runs
 /// [`verify_and_parse`](Verifier::verify_and_parse). Its limits, which [`callback_route`]
 /// does not have:
@@ -172,8 +173,7 @@ impl IntoResponse for Reply {
 ///
 /// ```
 /// use axum::{Router, routing::post};
-/// use cregis_payout_callback::{Cause, Error, Reply, Verifier};
-/// use cregis_payout_callback::axum::VerifiedCallback;
+/// use cregis_payout_callback::{ApiKey, Error, Reply, Verifier, axum::VerifiedCallback, error::Cause};
 ///
 /// async fn receive(VerifiedCallback(callback): VerifiedCallback) -> Reply {
 ///     let task = tokio::spawn(async move {
@@ -186,9 +186,9 @@ impl IntoResponse for Reply {
 ///     }
 /// }
 ///
-/// let verifier = Verifier::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
 /// let app: Router = Router::new().route("/cregis/payout-callback", post(receive)).with_state(verifier);
-/// # Ok::<(), cregis_payout_callback::Error>(())
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedCallback(pub PayoutCallback);
@@ -202,9 +202,9 @@ where
 
     async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Reply> {
         let verifier = Verifier::from_ref(state);
-        let body = read_body(request, verifier.body_limit())
+        let body = read_body(request, verifier.max_body_bytes())
             .await
-            .map_err(Verifier::refuse_unread)?;
+            .map_err(refuse_unread)?;
         Ok(VerifiedCallback(verifier.verify_and_parse(&body)?))
     }
 }

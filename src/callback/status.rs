@@ -50,7 +50,8 @@ pub enum CallbackStatus {
 }
 
 impl CallbackStatus {
-    /// Every documented status, in code order.
+    /// Every documented status, in code order. A slice: a status Cregis documents later is
+    /// added to it, as to the enum, without a breaking change.
     ///
     /// # Example
     ///
@@ -60,7 +61,7 @@ impl CallbackStatus {
     /// assert_eq!(CallbackStatus::ALL.len(), 8);
     /// assert_eq!(CallbackStatus::ALL[7].code(), 7);
     /// ```
-    pub const ALL: [CallbackStatus; 8] = [
+    pub const ALL: &'static [CallbackStatus] = &[
         CallbackStatus::PendingApproval,
         CallbackStatus::SignatureApproved,
         CallbackStatus::SignatureRejected,

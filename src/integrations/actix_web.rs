@@ -6,8 +6,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use actix_web::App;
-//! use cregis_payout_callback::{AsyncCallbackHandler, MemoryIdempotencyStore, PayoutCallback, Verifier};
-//! use cregis_payout_callback::actix_web::callback_route;
+//! use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
+//! use cregis_payout_callback::{actix_web::callback_route, idempotency::MemoryIdempotencyStore};
 //!
 //! struct Payouts; // your database handle
 //!
@@ -19,11 +19,13 @@
 //!     }
 //! }
 //!
-//! let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(MemoryIdempotencyStore::default());
+//! let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+//!     .idempotency(MemoryIdempotencyStore::default())
+//!     .build();
 //! let payouts = Arc::new(Payouts);
 //! // In `HttpServer::new(move || ...)`: one verifier and one handler, shared by every worker.
 //! let app = App::new().route("/cregis/payout-callback", callback_route(verifier.clone(), Arc::clone(&payouts)));
-//! # Ok::<(), cregis_payout_callback::Error>(())
+//! # Ok::<(), cregis_payout_callback::error::KeyError>(())
 //! ```
 
 use std::sync::Arc;
@@ -31,20 +33,24 @@ use std::sync::Arc;
 use ::actix_web::http::{StatusCode, header};
 use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
 
+use super::{announced_too_large, joined, refuse_unread, streamed_too_large};
+use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
 
 /// The whole callback endpoint: a `POST` [`Route`] for an actix-web `App`.
 ///
 /// For each request it:
-/// 1. refuses a body longer than [`Verifier::body_limit`] with 413, before reading it when its
-///    `Content-Length` says so, or as soon as more than the limit has streamed in;
+/// 1. refuses a body longer than [`Verifier::max_body_bytes`] with 413, before reading it when
+///    its `Content-Length` says so, or as soon as more than the limit has streamed in; a body
+///    that breaks off is [`Error::BodyUnreadable`];
 /// 2. runs [`Verifier::process_async`] with `handler` in a task of its own
 ///    ([`actix_web::rt::spawn`], on the worker's runtime): if the
 ///    client disconnects, the request is dropped but the task still finishes and settles its
 ///    idempotency claim, so a re-push is then acknowledged as a duplicate instead of answered
 ///    409;
 /// 3. answers with the [`Reply`]. A handler that panics is answered 500
-///    ([`Error::HandlerFailed`]).
+///    ([`Error::HandlerFailed`], the panic's message in its cause); a task cancelled before it
+///    finished (the worker shutting down) is answered 503 ([`Error::HandlerCancelled`]).
 ///
 /// The response carries the reply's [`Error`], if any, in its extensions, for a logging
 /// middleware to read.
@@ -57,22 +63,25 @@ use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
 ///
 /// ```
 /// use actix_web::{App, HttpServer};
-/// use cregis_payout_callback::{MemoryIdempotencyStore, PayoutCallback, Verifier};
-/// use cregis_payout_callback::actix_web::callback_route;
+/// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
+/// use cregis_payout_callback::{actix_web::callback_route, idempotency::MemoryIdempotencyStore};
 ///
 /// let ledger = |callback: &PayoutCallback| {
 ///     let id = callback.third_party_id.clone();
 ///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
 /// };
-/// let verifier = Verifier::new("fake-api-key-for-docs")?.idempotency(MemoryIdempotencyStore::default());
+/// let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+///     .idempotency(MemoryIdempotencyStore::default())
+///     .build();
 /// let server = HttpServer::new(move || {
 ///     App::new().route("/cregis/payout-callback", callback_route(verifier.clone(), ledger))
 /// });
 /// # drop(server);
-/// # Ok::<(), cregis_payout_callback::Error>(())
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
-pub fn callback_route<H>(verifier: Verifier, handler: H) -> Route
+pub fn callback_route<St, H>(verifier: Verifier<St>, handler: H) -> Route
 where
+    St: AsyncStoreSlot,
     H: AsyncCallbackHandler + 'static,
 {
     let handler = Arc::new(handler);
@@ -81,32 +90,29 @@ where
     })
 }
 
-async fn receive<H>(
-    verifier: Verifier,
+async fn receive<St, H>(
+    verifier: Verifier<St>,
     handler: Arc<H>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Reply
 where
+    St: AsyncStoreSlot,
     H: AsyncCallbackHandler + 'static,
 {
-    let limit = verifier.body_limit();
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
-    if let Some(len) = announced.filter(|&len| len > limit) {
-        return Verifier::refuse_unread(Error::BodyTooLarge { len, limit });
+    let limit = verifier.max_body_bytes();
+    let announced = request.headers().get(header::CONTENT_LENGTH);
+    if let Some(error) = announced_too_large(announced.map(header::HeaderValue::as_bytes), limit) {
+        return refuse_unread(error);
     }
     let body = match payload.to_bytes_limited(limit).await {
         Ok(Ok(body)) => body,
-        Ok(Err(e)) => return Verifier::refuse_unread(Error::unreadable_body(&e)),
-        Err(_) => {
-            return Verifier::refuse_unread(Error::BodyTooLarge {
-                len: limit.saturating_add(1),
-                limit,
+        Ok(Err(e)) => {
+            return refuse_unread(Error::BodyUnreadable {
+                reason: e.to_string(),
             });
         }
+        Err(_) => return refuse_unread(streamed_too_large(limit)),
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.
@@ -114,10 +120,7 @@ where
         let (verifier, body) = (verifier.clone(), body.clone());
         ::actix_web::rt::spawn(async move { verifier.process_async(&body, &*handler).await })
     };
-    match task.await {
-        Ok(reply) => reply,
-        Err(_) => verifier.handler_panicked(&body),
-    }
+    joined(&verifier, &body, task.await)
 }
 
 /// The reply as an actix-web response: its status, `Content-Type` and body, with its

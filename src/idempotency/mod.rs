@@ -1,0 +1,447 @@
+//! Exactly-once processing: claim a delivery before the handler runs, settle it after.
+//!
+//! A [`Verifier`](crate::Verifier) built with
+//! [`idempotency`](crate::verifier::VerifierBuilder::idempotency) claims each delivery's
+//! [`DeliveryKey`] in a store before its handler runs, so that each fact is handled once
+//! however often it is delivered. [`IdempotencyStore`] and [`AsyncIdempotencyStore`] say what
+//! a store does; [`MemoryIdempotencyStore`] is one for a single process.
+//!
+//! Which store goes with which call is checked by the compiler: a synchronous
+//! [`process`](crate::Verifier::process) needs an [`IdempotencyStore`], and
+//! [`process_async`](crate::Verifier::process_async) an [`AsyncIdempotencyStore`].
+//! [`MemoryIdempotencyStore`] is both; a blocking store (a synchronous database driver) goes
+//! to `process_async` through [`SpawnBlocking`] (features `axum` or `actix-web`), so that it
+//! never blocks the executor.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use cregis_payout_callback::{ApiKey, Verifier, idempotency::MemoryIdempotencyStore};
+//!
+//! let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+//!     .idempotency(MemoryIdempotencyStore::default())
+//!     .build();
+//! assert!(verifier.store().claims_in_progress().is_empty());
+//! # Ok::<(), cregis_payout_callback::error::KeyError>(())
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use md5::{Digest, Md5};
+
+use crate::CallbackStatus;
+use crate::error::BoxError;
+use crate::wire::Params;
+
+mod memory;
+mod slot;
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+mod spawn_blocking;
+
+pub use memory::{ClaimInProgress, DEFAULT_MEMORY_STORE_CAPACITY, MemoryIdempotencyStore};
+pub use slot::{AsyncStoreSlot, NoStore, Store, SyncStoreSlot};
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+pub use spawn_blocking::SpawnBlocking;
+
+/// What identifies one fact Cregis reports: this payout (`pid`, `cid`) reached this status.
+///
+/// Deliveries with the same key carry the same fact, whatever their `nonce` and `timestamp`
+/// (a re-push from the Cregis console may carry fresh ones), so handling one is enough.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{CallbackStatus, idempotency::DeliveryKey};
+///
+/// let key = DeliveryKey { pid: 1, cid: 1391751691788288, status: CallbackStatus::TransactionSuccessful };
+/// assert_eq!(key.to_string(), "1/1391751691788288/6");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeliveryKey {
+    /// Project id.
+    pub pid: i64,
+    /// Cregis's id of the payout.
+    pub cid: i64,
+    /// The status the payout reached.
+    pub status: CallbackStatus,
+}
+
+impl fmt::Display for DeliveryKey {
+    /// `pid/cid/status-code`: a compact form for a database key or a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.pid, self.cid, self.status.code())
+    }
+}
+
+/// A digest of a delivery's business content: every signed field except `nonce`, `timestamp`
+/// and `sign`, as signed (numbers as sent, strings decoded, `null` and `""` left out).
+///
+/// Two deliveries of the same fact (the same [`DeliveryKey`]) carry the same fingerprint, even
+/// when re-pushed with a fresh `nonce` and `timestamp`. A different fingerprint under a known
+/// key means Cregis reported the same fact with other content (another amount, address or
+/// `txid`): [`Error::ConflictingDelivery`](crate::Error::ConflictingDelivery), never a silent
+/// duplicate. It is 16 bytes, to store next to the key.
+///
+/// It covers unknown fields too, since they are signed business content. Should Cregis ever
+/// add a field that changes on every push (as `nonce` and `timestamp` do), every re-push would
+/// be a conflict: the 409s with [`ConflictingDelivery`](crate::Error::ConflictingDelivery)
+/// would show it at once.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::idempotency::Fingerprint;
+///
+/// let stored = Fingerprint::from_bytes([7; 16]);
+/// assert_eq!(Fingerprint::from_bytes(*stored.as_bytes()), stored);
+/// assert_eq!(stored.to_string(), "07070707070707070707070707070707");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    /// A fingerprint read back from storage.
+    ///
+    /// # Example
+    ///
+    /// See [`Fingerprint`].
+    pub const fn from_bytes(bytes: [u8; 16]) -> Fingerprint {
+        Fingerprint(bytes)
+    }
+
+    /// The 16 bytes to store.
+    ///
+    /// # Example
+    ///
+    /// See [`Fingerprint`].
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The fingerprint of a verified body's parameters. Each key and value is length-prefixed,
+    /// so that no two different contents hash the same text (unlike the signature's plain
+    /// concatenation).
+    pub(crate) fn of(params: &Params<'_>) -> Fingerprint {
+        let mut md5 = Md5::new();
+        for (key, text) in params.signed() {
+            if key == "nonce" || key == "timestamp" {
+                continue;
+            }
+            for part in [key, text] {
+                md5.update((part.len() as u64).to_le_bytes());
+                md5.update(part.as_bytes());
+            }
+        }
+        Fingerprint(md5.finalize().into())
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    /// Lowercase hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+/// How long a claim in progress holds off other deliveries of the same fact unless
+/// [`VerifierBuilder::claim_lease`](crate::verifier::VerifierBuilder::claim_lease) says
+/// otherwise: 5 minutes.
+///
+/// Far longer than any handler should run (web servers give up on a request within a minute),
+/// so a live claim is never taken over; short enough that a delivery whose handler panicked,
+/// was cancelled or died with its process is handled by the next re-push an operator makes
+/// once it has expired, instead of being refused forever.
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(5 * 60);
+
+/// One delivery's claim on its [`DeliveryKey`], as the verifier hands it to an idempotency
+/// store: what to record, when, for how long, and under which id.
+///
+/// # Example
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use cregis_payout_callback::CallbackStatus;
+/// use cregis_payout_callback::idempotency::{Attempt, DeliveryKey, Fingerprint};
+///
+/// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionSuccessful };
+/// let now = SystemTime::now();
+/// let attempt = Attempt::new(key, Fingerprint::from_bytes([0; 16]), now, Duration::from_secs(60));
+/// assert_eq!(attempt.lease_until(), now + Duration::from_secs(60));
+/// assert_ne!(attempt.id, Attempt::new(key, attempt.fingerprint, now, attempt.lease).id);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The fact being delivered.
+    pub key: DeliveryKey,
+    /// The delivery's business content.
+    pub fingerprint: Fingerprint,
+    /// Identifies this attempt among all others, across processes: a release by an attempt
+    /// whose lease was taken over must not free the claim of the one that took it.
+    pub id: u64,
+    /// When the attempt began (the verifier's clock).
+    pub started: SystemTime,
+    /// How long its claim holds off other deliveries of the same key.
+    pub lease: Duration,
+}
+
+impl Attempt {
+    /// A new attempt at delivering `key`, with a fresh random [`id`](Self::id).
+    ///
+    /// # Example
+    ///
+    /// See [`Attempt`].
+    pub fn new(
+        key: DeliveryKey,
+        fingerprint: Fingerprint,
+        started: SystemTime,
+        lease: Duration,
+    ) -> Attempt {
+        Attempt {
+            key,
+            fingerprint,
+            id: fresh_id(),
+            started,
+            lease,
+        }
+    }
+
+    /// When the claim stops holding off other deliveries: [`started`](Self::started) plus
+    /// [`lease`](Self::lease) (saturating far in the future).
+    ///
+    /// # Example
+    ///
+    /// See [`Attempt`].
+    pub fn lease_until(&self) -> SystemTime {
+        self.started
+            .checked_add(self.lease)
+            .unwrap_or_else(|| self.started + Duration::from_secs(u64::from(u32::MAX)))
+    }
+}
+
+/// A random id: the standard library's random hash keys over a per-process counter.
+fn fresh_id() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What [`IdempotencyStore::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Claim {
+    /// The delivery is new, and is now claimed by the caller, who must settle it with
+    /// [`complete`](IdempotencyStore::complete) or [`release`](IdempotencyStore::release).
+    Claimed,
+    /// An earlier attempt with the same content held the key, but its lease has ended: the
+    /// claim is now the caller's, to settle as after [`Claimed`](Claim::Claimed). The earlier
+    /// attempt's handler panicked, was cancelled or died with its process, so whether its
+    /// effect happened is unknown: the handler runs again, and must be idempotent.
+    TakenOver,
+    /// A delivery with this key and the same fingerprint was already handled: acknowledge it
+    /// without handling it again.
+    AlreadyDone,
+    /// Another attempt with this key and the same fingerprint holds a live claim right now:
+    /// do not handle it.
+    InProgress,
+    /// A delivery with this key but another fingerprint was handled, or is being handled:
+    /// the same fact with other content. Do not handle it, and do not acknowledge it.
+    Conflict,
+}
+
+/// Remembers which deliveries were handled, so that each is handled once.
+///
+/// [`VerifierBuilder::idempotency`](crate::verifier::VerifierBuilder::idempotency) wires a
+/// store into [`process`](crate::Verifier::process); for a store whose operations are async
+/// (a database driver), implement [`AsyncIdempotencyStore`] instead, for
+/// [`process_async`](crate::Verifier::process_async). Verifier clones share
+/// their store.
+///
+/// # The contract
+///
+/// A key is in one of four states; each operation does exactly this (the crate's tests check
+/// every cell against [`MemoryIdempotencyStore`]):
+///
+/// | state of `attempt.key` | `claim(attempt)` | `complete(attempt)` | `release(attempt)` |
+/// |---|---|---|---|
+/// | unknown | records it in progress for `attempt` until [`lease_until`](Attempt::lease_until); [`Claimed`](Claim::Claimed) | records it done | nothing |
+/// | in progress, lease live | same fingerprint: [`InProgress`](Claim::InProgress); other: [`Conflict`](Claim::Conflict) | records it done | frees it if `attempt` holds it, else nothing |
+/// | in progress, lease expired (`started` > lease end) | same fingerprint: taken over by `attempt`, [`TakenOver`](Claim::TakenOver); other: [`Conflict`](Claim::Conflict) | records it done | frees it if `attempt` holds it, else nothing |
+/// | done | same fingerprint: [`AlreadyDone`](Claim::AlreadyDone); other: [`Conflict`](Claim::Conflict) | nothing | nothing |
+///
+/// `complete` records done whoever holds the claim: it is called only after the handler
+/// succeeded, so the effect happened. `release` frees only the caller's own claim, so an
+/// attempt that outlived its lease cannot free the claim of the attempt that took it over.
+/// `claim` must be atomic: of two concurrent claims of one key, at most one gets
+/// [`Claimed`](Claim::Claimed) or [`TakenOver`](Claim::TakenOver).
+///
+/// What the verifier does with each outcome:
+/// - `claim` fails: 500, and the handler is not called;
+/// - the handler succeeds: `complete`; if that fails, the delivery is still acknowledged (the
+///   effect happened) and the error is kept in [`Reply::error`](crate::Reply::error), but the
+///   key stays in progress, and once its lease ends a re-push would run the handler again;
+/// - the handler fails: `release`, so that a re-push is handled; a failing `release` is added
+///   to the handler's error;
+/// - the handler panics, or its future is dropped: nothing, so the claim holds off
+///   re-deliveries until its lease ends (whether the effect happened is unknown).
+///
+/// # Example
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use cregis_payout_callback::error::BoxError;
+/// use cregis_payout_callback::idempotency::{Attempt, Claim, DeliveryKey, Fingerprint, IdempotencyStore};
+///
+/// /// Each key's fingerprint, and `Some(attempt id, lease end)` while in progress.
+/// #[derive(Default)]
+/// struct Claims(Mutex<HashMap<DeliveryKey, (Fingerprint, Option<(u64, std::time::SystemTime)>)>>);
+///
+/// impl IdempotencyStore for Claims {
+///     fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
+///         let mut claims = self.0.lock().unwrap();
+///         let claim = match claims.get(&attempt.key) {
+///             None => Claim::Claimed,
+///             Some((fingerprint, _)) if *fingerprint != attempt.fingerprint => Claim::Conflict,
+///             Some((_, None)) => Claim::AlreadyDone,
+///             Some((_, Some((_, until)))) if attempt.started > *until => Claim::TakenOver,
+///             Some(_) => Claim::InProgress,
+///         };
+///         if matches!(claim, Claim::Claimed | Claim::TakenOver) {
+///             claims.insert(attempt.key, (attempt.fingerprint, Some((attempt.id, attempt.lease_until()))));
+///         }
+///         Ok(claim)
+///     }
+///     fn complete(&self, attempt: &Attempt) -> Result<(), BoxError> {
+///         let mut claims = self.0.lock().unwrap();
+///         claims.entry(attempt.key).or_insert((attempt.fingerprint, None)).1 = None;
+///         Ok(())
+///     }
+///     fn release(&self, attempt: &Attempt) -> Result<(), BoxError> {
+///         let mut claims = self.0.lock().unwrap();
+///         if matches!(claims.get(&attempt.key), Some((_, Some((id, _)))) if *id == attempt.id) {
+///             claims.remove(&attempt.key);
+///         }
+///         Ok(())
+///     }
+/// }
+/// # let _ = Claims::default();
+/// ```
+pub trait IdempotencyStore: Send + Sync {
+    /// Atomically claims `attempt.key`, as the table above says.
+    ///
+    /// # Errors
+    ///
+    /// The store could not answer; the delivery is then refused (500) and not handled.
+    fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError>;
+
+    /// Records that the delivery of `attempt.key` was handled.
+    ///
+    /// # Errors
+    ///
+    /// The store could not record it. The handler already succeeded, so the delivery is still
+    /// acknowledged; the error is kept in the [`Reply`](crate::Reply) for logging.
+    fn complete(&self, attempt: &Attempt) -> Result<(), BoxError>;
+
+    /// Gives up `attempt`'s own claim, so that a later delivery can be handled.
+    ///
+    /// # Errors
+    ///
+    /// The store could not release it; the error is added to the reply's cause.
+    fn release(&self, attempt: &Attempt) -> Result<(), BoxError>;
+}
+
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
+    fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
+        (**self).claim(attempt)
+    }
+
+    fn complete(&self, attempt: &Attempt) -> Result<(), BoxError> {
+        (**self).complete(attempt)
+    }
+
+    fn release(&self, attempt: &Attempt) -> Result<(), BoxError> {
+        (**self).release(attempt)
+    }
+}
+
+/// [`IdempotencyStore`] for stores whose operations are async, such as a table reached through
+/// an async database driver: the same contract, awaited without blocking the executor.
+///
+/// Wire it in with [`VerifierBuilder::idempotency`](crate::verifier::VerifierBuilder::idempotency);
+/// it serves [`process_async`](crate::Verifier::process_async). A synchronous
+/// [`process`](crate::Verifier::process) cannot await it, so a verifier with an async-only
+/// store has no `process` at all: the mistake does not compile. Its futures must be `Send`,
+/// so that `process_async`'s future stays `Send`.
+///
+/// Its operations must not block: they run on the executor's worker thread. A store built on
+/// a blocking driver (`rusqlite`, `postgres`) blocks that thread for every claim, and with it
+/// every other request the thread serves; wrap it in [`SpawnBlocking`] (features `axum` or
+/// `actix-web`), which runs each operation on the runtime's blocking pool instead.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::error::BoxError;
+/// use cregis_payout_callback::idempotency::{AsyncIdempotencyStore, Attempt, Claim, IdempotencyStore, MemoryIdempotencyStore};
+///
+/// /// Stands for a store behind an async driver (here, the memory store with a yield).
+/// struct Remote(MemoryIdempotencyStore);
+///
+/// impl AsyncIdempotencyStore for Remote {
+///     async fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
+///         // e.g. INSERT .. ON CONFLICT DO UPDATE .. WHERE (lease expired) RETURNING ..
+///         self.0.claim(attempt)
+///     }
+///     async fn complete(&self, attempt: &Attempt) -> Result<(), BoxError> {
+///         self.0.complete(attempt)
+///     }
+///     async fn release(&self, attempt: &Attempt) -> Result<(), BoxError> {
+///         self.0.release(attempt)
+///     }
+/// }
+/// # let _ = Remote(MemoryIdempotencyStore::default());
+/// ```
+pub trait AsyncIdempotencyStore: Send + Sync {
+    /// Atomically claims `attempt.key`, as [`IdempotencyStore::claim`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IdempotencyStore::claim`].
+    fn claim(&self, attempt: &Attempt) -> impl Future<Output = Result<Claim, BoxError>> + Send;
+
+    /// Records that the delivery of `attempt.key` was handled, as
+    /// [`IdempotencyStore::complete`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IdempotencyStore::complete`].
+    fn complete(&self, attempt: &Attempt) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// Gives up `attempt`'s own claim, as [`IdempotencyStore::release`].
+    ///
+    /// # Errors
+    ///
+    /// As [`IdempotencyStore::release`].
+    fn release(&self, attempt: &Attempt) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+impl<S: AsyncIdempotencyStore + ?Sized> AsyncIdempotencyStore for Arc<S> {
+    fn claim(&self, attempt: &Attempt) -> impl Future<Output = Result<Claim, BoxError>> + Send {
+        (**self).claim(attempt)
+    }
+
+    fn complete(&self, attempt: &Attempt) -> impl Future<Output = Result<(), BoxError>> + Send {
+        (**self).complete(attempt)
+    }
+
+    fn release(&self, attempt: &Attempt) -> impl Future<Output = Result<(), BoxError>> + Send {
+        (**self).release(attempt)
+    }
+}

@@ -1,0 +1,119 @@
+//! The framework integrations, and what they share: the body limit before reading, and the
+//! reply when the delivery's own task ends without one.
+//!
+//! Each framework's route refuses an oversized body before reading it (by its
+//! `Content-Length`, or once more than the limit has streamed in), runs the delivery in a
+//! task of its own so that a client hanging up cannot cancel the handler half-way, and tells
+//! a panicking handler (500, with the panic's message in the cause) from a cancelled task
+//! (503).
+
+#[cfg(feature = "actix-web")]
+pub mod actix_web;
+#[cfg(feature = "axum")]
+pub mod axum;
+
+use crate::{Error, Reply, Verifier};
+
+/// [`Error::BodyTooLarge`] if the request announced (`Content-Length`) a body over `limit`.
+fn announced_too_large(content_length: Option<&[u8]>, limit: usize) -> Option<Error> {
+    let len: usize = std::str::from_utf8(content_length?).ok()?.parse().ok()?;
+    (len > limit).then_some(Error::BodyTooLarge { len, limit })
+}
+
+/// The error for a body that streamed past `limit` (its true length is unknown).
+fn streamed_too_large(limit: usize) -> Error {
+    Error::BodyTooLarge {
+        len: limit.saturating_add(1),
+        limit,
+    }
+}
+
+/// The reply to a delivery refused before it was verified (an oversized or broken-off body),
+/// reported like any other.
+fn refuse_unread(error: Error) -> Reply {
+    let reply = Reply::from(error);
+    crate::trace::delivery(&reply);
+    reply
+}
+
+/// The reply of a delivery run in a task of its own: the task's reply, or, if it ended
+/// without one, a 500 for a panic (its message in the cause) or a 503 for a cancelled task.
+fn joined<S>(
+    verifier: &Verifier<S>,
+    body: &[u8],
+    task: Result<Reply, tokio::task::JoinError>,
+) -> Reply {
+    match task {
+        Ok(reply) => reply,
+        Err(error) => {
+            let error = match error.try_into_panic() {
+                Ok(panic) => Error::handler_panicked(&*panic),
+                Err(_) => Error::HandlerCancelled,
+            };
+            verifier.task_failed(body, error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::ApiKey;
+    use crate::testing::CallbackBuilder;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_panicking_task_is_500_with_the_panic_message() {
+        let key = ApiKey::new("fake-api-key-for-tests").unwrap();
+        let verifier = Verifier::new(key.clone());
+        let body = CallbackBuilder::new().cid(7).body(&key).unwrap();
+        let task =
+            runtime().block_on(async { tokio::spawn(async { panic!("ledger row locked") }).await });
+        let reply = joined(&verifier, body.as_bytes(), task);
+        assert_eq!((reply.status_code(), reply.body()), (500, "internal error"));
+        let error = reply.error().unwrap();
+        assert_eq!(error.kind(), "HandlerFailed");
+        assert_eq!(
+            error.source().unwrap().to_string(),
+            "the handler panicked: ledger row locked"
+        );
+        assert_eq!(reply.delivery().unwrap().cid, 7);
+    }
+
+    #[test]
+    fn a_cancelled_task_is_503_and_not_a_panic() {
+        let key = ApiKey::new("fake-api-key-for-tests").unwrap();
+        let verifier = Verifier::new(key.clone());
+        let body = CallbackBuilder::new().body(&key).unwrap();
+        let task = runtime().block_on(async {
+            let task = tokio::spawn(std::future::pending::<Reply>());
+            task.abort();
+            task.await
+        });
+        let reply = joined(&verifier, body.as_bytes(), task);
+        assert_eq!((reply.status_code(), reply.body()), (503, "internal error"));
+        assert_eq!(reply.error(), Some(&Error::HandlerCancelled));
+        assert!(reply.delivery().is_some());
+    }
+
+    #[test]
+    fn announced_lengths_over_the_limit_are_refused() {
+        assert_eq!(
+            announced_too_large(Some(b"10485760"), 65_536),
+            Some(Error::BodyTooLarge {
+                len: 10_485_760,
+                limit: 65_536
+            })
+        );
+        assert_eq!(announced_too_large(Some(b"65536"), 65_536), None);
+        assert_eq!(announced_too_large(Some(b"ten"), 65_536), None);
+        assert_eq!(announced_too_large(None, 65_536), None);
+    }
+}

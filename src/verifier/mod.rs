@@ -1,0 +1,406 @@
+//! The verifier: one raw body in, a verified callback or a [`Reply`](crate::Reply) out.
+//!
+//! [`Verifier`] is the entry point (re-exported at the crate root); this module holds its
+//! builder, its clock and its defaults.
+//!
+//! # Example
+//!
+//! ```
+//! use cregis_payout_callback::{ApiKey, Verifier, verifier::{DEFAULT_MAX_BODY_BYTES, SystemClock}};
+//!
+//! let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?).clock(SystemClock).build();
+//! assert_eq!(verifier.max_body_bytes(), DEFAULT_MAX_BODY_BYTES);
+//! # Ok::<(), cregis_payout_callback::error::KeyError>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::callback::required_integer;
+use crate::idempotency::{AsyncStoreSlot, NoStore, Store, SyncStoreSlot};
+use crate::signature::verify_params;
+use crate::wire::Params;
+use crate::{ApiKey, AsyncCallbackHandler, CallbackHandler, Error, PayoutCallback, Reply, trace};
+
+mod builder;
+mod clock;
+mod delivery;
+mod freshness;
+
+pub use builder::{DEFAULT_FUTURE_SKEW, VerifierBuilder};
+pub use clock::{Clock, SystemClock};
+
+/// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Verifies and parses raw callback bodies signed with one API key (or, during a rotation,
+/// a few).
+///
+/// Build it once at startup ([`Verifier::new`], or [`Verifier::builder`] for settings) and
+/// share it: it is `Send + Sync`, and `Clone` is cheap (clones share the settings and the
+/// idempotency store). Its `Debug` output never shows a key.
+///
+/// Verification works on the body bytes exactly as received, in one pass: numbers are signed
+/// from the text they were sent with, strings from their decoded value, unknown fields are
+/// signed too, and a repeated key is refused.
+///
+/// `S` is the idempotency store slot ([`NoStore`] by default, see
+/// [`VerifierBuilder::idempotency`]).
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier, testing::CallbackBuilder};
+///
+/// let key = ApiKey::new("fake-api-key-for-docs")?;
+/// let verifier = Verifier::new(key.clone());
+/// // The raw request body of a payout callback (here, a test body).
+/// let body = CallbackBuilder::new().body(&key)?;
+/// let reply = verifier.process(body.as_bytes(), &|callback: &PayoutCallback| {
+///     println!("payout {} is now: {}", callback.third_party_id, callback.status);
+///     Ok::<(), std::io::Error>(())
+/// });
+/// assert_eq!((reply.status_code(), reply.body()), (200, "success"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Verifier<S = NoStore> {
+    settings: Arc<Settings>,
+    store: Arc<S>,
+}
+
+/// What a [`VerifierBuilder`] sets.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The current key first, then the keys still accepted during a rotation.
+    api_keys: Vec<ApiKey>,
+    max_body_bytes: usize,
+    expected_pid: Option<i64>,
+    max_age: Option<Duration>,
+    future_skew: Option<Duration>,
+    claim_lease: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// Which key a verified callback was signed with (see [`VerifierBuilder::also_accept`]).
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{ApiKey, Verifier, testing::CallbackBuilder, verifier::MatchedKey};
+///
+/// let (new, old) = (ApiKey::new("fake-new-key")?, ApiKey::new("fake-old-key")?);
+/// let verifier = Verifier::builder(new.clone()).also_accept(old.clone()).build();
+/// let body = CallbackBuilder::new().body(&old)?;
+/// assert_eq!(verifier.verify(body.as_bytes())?, MatchedKey::Previous { index: 0 });
+/// assert_eq!(MatchedKey::Previous { index: 0 }.to_string(), "previous key 0");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MatchedKey {
+    /// The key the verifier was made with.
+    Current,
+    /// A key accepted with [`also_accept`](VerifierBuilder::also_accept): `index` 0 for the
+    /// first one added, 1 for the next...
+    Previous {
+        /// Its place among the previous keys, in the order they were added.
+        index: usize,
+    },
+}
+
+impl MatchedKey {
+    fn from_index(index: usize) -> MatchedKey {
+        match index.checked_sub(1) {
+            None => MatchedKey::Current,
+            Some(index) => MatchedKey::Previous { index },
+        }
+    }
+}
+
+impl fmt::Display for MatchedKey {
+    /// `current key`, or `previous key N`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MatchedKey::Current => f.write_str("current key"),
+            MatchedKey::Previous { index } => write!(f, "previous key {index}"),
+        }
+    }
+}
+
+impl Verifier {
+    /// A verifier for callbacks signed with `api_key`, with every default: no idempotency
+    /// store, a 64 KiB body limit, any project, no freshness check.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, Verifier};
+    ///
+    /// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
+    /// assert!(!format!("{verifier:?}").contains("fake"));
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    pub fn new(api_key: ApiKey) -> Verifier {
+        Verifier::builder(api_key).build()
+    }
+
+    /// A [`VerifierBuilder`] for a verifier of callbacks signed with `api_key`.
+    ///
+    /// # Example
+    ///
+    /// See [`VerifierBuilder`].
+    pub fn builder(api_key: ApiKey) -> VerifierBuilder {
+        VerifierBuilder::new(api_key)
+    }
+}
+
+impl<T> Verifier<Store<T>> {
+    /// The idempotency store, as given to [`VerifierBuilder::idempotency`]: to list and
+    /// release stuck claims, say.
+    ///
+    /// # Example
+    ///
+    /// See [`VerifierBuilder::idempotency`].
+    pub fn store(&self) -> &T {
+        &self.store.0
+    }
+
+    /// How long a claim in progress holds off other deliveries of the same fact (see
+    /// [`VerifierBuilder::claim_lease`]).
+    ///
+    /// # Example
+    ///
+    /// See [`VerifierBuilder::claim_lease`].
+    pub fn claim_lease(&self) -> Duration {
+        self.settings.claim_lease
+    }
+}
+
+impl<S> Verifier<S> {
+    /// The largest body accepted, in bytes (see [`VerifierBuilder::max_body_bytes`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, Verifier};
+    ///
+    /// assert_eq!(Verifier::new(ApiKey::new("fake-api-key-for-docs")?).max_body_bytes(), 64 * 1024);
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    pub fn max_body_bytes(&self) -> usize {
+        self.settings.max_body_bytes
+    }
+
+    /// The project whose callbacks alone are accepted, if one is set (see
+    /// [`VerifierBuilder::expected_pid`]).
+    ///
+    /// # Example
+    ///
+    /// See [`VerifierBuilder::expected_pid`].
+    pub fn expected_pid(&self) -> Option<i64> {
+        self.settings.expected_pid
+    }
+
+    /// Checks that `body` is an authentic Cregis callback, without reading its fields into a
+    /// [`PayoutCallback`], and says which key signed it. The `pid` and freshness checks, when
+    /// set, are made too.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, Verifier, verifier::MatchedKey};
+    ///
+    /// let verifier = Verifier::new(ApiKey::new("f502a9ac9ca54327986f29c03b271491")?);
+    /// let body = br#"{"pid":1382528827416576,"currency":"195@195",
+    ///   "address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS","amount":"1.1","remark":"payout",
+    ///   "third_party_id":"c9231e604da54469a735af3f449c880f",
+    ///   "callback_url":"http://192.168.2.29:9099/callback","nonce":"hwlkk6",
+    ///   "timestamp":1688004243314,"sign":"d6eef2de79e39f434a38efb910213ba6"}"#;
+    /// assert_eq!(verifier.verify(body)?, MatchedKey::Current);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BodyTooLarge`], [`Error::InvalidJson`], [`Error::NotAnObject`],
+    /// [`Error::DuplicateKey`], [`Error::NestedValue`], then the authentication errors
+    /// [`Error::MissingSign`], [`Error::MalformedSign`] and [`Error::SignatureMismatch`], then
+    /// the checks that are set: [`Error::PidMismatch`], [`Error::TimestampTooOld`],
+    /// [`Error::TimestampInFuture`] (with [`Error::InvalidField`] if `pid` or `timestamp` is
+    /// unreadable).
+    pub fn verify(&self, body: &[u8]) -> Result<MatchedKey, Error> {
+        let matched = self.checked_params(body, &mut Params::empty(), None)?;
+        Ok(MatchedKey::from_index(matched))
+    }
+
+    /// Checks that `body` is an authentic Cregis callback and reads it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, CallbackStatus, Verifier, testing::CallbackBuilder};
+    ///
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// let verifier = Verifier::new(key.clone());
+    /// // The raw request body of a payout callback (here, a test body).
+    /// let body = CallbackBuilder::new().body(&key)?;
+    /// let callback = verifier.verify_and_parse(body.as_bytes())?;
+    /// assert_eq!(callback.status, CallbackStatus::TransactionSuccessful);
+    /// assert_eq!(callback.amount, "1.1");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Everything [`verify`](Self::verify) returns, then, for an authentic callback that is not
+    /// as documented, [`Error::InvalidField`] and [`Error::UnknownStatus`].
+    pub fn verify_and_parse(&self, body: &[u8]) -> Result<PayoutCallback, Error> {
+        let mut params = Params::empty();
+        self.checked_params(body, &mut params, None)?;
+        PayoutCallback::from_params(&params)
+    }
+
+    /// Reads the parameters of `body` into `params` (filled in place: they are large to move),
+    /// and checks its size, syntax and signature, and the project and freshness checks that
+    /// are set; returns the index of the key that matched. `now` is the time of the delivery
+    /// if it was read already; else the clock is read if a freshness check needs it.
+    fn checked_params<'b>(
+        &self,
+        body: &'b [u8],
+        params: &mut Params<'b>,
+        now: Option<SystemTime>,
+    ) -> Result<usize, Error> {
+        let settings = &*self.settings;
+        if body.len() > settings.max_body_bytes {
+            return Err(Error::BodyTooLarge {
+                len: body.len(),
+                limit: settings.max_body_bytes,
+            });
+        }
+        params.read_body(body)?;
+        let matched = verify_params(params, &settings.api_keys)?;
+        if let Some(expected) = settings.expected_pid {
+            let found = required_integer(params, "pid")?;
+            if found != expected {
+                return Err(Error::PidMismatch { expected, found });
+            }
+        }
+        // Freshness is checked when either limit is set; `max_age` implies the default skew.
+        let skew = settings
+            .future_skew
+            .or(settings.max_age.map(|_| DEFAULT_FUTURE_SKEW));
+        if let Some(skew) = skew {
+            let timestamp = required_integer(params, "timestamp")?;
+            let now = now.unwrap_or_else(|| settings.clock.now());
+            freshness::check_freshness(timestamp, now, settings.max_age, skew)?;
+        }
+        Ok(matched)
+    }
+}
+
+impl<S: SyncStoreSlot> Verifier<S> {
+    /// Verifies and parses `body`, hands the callback to `handler`, and says what to answer.
+    ///
+    /// The [`Reply`] is 200 `success` only when the callback is authentic, well-formed and
+    /// handled (or, with an idempotency store, was handled before); otherwise it carries the
+    /// status code and a short reason (see [`Reply`]). The handler is never called for a
+    /// callback that failed verification.
+    ///
+    /// A verifier whose store is async has no `process` (see
+    /// [`SyncStoreSlot`](crate::idempotency::SyncStoreSlot)): use
+    /// [`process_async`](Self::process_async).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
+    ///
+    /// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
+    /// let handler = |callback: &PayoutCallback| -> Result<(), String> {
+    ///     unreachable!("a forged callback never reaches the handler")
+    /// };
+    /// let reply = verifier.process(br#"{"pid":1,"sign":"00000000000000000000000000000000"}"#, &handler);
+    /// assert_eq!(reply.status_code(), 401);
+    /// assert_eq!(reply.body(), "signature does not match");
+    /// assert!(!reply.is_ack());
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    pub fn process<H: CallbackHandler>(&self, body: &[u8], handler: &H) -> Reply {
+        let reply = self.deliver(body, handler);
+        trace::delivery(&reply);
+        reply
+    }
+}
+
+impl<S: AsyncStoreSlot> Verifier<S> {
+    /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
+    /// [`process`](Self::process) for async handlers and async stores, with the same replies.
+    ///
+    /// The returned future is `Send`, as axum and actix-web handlers need, and does nothing
+    /// until polled. If it is dropped while the handler runs, an idempotency claim stays in
+    /// progress (see [`VerifierBuilder::idempotency`]); web frameworks drop a handler's future
+    /// when the client disconnects, so run it in a task of its own (`tokio::spawn`), as the
+    /// crate's framework routes do, to let it finish.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
+    ///
+    /// # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    /// #     let mut future = std::pin::pin!(future);
+    /// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) { return output; }
+    /// #     }
+    /// # }
+    /// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
+    /// let handler = |callback: &PayoutCallback| {
+    ///     let id = callback.third_party_id.clone();
+    ///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
+    /// };
+    /// // Inside an async web handler: `verifier.process_async(&body, &handler).await`.
+    /// let reply = block_on(verifier.process_async(b"not json", &handler));
+    /// assert_eq!(reply.status_code(), 400);
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    // Not an `async fn`: the signature promises a `Send` future, which callers can rely on.
+    #[allow(clippy::manual_async_fn)]
+    pub fn process_async<H: AsyncCallbackHandler>(
+        &self,
+        body: &[u8],
+        handler: &H,
+    ) -> impl Future<Output = Reply> + Send {
+        async move {
+            let reply = self.deliver_async(body, handler).await;
+            trace::delivery(&reply);
+            reply
+        }
+    }
+}
+
+impl<S> Clone for Verifier<S> {
+    fn clone(&self) -> Self {
+        Verifier {
+            settings: Arc::clone(&self.settings),
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Verifier<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &*self.settings;
+        f.debug_struct("Verifier")
+            .field("api_keys", &settings.api_keys.len())
+            .field("max_body_bytes", &settings.max_body_bytes)
+            .field("expected_pid", &settings.expected_pid)
+            .field("max_age", &settings.max_age)
+            .field("future_skew", &settings.future_skew)
+            .field("store", &std::any::type_name::<S>())
+            .field("claim_lease", &settings.claim_lease)
+            .field("clock", &settings.clock)
+            .finish()
+    }
+}
