@@ -9,11 +9,14 @@ use std::collections::HashSet;
 use std::mem::discriminant;
 
 use common::{
-    DOC_EXAMPLE, KEY, body_of, example_with_status, oracle_sign, oracle_signed_body, signed_body,
-    signed_example, signed_pairs, verifier, with_field, without_field,
+    DOC_EXAMPLE, KEY, api_key, body_of, example_with_status, key, oracle_sign, oracle_signed_body,
+    signed_body, signed_example, signed_pairs, verifier, with_field, without_field,
 };
 use cregis_payout_callback::{
-    Cause, Error, PayoutCallback, Verifier, sign, verify_and_parse, verify_sign,
+    ApiKey, Error, PayoutCallback, Verifier,
+    error::{Cause, KeyError},
+    signature::{sign, verify_sign},
+    verifier::{DEFAULT_MAX_BODY_BYTES, MatchedKey},
 };
 use serde_json::{Map, Value, json};
 
@@ -39,15 +42,16 @@ fn invalid_json(reason: &str) -> Error {
 }
 
 fn duplicate(key: &str) -> Error {
-    Error::DuplicateKey {
-        key: key.to_owned(),
-    }
+    Error::DuplicateKey { key: key.into() }
 }
 
 fn nested(key: &str) -> Error {
-    Error::NestedValue {
-        key: key.to_owned(),
-    }
+    Error::NestedValue { key: key.into() }
+}
+
+/// A verifier for [`KEY`] with a body limit of `limit` bytes.
+fn verifier_with_limit(limit: usize) -> Verifier {
+    Verifier::builder(key()).max_body_bytes(limit).build()
 }
 
 fn invalid_field(field: &'static str, problem: &'static str) -> Error {
@@ -620,7 +624,7 @@ fn all_cases() -> Vec<Case> {
 
 #[test]
 fn every_bad_body_gives_its_exact_error() {
-    let verifier = verifier().max_body_bytes(usize::MAX);
+    let verifier = verifier_with_limit(usize::MAX);
     let wrong: Vec<String> = all_cases()
         .into_iter()
         .filter_map(
@@ -660,6 +664,8 @@ fn lone_surrogate_in_a_value_reports_its_position_in_the_body() {
     );
 }
 
+/// 0.1's free function `verify_and_parse(body, key)` is, in 0.2, a verifier made on the spot
+/// from the key (with the default body limit).
 #[test]
 fn free_function_gives_the_same_errors() {
     for Case {
@@ -668,16 +674,20 @@ fn free_function_gives_the_same_errors() {
         expected,
     } in all_cases()
     {
-        if body.len() > cregis_payout_callback::DEFAULT_MAX_BODY_BYTES {
+        if body.len() > DEFAULT_MAX_BODY_BYTES {
             continue;
         }
-        assert_eq!(verify_and_parse(&body, KEY), Err(expected), "{name}");
+        assert_eq!(
+            Verifier::new(api_key(KEY)).verify_and_parse(&body),
+            Err(expected),
+            "{name}"
+        );
     }
 }
 
 #[test]
 fn verify_stops_at_authenticity() {
-    let verifier = verifier().max_body_bytes(usize::MAX);
+    let verifier = verifier_with_limit(usize::MAX);
     for Case {
         name,
         body,
@@ -694,13 +704,13 @@ fn verify_stops_at_authenticity() {
     } in contract_cases()
     {
         assert!(expected.is_contract(), "{name}");
-        assert_eq!(verifier.verify(&body), Ok(()), "{name}");
+        assert_eq!(verifier.verify(&body), Ok(MatchedKey::Current), "{name}");
     }
 }
 
 #[test]
 fn process_answers_each_bad_body_with_its_error() {
-    let verifier = verifier().max_body_bytes(usize::MAX);
+    let verifier = verifier_with_limit(usize::MAX);
     let never = |callback: &PayoutCallback| -> Result<(), String> {
         panic!("handler called for a bad body: {callback:?}")
     };
@@ -719,30 +729,27 @@ fn process_answers_each_bad_body_with_its_error() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// EmptyApiKey and BodyTooLarge: not properties of a body alone
+// Empty keys (`KeyError`, from `ApiKey::new`) and BodyTooLarge: not properties of a body alone
 // ---------------------------------------------------------------------------------------------
 
 fn example_map() -> Map<String, Value> {
     serde_json::from_str(&signed_example()).unwrap()
 }
 
+/// In 0.2 a blank key is refused once, by `ApiKey::new`: `Verifier::new`, `sign`, `verify_sign`
+/// and `verify_and_parse` take an `ApiKey`, so none of them can be given one.
 #[test]
 fn empty_or_blank_api_key_is_refused_everywhere() {
     for blank in ["", " ", " \t", "\n\r\t ", "\u{a0}\u{3000}"] {
         assert_eq!(
-            Verifier::new(blank).unwrap_err(),
-            Error::EmptyApiKey,
+            ApiKey::new(blank).unwrap_err(),
+            KeyError::Empty,
             "{blank:?}"
         );
         assert_eq!(
-            Verifier::new(blank.to_owned()).unwrap_err(),
-            Error::EmptyApiKey
-        );
-        assert_eq!(sign(&example_map(), blank), Err(Error::EmptyApiKey));
-        assert_eq!(verify_sign(&example_map(), blank), Err(Error::EmptyApiKey));
-        assert_eq!(
-            verify_and_parse(signed_example().as_bytes(), blank),
-            Err(Error::EmptyApiKey)
+            ApiKey::new(blank.to_owned()).unwrap_err(),
+            KeyError::Empty,
+            "{blank:?}"
         );
     }
 }
@@ -752,32 +759,41 @@ fn body_signed_with_an_empty_key_is_refused() {
     // Anyone can compute this signature: it must not verify.
     for blank in ["", " "] {
         let body = oracle_signed_body(DOC_EXAMPLE, blank);
+        // No verifier (nor `verify_sign`, nor `sign`) can be made with the blank key...
         assert_eq!(
-            verify_and_parse(body.as_bytes(), blank),
-            Err(Error::EmptyApiKey)
+            ApiKey::new(blank).unwrap_err(),
+            KeyError::Empty,
+            "{blank:?}"
         );
-        let mut map: Map<String, Value> = serde_json::from_str(&body).unwrap();
-        assert_eq!(verify_sign(&map, blank), Err(Error::EmptyApiKey));
-        map.remove("sign");
-        assert_eq!(sign(&map, blank), Err(Error::EmptyApiKey));
+        // ... and the real key does not accept the body.
+        assert_eq!(
+            verifier().verify_and_parse(body.as_bytes()),
+            Err(Error::SignatureMismatch)
+        );
+        let map: Map<String, Value> = serde_json::from_str(&body).unwrap();
+        assert_eq!(verify_sign(&map, &key()), Err(Error::SignatureMismatch));
     }
 }
 
 #[test]
 fn empty_key_is_reported_before_anything_about_the_body() {
+    // The key is checked when it is made, before any body can be handed over.
+    assert_eq!(ApiKey::new("").unwrap_err(), KeyError::Empty);
     for body in [&b""[..], b"not json", b"[]", b"{}"] {
-        assert_eq!(verify_and_parse(body, ""), Err(Error::EmptyApiKey));
+        // Each of these bodies has a problem of its own, never a key error.
+        assert!(verifier().verify_and_parse(body).is_err(), "{body:?}");
     }
     assert_eq!(
-        verify_sign(&Map::new(), "\t"),
-        Err(Error::EmptyApiKey),
+        ApiKey::new("\t").unwrap_err(),
+        KeyError::Empty,
         "no sign, but the key is the first problem"
     );
+    assert_eq!(verify_sign(&Map::new(), &key()), Err(Error::MissingSign));
 }
 
 #[test]
 fn body_over_the_limit_is_refused_before_parsing() {
-    let verifier = verifier().max_body_bytes(16);
+    let verifier = verifier_with_limit(16);
     assert_eq!(
         verifier.verify(br#"{"pid":1382528827416576}"#),
         Err(Error::BodyTooLarge { len: 24, limit: 16 })
@@ -797,7 +813,7 @@ fn body_over_the_limit_is_refused_before_parsing() {
         Err(Error::MalformedSign)
     );
     // A zero limit refuses every non-empty body.
-    let zero = common::verifier().max_body_bytes(0);
+    let zero = verifier_with_limit(0);
     assert_eq!(
         zero.verify(b"{}"),
         Err(Error::BodyTooLarge { len: 2, limit: 0 })
@@ -809,9 +825,9 @@ fn body_over_the_limit_is_refused_before_parsing() {
 fn an_authentic_body_over_the_limit_is_refused() {
     let body = signed_example();
     let len = body.len();
-    let at_limit = verifier().max_body_bytes(len);
-    assert_eq!(at_limit.verify(body.as_bytes()), Ok(()));
-    let below = verifier().max_body_bytes(len - 1);
+    let at_limit = verifier_with_limit(len);
+    assert_eq!(at_limit.verify(body.as_bytes()), Ok(MatchedKey::Current));
+    let below = verifier_with_limit(len - 1);
     assert_eq!(
         below.verify_and_parse(body.as_bytes()),
         Err(Error::BodyTooLarge {
@@ -823,13 +839,20 @@ fn an_authentic_body_over_the_limit_is_refused() {
 
 #[test]
 fn default_limit_is_64_kib() {
-    assert_eq!(cregis_payout_callback::DEFAULT_MAX_BODY_BYTES, 65536);
+    assert_eq!(DEFAULT_MAX_BODY_BYTES, 65536);
     // An authentic body padded with whitespace to exactly 64 KiB verifies; one byte more does not.
     let body = signed_example();
     let padded = format!("{body}{}", " ".repeat(65536 - body.len()));
     assert_eq!(padded.len(), 65536);
-    assert_eq!(verifier().verify(padded.as_bytes()), Ok(()));
-    assert!(verify_and_parse(padded.as_bytes(), KEY).is_ok());
+    assert_eq!(
+        verifier().verify(padded.as_bytes()),
+        Ok(MatchedKey::Current)
+    );
+    assert!(
+        Verifier::new(api_key(KEY))
+            .verify_and_parse(padded.as_bytes())
+            .is_ok()
+    );
 
     let over = format!("{padded} ");
     let too_large = Error::BodyTooLarge {
@@ -841,7 +864,10 @@ fn default_limit_is_64_kib() {
         verifier().verify_and_parse(over.as_bytes()),
         Err(too_large.clone())
     );
-    assert_eq!(verify_and_parse(over.as_bytes(), KEY), Err(too_large));
+    assert_eq!(
+        Verifier::new(api_key(KEY)).verify_and_parse(over.as_bytes()),
+        Err(too_large)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,11 +877,11 @@ fn default_limit_is_64_kib() {
 #[test]
 fn verify_sign_errors_on_maps() {
     let authentic = example_map();
-    assert_eq!(verify_sign(&authentic, KEY), Ok(()));
+    assert_eq!(verify_sign(&authentic, &key()), Ok(()));
 
     let mut no_sign = authentic.clone();
     no_sign.remove("sign");
-    assert_eq!(verify_sign(&no_sign, KEY), Err(Error::MissingSign));
+    assert_eq!(verify_sign(&no_sign, &key()), Err(Error::MissingSign));
 
     for (value, expected) in [
         (Value::Null, Error::MissingSign),
@@ -873,17 +899,17 @@ fn verify_sign_errors_on_maps() {
     ] {
         let mut map = authentic.clone();
         map.insert("sign".to_owned(), value.clone());
-        assert_eq!(verify_sign(&map, KEY), Err(expected), "sign = {value}");
+        assert_eq!(verify_sign(&map, &key()), Err(expected), "sign = {value}");
     }
 
     let mut changed = authentic.clone();
     changed.insert("amount".to_owned(), json!("1000"));
-    assert_eq!(verify_sign(&changed, KEY), Err(Error::SignatureMismatch));
+    assert_eq!(verify_sign(&changed, &key()), Err(Error::SignatureMismatch));
 
     let mut with_object = authentic;
     with_object.insert("fee".to_owned(), json!({"a": 1}));
-    assert_eq!(verify_sign(&with_object, KEY), Err(nested("fee")));
-    assert_eq!(sign(&with_object, KEY), Err(nested("fee")));
+    assert_eq!(verify_sign(&with_object, &key()), Err(nested("fee")));
+    assert_eq!(sign(&with_object, &key()), Err(nested("fee")));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -898,11 +924,11 @@ fn handler_failed() -> Error {
     reply.error().cloned().expect("the handler failed")
 }
 
+/// One error of each variant a body (or a handler) can cause. 0.1's
+/// `EmptyApiKey` came first: it is no longer an `Error` but `KeyError::Empty`, checked apart.
 fn one_of_each() -> Vec<Error> {
     vec![
-        Verifier::new("").unwrap_err(),
-        verifier()
-            .max_body_bytes(16)
+        verifier_with_limit(16)
             .verify(br#"{"pid":1382528827416576}"#)
             .unwrap_err(),
         verifier().verify(b"").unwrap_err(),
@@ -926,8 +952,9 @@ fn one_of_each() -> Vec<Error> {
 
 #[test]
 fn every_variant_is_produced_by_some_input() {
+    // 0.1's `Error::EmptyApiKey` is produced by `ApiKey::new` now.
+    assert_eq!(ApiKey::new("").unwrap_err(), KeyError::Empty);
     let samples = [
-        Error::EmptyApiKey,
         Error::BodyTooLarge { len: 0, limit: 0 },
         invalid_json(""),
         Error::NotAnObject,
@@ -953,7 +980,7 @@ fn every_variant_is_produced_by_some_input() {
         .iter()
         .map(|c| discriminant(&c.expected))
         .collect();
-    for sample in &samples[2..11] {
+    for sample in &samples[1..10] {
         assert!(table.contains(&discriminant(sample)), "{sample:?}");
     }
 }
@@ -964,7 +991,6 @@ fn every_variant_has_its_exact_message() {
     assert_eq!(
         messages,
         [
-            "api key is empty",
             "body is 24 bytes, over the limit of 16 bytes",
             "body is not valid json: empty body",
             "body is not a json object",
@@ -978,6 +1004,7 @@ fn every_variant_has_its_exact_message() {
             "handler failed: db down",
         ]
     );
+    assert_eq!(ApiKey::new("").unwrap_err().to_string(), "api key is empty");
 }
 
 #[test]
@@ -1020,8 +1047,12 @@ fn field_messages_name_the_field_and_the_problem() {
 
 #[test]
 fn messages_are_lowercase_without_trailing_period() {
-    for err in one_of_each() {
-        let text = err.to_string();
+    let key_errors = ["", "fake-key\n"].map(|text| ApiKey::new(text).unwrap_err().to_string());
+    let errors = one_of_each()
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>();
+    for text in errors.into_iter().chain(key_errors) {
         assert!(!text.ends_with('.'), "{text}");
         assert!(
             text.starts_with(|c: char| c.is_ascii_lowercase() || c == '"'),
@@ -1032,9 +1063,9 @@ fn messages_are_lowercase_without_trailing_period() {
 
 #[test]
 fn every_variant_has_its_class() {
-    // (error, http_status, is_authentication, is_contract)
+    // (http_status, is_authentication, is_contract), in `one_of_each`'s order. 0.1's
+    // `EmptyApiKey` (500, neither) is a `KeyError` now, raised at startup, with no HTTP status.
     let expected = [
-        (500, false, false),
         (413, false, false),
         (400, false, false),
         (400, false, false),
@@ -1084,6 +1115,6 @@ fn errors_are_comparable_and_cloneable() {
 fn oracle_sign_is_what_the_table_assumes() {
     // Guards the table: a body signed by the oracle with KEY is authentic for the crate.
     let body = signed_body(DOC_EXAMPLE, KEY);
-    assert_eq!(verifier().verify(body.as_bytes()), Ok(()));
+    assert_eq!(verifier().verify(body.as_bytes()), Ok(MatchedKey::Current));
     assert_eq!(body, signed_example());
 }

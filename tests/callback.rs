@@ -5,10 +5,12 @@ mod common;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::{
-    DOC_EXAMPLE, KEY, body_of, example_with_status, owned, signed_body, signed_example, verifier,
-    with_field, without_field,
+    DOC_EXAMPLE, KEY, api_key, body_of, example_with_status, key, owned, signed_body,
+    signed_example, verifier, with_field, without_field,
 };
-use cregis_payout_callback::{CallbackStatus, Error, PayoutCallback, verify_sign};
+use cregis_payout_callback::{
+    CallbackStatus, Error, PayoutCallback, signature::verify_sign, verifier::MatchedKey,
+};
 use serde_json::{Map, Value, json};
 
 const OPTIONAL: [&str; 5] = ["remark", "txid", "block_height", "block_time", "memo"];
@@ -326,14 +328,18 @@ fn serialized_callback_still_passes_verify_sign() {
     for pairs in cases {
         let callback = parse(&pairs);
         let map = as_map(&callback);
-        assert_eq!(verify_sign(&map, KEY), Ok(()), "{pairs:?}");
+        assert_eq!(verify_sign(&map, &key()), Ok(()), "{pairs:?}");
         assert_eq!(
-            verify_sign(&map, "fake-other-key"),
+            verify_sign(&map, &api_key("fake-other-key")),
             Err(Error::SignatureMismatch)
         );
         // As a raw body too.
         let text = serde_json::to_string(&callback).unwrap();
-        assert_eq!(verifier().verify(text.as_bytes()), Ok(()), "{text}");
+        assert_eq!(
+            verifier().verify(text.as_bytes()),
+            Ok(MatchedKey::Current),
+            "{text}"
+        );
         // And it reads back to the same callback.
         assert_eq!(
             verifier().verify_and_parse(text.as_bytes()).unwrap(),
@@ -358,20 +364,20 @@ fn serialized_callback_with_a_huge_unknown_integer_passes_verify_sign() {
         "huge",
         "123456789012345678901234567890",
     ));
-    assert_eq!(verify_sign(&as_map(&callback), KEY), Ok(()));
+    assert_eq!(verify_sign(&as_map(&callback), &key()), Ok(()));
 }
 
 #[test]
 fn serialized_callback_with_unknown_negative_zero_passes_verify_sign() {
     let callback = parse(&with_field(DOC_EXAMPLE, "delta", "-0"));
-    assert_eq!(verify_sign(&as_map(&callback), KEY), Ok(()));
+    assert_eq!(verify_sign(&as_map(&callback), &key()), Ok(()));
 }
 
 #[test]
 fn unknown_number_out_of_float_range_is_not_lost() {
     let callback = parse(&with_field(DOC_EXAMPLE, "big_exp", "1e400"));
     assert_ne!(callback.extra.get("big_exp"), Some(&Value::Null));
-    assert_eq!(verify_sign(&as_map(&callback), KEY), Ok(()));
+    assert_eq!(verify_sign(&as_map(&callback), &key()), Ok(()));
 }
 
 #[test]
@@ -380,7 +386,7 @@ fn unknown_fractional_number_keeps_its_exact_text_in_extra() {
     // the same.
     let callback = parse(&with_field(DOC_EXAMPLE, "rate", "1.10"));
     assert_eq!(callback.extra.get("rate"), Some(&json!("1.10")));
-    assert_eq!(verify_sign(&as_map(&callback), KEY), Ok(()));
+    assert_eq!(verify_sign(&as_map(&callback), &key()), Ok(()));
     // A number that round-trips stays a number.
     let callback = parse(&with_field(DOC_EXAMPLE, "rate", "1.5"));
     assert_eq!(callback.extra.get("rate"), Some(&json!(1.5)));
@@ -435,10 +441,7 @@ fn deserialize_refuses_duplicate_keys() {
         let message = deserialize_error(&body_of(&pairs));
         assert_eq!(
             message,
-            Error::DuplicateKey {
-                key: key.to_owned()
-            }
-            .to_string(),
+            Error::DuplicateKey { key: key.into() }.to_string(),
             "{key}"
         );
     }
@@ -461,10 +464,7 @@ fn deserialize_refuses_nested_values() {
         let body = body_of(&with_field(&example_sign_pair(), key, raw));
         assert_eq!(
             deserialize_error(&body),
-            Error::NestedValue {
-                key: key.to_owned()
-            }
-            .to_string(),
+            Error::NestedValue { key: key.into() }.to_string(),
             "{key}: {raw}"
         );
     }

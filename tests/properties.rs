@@ -5,8 +5,12 @@ mod common;
 
 use std::fmt::Write as _;
 
-use common::{KEY, body_of, oracle_sign, signed_example, spaced_body_of, verifier};
-use cregis_payout_callback::{Error, PayoutCallback, sign, verify_and_parse, verify_sign};
+use common::{KEY, api_key, body_of, oracle_sign, signed_example, spaced_body_of, verifier};
+use cregis_payout_callback::{
+    Error, PayoutCallback, Verifier,
+    signature::{sign, verify_sign},
+    verifier::{DEFAULT_MAX_BODY_BYTES, MatchedKey},
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{Map, Value};
@@ -167,7 +171,7 @@ fn signed_indexes(params: &[(String, Val)]) -> Vec<usize> {
         .collect()
 }
 
-fn verify(body: &str) -> Result<(), Error> {
+fn verify(body: &str) -> Result<MatchedKey, Error> {
     verifier().verify(body.as_bytes())
 }
 
@@ -176,14 +180,19 @@ fn check_any_input(body: &[u8]) -> Result<(), TestCaseError> {
     let verifier = verifier();
     let authentic = verifier.verify(body);
     let parsed = verifier.verify_and_parse(body);
+    if let Ok(matched) = authentic {
+        // A verifier with one key can only match that key.
+        prop_assert_eq!(matched, MatchedKey::Current);
+    }
     match (&authentic, &parsed) {
         (Err(e), Err(p)) => prop_assert_eq!(e, p),
         (Err(e), Ok(_)) => prop_assert!(false, "verify failed ({}) but parse succeeded", e),
-        (Ok(()), Err(p)) => prop_assert!(p.is_contract(), "authentic body failed with {:?}", p),
-        (Ok(()), Ok(_)) => {}
+        (Ok(_), Err(p)) => prop_assert!(p.is_contract(), "authentic body failed with {:?}", p),
+        (Ok(_), Ok(_)) => {}
     }
-    if body.len() <= cregis_payout_callback::DEFAULT_MAX_BODY_BYTES {
-        prop_assert_eq!(&verify_and_parse(body, KEY), &parsed);
+    if body.len() <= DEFAULT_MAX_BODY_BYTES {
+        // A verifier made afresh from the key text agrees.
+        prop_assert_eq!(&Verifier::new(api_key(KEY)).verify_and_parse(body), &parsed);
     }
     let reply = verifier.process(body, &|_: &PayoutCallback| Ok::<(), String>(()));
     match &parsed {
@@ -201,28 +210,28 @@ proptest! {
     #[test]
     fn oracle_signed_body_verifies(params in params()) {
         let pairs = signed(&params);
-        prop_assert_eq!(verify(&body_of(&pairs)), Ok(()));
+        prop_assert_eq!(verify(&body_of(&pairs)), Ok(MatchedKey::Current));
     }
 
     #[test]
     fn sign_agrees_with_the_oracle(params in params(), stray_sign in val()) {
         let mut map = to_map(&params);
         let expected = oracle_sign(&raw_pairs(&params), KEY);
-        prop_assert_eq!(sign(&map, KEY), Ok(expected.clone()));
+        prop_assert_eq!(sign(&map, &api_key(KEY)), Ok(expected.clone()));
         // Any `sign` already in the map is ignored.
         map.insert("sign".to_owned(), stray_sign.value());
-        prop_assert_eq!(sign(&map, KEY), Ok(expected));
+        prop_assert_eq!(sign(&map, &api_key(KEY)), Ok(expected));
     }
 
     #[test]
     fn sign_then_verify_sign_round_trips(params in params()) {
         let mut map = to_map(&params);
-        let signature = sign(&map, KEY).unwrap();
+        let signature = sign(&map, &api_key(KEY)).unwrap();
         prop_assert_eq!(signature.len(), 32);
         prop_assert!(signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         map.insert("sign".to_owned(), Value::from(signature.to_ascii_uppercase()));
-        prop_assert_eq!(verify_sign(&map, KEY), Ok(()));
-        prop_assert_eq!(verify_sign(&map, "fake-other-key"), Err(Error::SignatureMismatch));
+        prop_assert_eq!(verify_sign(&map, &api_key(KEY)), Ok(()));
+        prop_assert_eq!(verify_sign(&map, &api_key("fake-other-key")), Err(Error::SignatureMismatch));
     }
 
     #[test]
@@ -257,9 +266,9 @@ proptest! {
         prop_assume!(params.iter().all(|(k, _)| *k != new_key));
         let blank = if blank { Val::Null } else { Val::Str(String::new()) };
         let added = sign_then_edit(&params, |p| p.push((new_key, blank)));
-        prop_assert_eq!(verify(&body_of(&added)), Ok(()));
+        prop_assert_eq!(verify(&body_of(&added)), Ok(MatchedKey::Current));
         let removed = sign_then_edit(&params, |p| p.retain(|(_, v)| v.is_signed()));
-        prop_assert_eq!(verify(&body_of(&removed)), Ok(()));
+        prop_assert_eq!(verify(&body_of(&removed)), Ok(MatchedKey::Current));
     }
 
     #[test]
@@ -331,7 +340,11 @@ proptest! {
         };
         let body = body_of(&pairs);
         let map: Map<String, Value> = serde_json::from_str(&body).unwrap();
-        prop_assert_eq!(verify_sign(&map, KEY), verify(&body));
+        // `verify_sign` says only whether it matched; with one key, a match is the current key.
+        prop_assert_eq!(
+            verify_sign(&map, &api_key(KEY)).map(|()| MatchedKey::Current),
+            verify(&body)
+        );
     }
 
     #[test]
@@ -341,7 +354,7 @@ proptest! {
         prop_assert_eq!(oracle_sign(&plain, KEY), oracle_sign(&escaped, KEY));
         let mut body = escaped.clone();
         body.push(("sign".to_owned(), format!("\"{}\"", oracle_sign(&plain, KEY))));
-        prop_assert_eq!(verify(&body_of(&body)), Ok(()));
+        prop_assert_eq!(verify(&body_of(&body)), Ok(MatchedKey::Current));
     }
 
     #[test]
@@ -412,6 +425,6 @@ proptest! {
         params.push(("status".to_owned(), Val::Int(status)));
         let body = body_of(&signed(&params));
         check_any_input(body.as_bytes())?;
-        prop_assert_eq!(verify(&body), Ok(()));
+        prop_assert_eq!(verify(&body), Ok(MatchedKey::Current));
     }
 }

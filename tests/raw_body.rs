@@ -1,4 +1,5 @@
-//! Signing rules on raw request bodies, through `Verifier::verify` and `verify_and_parse`.
+//! Signing rules on raw request bodies, through `Verifier::verify` and
+//! `Verifier::verify_and_parse`.
 //!
 //! Every body here is built from `(key, raw JSON value)` pairs and signed by the independent
 //! oracle in `tests/common`, then edited (or not) before it reaches the crate.
@@ -6,10 +7,11 @@
 mod common;
 
 use common::{
-    DOC_EXAMPLE, KEY, body_of, example_with_status, oracle_sign, oracle_signed_body, owned,
-    signed_body, signed_example, signed_pairs, spaced_body_of, verifier, with_field, without_field,
+    DOC_EXAMPLE, KEY, api_key, body_of, example_with_status, oracle_sign, oracle_signed_body,
+    owned, signed_body, signed_example, signed_pairs, spaced_body_of, verifier, with_field,
+    without_field,
 };
-use cregis_payout_callback::{CallbackStatus, Error, verify_and_parse};
+use cregis_payout_callback::{CallbackStatus, Error, Verifier, verifier::MatchedKey};
 use serde_json::Value;
 
 /// The fields of the documented example that are strings, and those that are numbers.
@@ -19,7 +21,11 @@ fn is_string_field(raw: &str) -> bool {
 
 #[track_caller]
 fn assert_verifies(body: &str) {
-    assert_eq!(verifier().verify(body.as_bytes()), Ok(()), "body: {body}");
+    assert_eq!(
+        verifier().verify(body.as_bytes()),
+        Ok(MatchedKey::Current),
+        "body: {body}"
+    );
     assert!(
         verifier().verify_and_parse(body.as_bytes()).is_ok(),
         "body: {body}"
@@ -114,17 +120,19 @@ fn pretty_printed_and_reordered_at_once() {
     assert_verifies(&spaced_body_of(&signed));
 }
 
+/// 0.1's free function `verify_and_parse(body, key)` is, in 0.2, a verifier made on the spot
+/// from the key: it agrees with the shared one.
 #[test]
 fn free_function_and_verifier_agree() {
     let body = signed_example();
     assert_eq!(
-        verify_and_parse(body.as_bytes(), KEY),
+        Verifier::new(api_key(KEY)).verify_and_parse(body.as_bytes()),
         verifier().verify_and_parse(body.as_bytes())
     );
     let forged = body.replace(r#""amount":"1.1""#, r#""amount":"1000""#);
     assert_ne!(forged, body);
     assert_eq!(
-        verify_and_parse(forged.as_bytes(), KEY),
+        Verifier::new(api_key(KEY)).verify_and_parse(forged.as_bytes()),
         Err(Error::SignatureMismatch)
     );
 }
@@ -540,7 +548,11 @@ fn extreme_integers_verify() {
         ("negative", "-123456789012345678901234567890"),
     ] {
         let body = signed_body(&with_field(DOC_EXAMPLE, key, raw), KEY);
-        assert_eq!(verifier().verify(body.as_bytes()), Ok(()), "{key}: {raw}");
+        assert_eq!(
+            verifier().verify(body.as_bytes()),
+            Ok(MatchedKey::Current),
+            "{key}: {raw}"
+        );
     }
 }
 

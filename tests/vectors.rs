@@ -2,9 +2,11 @@
 
 mod common;
 
-use common::{DOC_EXAMPLE, KEY, body_of, oracle_sign, signed_example};
+use common::{DOC_EXAMPLE, KEY, api_key, body_of, key, oracle_sign, signed_example};
 use cregis_payout_callback::{
-    CallbackStatus, Error, Verifier, sign, verify_and_parse, verify_sign,
+    CallbackStatus, Error, Verifier,
+    signature::{sign, verify_sign},
+    verifier::MatchedKey,
 };
 use md5::{Digest, Md5};
 use serde_json::{Map, Value, json};
@@ -55,11 +57,11 @@ const SECOND_TEXT: &str = "f502a9ac9ca54327986f29c03b271491addressTXsmKpEuW7qWnX
 #[test]
 fn first_published_vector_signs_and_verifies() {
     let mut params = first_vector();
-    assert_eq!(sign(&params, VECTOR_KEY).unwrap(), FIRST_SIGN);
+    assert_eq!(sign(&params, &api_key(VECTOR_KEY)).unwrap(), FIRST_SIGN);
     params.insert("sign".into(), FIRST_SIGN.into());
-    assert_eq!(verify_sign(&params, VECTOR_KEY), Ok(()));
+    assert_eq!(verify_sign(&params, &api_key(VECTOR_KEY)), Ok(()));
     // `sign` itself is ignored when signing.
-    assert_eq!(sign(&params, VECTOR_KEY).unwrap(), FIRST_SIGN);
+    assert_eq!(sign(&params, &api_key(VECTOR_KEY)).unwrap(), FIRST_SIGN);
 }
 
 #[test]
@@ -69,21 +71,21 @@ fn second_published_vector_matches_its_signing_text() {
         SECOND_SIGN
     );
     let mut params = second_vector();
-    assert_eq!(sign(&params, VECTOR_KEY).unwrap(), SECOND_SIGN);
+    assert_eq!(sign(&params, &api_key(VECTOR_KEY)).unwrap(), SECOND_SIGN);
     params.insert("sign".into(), SECOND_SIGN.into());
-    assert_eq!(verify_sign(&params, VECTOR_KEY), Ok(()));
+    assert_eq!(verify_sign(&params, &api_key(VECTOR_KEY)), Ok(()));
 }
 
 #[test]
 fn published_vectors_verify_as_raw_bodies() {
-    let verifier = Verifier::new(VECTOR_KEY).unwrap();
+    let verifier = Verifier::new(api_key(VECTOR_KEY));
     for (params, expected) in [(first_vector(), FIRST_SIGN), (second_vector(), SECOND_SIGN)] {
         let mut params = params;
         params.insert("sign".into(), expected.into());
         let body = serde_json::to_vec(&params).unwrap();
-        assert_eq!(verifier.verify(&body), Ok(()));
+        assert_eq!(verifier.verify(&body), Ok(MatchedKey::Current));
         let pretty = serde_json::to_vec_pretty(&params).unwrap();
-        assert_eq!(verifier.verify(&pretty), Ok(()));
+        assert_eq!(verifier.verify(&pretty), Ok(MatchedKey::Current));
     }
 }
 
@@ -92,14 +94,16 @@ fn published_vector_is_refused_with_another_key() {
     let mut params = first_vector();
     params.insert("sign".into(), FIRST_SIGN.into());
     assert_eq!(
-        verify_sign(&params, "fake-wrong-key"),
+        verify_sign(&params, &api_key("fake-wrong-key")),
         Err(Error::SignatureMismatch)
     );
 }
 
 #[test]
 fn documented_callback_example_parses_once_re_signed() {
-    let callback = verify_and_parse(signed_example().as_bytes(), KEY).unwrap();
+    let callback = Verifier::new(key())
+        .verify_and_parse(signed_example().as_bytes())
+        .unwrap();
     assert_eq!(callback.pid, 1382528827416576);
     assert_eq!(callback.cid, 1391751691788288);
     assert_eq!(callback.address, "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS");
@@ -130,7 +134,7 @@ fn documented_callback_example_sign_is_not_from_a_known_key() {
     let body = body_of(&pairs);
     for key in [VECTOR_KEY, KEY] {
         assert_eq!(
-            verify_and_parse(body.as_bytes(), key),
+            Verifier::new(api_key(key)).verify_and_parse(body.as_bytes()),
             Err(Error::SignatureMismatch)
         );
     }
@@ -141,6 +145,6 @@ fn a_sign_of_any_shape_in_the_map_is_ignored_when_signing() {
     for stray in [json!(["x"]), json!({"a": 1}), json!(null), json!(7)] {
         let mut params = first_vector();
         params.insert("sign".into(), stray);
-        assert_eq!(sign(&params, VECTOR_KEY).unwrap(), FIRST_SIGN);
+        assert_eq!(sign(&params, &api_key(VECTOR_KEY)).unwrap(), FIRST_SIGN);
     }
 }
