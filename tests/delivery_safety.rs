@@ -10,9 +10,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, signed_example};
 use cregis_payout_callback::{
-    Attempt, CallbackStatus, Cause, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Error, Fingerprint,
-    IdempotencyStore, MemoryIdempotencyStore, PayoutCallback, Reply, StoreError, StoreOperation,
-    Verifier,
+    ApiKey, CallbackStatus, Error, PayoutCallback, Reply, Verifier,
+    error::{BoxError, Cause, KeyError, StoreOperation},
+    idempotency::{
+        Attempt, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Fingerprint, IdempotencyStore,
+        MemoryIdempotencyStore, Store,
+    },
+    testing::ManualClock,
+    verifier::MatchedKey,
 };
 
 /// `timestamp` of the documented example.
@@ -50,10 +55,10 @@ fn counting(calls: &AtomicUsize) -> impl Fn(&PayoutCallback) -> Result<(), Strin
     }
 }
 
-fn idempotent_verifier() -> Verifier {
-    Verifier::new(KEY)
-        .unwrap()
+fn idempotent_verifier() -> Verifier<Store<MemoryIdempotencyStore>> {
+    Verifier::builder(common::key())
         .idempotency(MemoryIdempotencyStore::default())
+        .build()
 }
 
 #[test]
@@ -132,7 +137,9 @@ fn a_failing_handler_releases_the_claim_so_a_re_push_succeeds() {
 #[test]
 fn a_panicking_handler_leaves_its_claim_in_progress() {
     let store = Arc::new(MemoryIdempotencyStore::default());
-    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
+    let verifier = Verifier::builder(common::key())
+        .idempotency(Arc::clone(&store))
+        .build();
     let body = signed_example();
     let panicking = |_: &PayoutCallback| -> Result<(), String> { panic!("handler bug") };
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -226,7 +233,7 @@ struct BrokenStore {
 }
 
 impl IdempotencyStore for BrokenStore {
-    fn claim(&self, _: &Attempt) -> Result<Claim, StoreError> {
+    fn claim(&self, _: &Attempt) -> Result<Claim, BoxError> {
         if self.claim_works {
             Ok(Claim::Claimed)
         } else {
@@ -234,11 +241,11 @@ impl IdempotencyStore for BrokenStore {
         }
     }
 
-    fn complete(&self, _: &Attempt) -> Result<(), StoreError> {
+    fn complete(&self, _: &Attempt) -> Result<(), BoxError> {
         Err("disk full".into())
     }
 
-    fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+    fn release(&self, attempt: &Attempt) -> Result<(), BoxError> {
         self.released.lock().unwrap().push(attempt.key);
         Err("still disk full".into())
     }
@@ -246,10 +253,12 @@ impl IdempotencyStore for BrokenStore {
 
 #[test]
 fn a_failing_store_fails_closed_without_calling_the_handler() {
-    let verifier = Verifier::new(KEY).unwrap().idempotency(BrokenStore {
-        claim_works: false,
-        released: Mutex::default(),
-    });
+    let verifier = Verifier::builder(common::key())
+        .idempotency(BrokenStore {
+            claim_works: false,
+            released: Mutex::default(),
+        })
+        .build();
     let calls = AtomicUsize::new(0);
     let reply = verifier.process(signed_example().as_bytes(), &counting(&calls));
     assert_eq!(reply.status_code(), 500);
@@ -266,10 +275,12 @@ fn a_failing_store_fails_closed_without_calling_the_handler() {
 
 #[test]
 fn a_handled_delivery_the_store_cannot_record_is_still_acknowledged() {
-    let verifier = Verifier::new(KEY).unwrap().idempotency(BrokenStore {
-        claim_works: true,
-        released: Mutex::default(),
-    });
+    let verifier = Verifier::builder(common::key())
+        .idempotency(BrokenStore {
+            claim_works: true,
+            released: Mutex::default(),
+        })
+        .build();
     let calls = AtomicUsize::new(0);
     let reply = verifier.process(signed_example().as_bytes(), &counting(&calls));
     assert!(reply.is_ack());
@@ -289,7 +300,9 @@ fn a_failed_release_is_reported_with_the_handler_failure() {
         claim_works: true,
         released: Mutex::default(),
     });
-    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
+    let verifier = Verifier::builder(common::key())
+        .idempotency(Arc::clone(&store))
+        .build();
     let reply = verifier.process(signed_example().as_bytes(), &|_: &PayoutCallback| {
         Err::<(), _>("boom")
     });
@@ -307,7 +320,9 @@ fn a_failed_release_is_reported_with_the_handler_failure() {
 #[test]
 fn unverified_deliveries_never_touch_the_store() {
     let store = Arc::new(MemoryIdempotencyStore::new(1));
-    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
+    let verifier = Verifier::builder(common::key())
+        .idempotency(Arc::clone(&store))
+        .build();
     let forged = signed_body(DOC_EXAMPLE, "fake-attacker-key");
     let calls = AtomicUsize::new(0);
     assert_eq!(
@@ -372,7 +387,7 @@ fn memory_store_full_of_live_claims_refuses_new_ones_until_one_expires() {
 
 #[test]
 fn expected_pid_refuses_an_authentic_callback_for_another_project() {
-    let verifier = Verifier::new(KEY).unwrap().expected_pid(42);
+    let verifier = Verifier::builder(common::key()).expected_pid(42).build();
     let err = verifier.verify(signed_example().as_bytes()).unwrap_err();
     assert_eq!(
         err,
@@ -388,8 +403,13 @@ fn expected_pid_refuses_an_authentic_callback_for_another_project() {
     assert_eq!(err.http_status(), 400);
     assert!(err.is_contract());
 
-    let ours = Verifier::new(KEY).unwrap().expected_pid(1382528827416576);
-    assert_eq!(ours.verify(signed_example().as_bytes()), Ok(()));
+    let ours = Verifier::builder(common::key())
+        .expected_pid(1382528827416576)
+        .build();
+    assert_eq!(
+        ours.verify(signed_example().as_bytes()),
+        Ok(MatchedKey::Current)
+    );
     // The pid check comes after the signature: a forgery is still a 401.
     let forged = signed_body(DOC_EXAMPLE, "fake-attacker-key");
     assert_eq!(
@@ -413,21 +433,31 @@ fn expected_pid_reads_a_pid_sent_as_a_string() {
             )
         })
         .collect();
-    let verifier = Verifier::new(KEY).unwrap().expected_pid(1382528827416576);
-    assert_eq!(verifier.verify(signed_body(&pairs, KEY).as_bytes()), Ok(()));
+    let verifier = Verifier::builder(common::key())
+        .expected_pid(1382528827416576)
+        .build();
+    assert_eq!(
+        verifier.verify(signed_body(&pairs, KEY).as_bytes()),
+        Ok(MatchedKey::Current)
+    );
 }
 
 #[test]
 fn max_age_boundaries_are_exact_to_the_millisecond() {
     let max_age = Duration::from_secs(300);
-    let verifier = Verifier::new(KEY).unwrap().max_age(max_age);
+    let clock = ManualClock::new(sent_at());
+    let verifier = Verifier::builder(common::key())
+        .max_age(max_age)
+        .clock(clock.clone())
+        .build();
     let body = signed_example();
-    let at = |offset_ms: u64| sent_at() + Duration::from_millis(offset_ms);
-    assert_eq!(verifier.verify_at(body.as_bytes(), at(0)), Ok(()));
-    assert_eq!(verifier.verify_at(body.as_bytes(), at(300_000)), Ok(()));
-    let err = verifier
-        .verify_at(body.as_bytes(), at(300_001))
-        .unwrap_err();
+    let at = |offset_ms: u64| {
+        clock.set(sent_at() + Duration::from_millis(offset_ms));
+        &verifier
+    };
+    assert_eq!(at(0).verify(body.as_bytes()), Ok(MatchedKey::Current));
+    assert_eq!(at(300_000).verify(body.as_bytes()), Ok(MatchedKey::Current));
+    let err = at(300_001).verify(body.as_bytes()).unwrap_err();
     assert_eq!(err, Error::TimestampTooOld { max_age });
     assert_eq!(
         err.to_string(),
@@ -437,26 +467,32 @@ fn max_age_boundaries_are_exact_to_the_millisecond() {
     assert_eq!(err.http_status(), 401);
     // The same through the parsing and processing entry points.
     assert_eq!(
-        verifier.verify_and_parse_at(body.as_bytes(), at(300_001)),
+        at(300_001).verify_and_parse(body.as_bytes()),
         Err(Error::TimestampTooOld { max_age })
     );
     let calls = AtomicUsize::new(0);
-    let reply = verifier.process_at(body.as_bytes(), &counting(&calls), at(300_001));
+    let reply = at(300_001).process(body.as_bytes(), &counting(&calls));
     assert_eq!(reply.status_code(), 401);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
 #[test]
 fn future_skew_defaults_to_one_minute_once_max_age_is_set() {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .max_age(Duration::from_secs(300));
+    let clock = ManualClock::new(sent_at());
+    let verifier = Verifier::builder(common::key())
+        .max_age(Duration::from_secs(300))
+        .clock(clock.clone())
+        .build();
     let body = signed_example();
-    let before = |ms: u64| sent_at() - Duration::from_millis(ms);
-    assert_eq!(verifier.verify_at(body.as_bytes(), before(60_000)), Ok(()));
-    let err = verifier
-        .verify_at(body.as_bytes(), before(60_001))
-        .unwrap_err();
+    let before = |ms: u64| {
+        clock.set(sent_at() - Duration::from_millis(ms));
+        &verifier
+    };
+    assert_eq!(
+        before(60_000).verify(body.as_bytes()),
+        Ok(MatchedKey::Current)
+    );
+    let err = before(60_001).verify(body.as_bytes()).unwrap_err();
     assert_eq!(
         err,
         Error::TimestampInFuture {
@@ -471,41 +507,59 @@ fn future_skew_defaults_to_one_minute_once_max_age_is_set() {
 fn future_skew_can_be_set_and_works_alone() {
     let body = signed_example();
     let skew = Duration::from_millis(1500);
-    let verifier = Verifier::new(KEY).unwrap().future_skew(skew);
-    let before = |ms: u64| sent_at() - Duration::from_millis(ms);
-    assert_eq!(verifier.verify_at(body.as_bytes(), before(1500)), Ok(()));
+    let clock = ManualClock::new(sent_at());
+    let verifier = Verifier::builder(common::key())
+        .future_skew(skew)
+        .clock(clock.clone())
+        .build();
+    let before = |ms: u64| {
+        clock.set(sent_at() - Duration::from_millis(ms));
+        &verifier
+    };
+    let at = |now: SystemTime| {
+        clock.set(now);
+        &verifier
+    };
     assert_eq!(
-        verifier.verify_at(body.as_bytes(), before(1501)),
+        before(1500).verify(body.as_bytes()),
+        Ok(MatchedKey::Current)
+    );
+    assert_eq!(
+        before(1501).verify(body.as_bytes()),
         Err(Error::TimestampInFuture { skew })
     );
     // No max age: any age passes.
     assert_eq!(
-        verifier.verify_at(body.as_bytes(), UNIX_EPOCH + Duration::from_secs(1 << 40)),
-        Ok(())
+        at(UNIX_EPOCH + Duration::from_secs(1 << 40)).verify(body.as_bytes()),
+        Ok(MatchedKey::Current)
     );
 }
 
 #[test]
 fn freshness_is_off_by_default() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH);
+    let verifier = Verifier::builder(common::key())
+        .clock(clock.clone())
+        .build();
     let body = signed_example();
-    assert_eq!(verifier.verify_at(body.as_bytes(), UNIX_EPOCH), Ok(()));
-    assert_eq!(
-        verifier.verify_at(body.as_bytes(), UNIX_EPOCH + Duration::from_secs(1 << 40)),
-        Ok(())
-    );
+    assert_eq!(verifier.verify(body.as_bytes()), Ok(MatchedKey::Current));
+    clock.set(UNIX_EPOCH + Duration::from_secs(1 << 40));
+    assert_eq!(verifier.verify(body.as_bytes()), Ok(MatchedKey::Current));
 }
 
 #[test]
 fn extreme_timestamps_and_clocks_do_not_overflow() {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
+    let clock = ManualClock::new(UNIX_EPOCH);
+    let verifier = Verifier::builder(common::key())
         .max_age(Duration::MAX)
-        .future_skew(Duration::ZERO);
-    let strict = Verifier::new(KEY)
-        .unwrap()
+        .future_skew(Duration::ZERO)
+        .clock(clock.clone())
+        .build();
+    let strict = Verifier::builder(common::key())
         .max_age(Duration::ZERO)
-        .future_skew(Duration::MAX);
+        .future_skew(Duration::MAX)
+        .clock(clock.clone())
+        .build();
     let before_epoch = UNIX_EPOCH - Duration::from_secs(1 << 40);
     for timestamp in [i64::MIN, -1, 0, i64::MAX] {
         let pairs: Vec<(&str, String)> = DOC_EXAMPLE
@@ -523,15 +577,22 @@ fn extreme_timestamps_and_clocks_do_not_overflow() {
             .collect();
         let body = signed_body(&pairs, KEY);
         for now in [UNIX_EPOCH, before_epoch, sent_at()] {
-            let loose = verifier.verify_at(body.as_bytes(), now);
-            let tight = strict.verify_at(body.as_bytes(), now);
+            clock.set(now);
+            let loose = verifier.verify(body.as_bytes());
+            let tight = strict.verify(body.as_bytes());
             // Every timestamp is old enough for Duration::MAX, and never too far ahead for it.
             assert!(
-                matches!(loose, Ok(()) | Err(Error::TimestampInFuture { .. })),
+                matches!(
+                    loose,
+                    Ok(MatchedKey::Current) | Err(Error::TimestampInFuture { .. })
+                ),
                 "{loose:?}"
             );
             assert!(
-                matches!(tight, Ok(()) | Err(Error::TimestampTooOld { .. })),
+                matches!(
+                    tight,
+                    Ok(MatchedKey::Current) | Err(Error::TimestampTooOld { .. })
+                ),
                 "{tight:?}"
             );
         }
@@ -546,7 +607,9 @@ fn a_missing_timestamp_is_an_invalid_field_when_freshness_is_checked() {
         .filter(|&(k, _)| k != "timestamp")
         .collect();
     let body = signed_body(&pairs, KEY);
-    let verifier = Verifier::new(KEY).unwrap().max_age(Duration::from_secs(60));
+    let verifier = Verifier::builder(common::key())
+        .max_age(Duration::from_secs(60))
+        .build();
     assert_eq!(
         verifier.verify(body.as_bytes()),
         Err(Error::InvalidField {
@@ -558,15 +621,17 @@ fn a_missing_timestamp_is_an_invalid_field_when_freshness_is_checked() {
 
 #[test]
 fn during_a_key_rotation_either_key_verifies() {
-    let verifier = Verifier::new("fake-new-key")
-        .unwrap()
-        .also_accept("fake-old-key")
-        .unwrap();
-    for key in ["fake-new-key", "fake-old-key"] {
+    let verifier = Verifier::builder(common::api_key("fake-new-key"))
+        .also_accept(common::api_key("fake-old-key"))
+        .build();
+    for (key, matched) in [
+        ("fake-new-key", MatchedKey::Current),
+        ("fake-old-key", MatchedKey::Previous { index: 0 }),
+    ] {
         let body = signed_body(DOC_EXAMPLE, key);
         assert_eq!(
             verifier.verify(body.as_bytes()),
-            Ok(()),
+            Ok(matched),
             "signed with {key}"
         );
     }
@@ -584,17 +649,15 @@ fn during_a_key_rotation_either_key_verifies() {
 
 #[test]
 fn a_rotation_key_must_not_be_empty() {
-    let verifier = Verifier::new("fake-new-key").unwrap();
-    assert_eq!(
-        verifier.clone().also_accept("").unwrap_err(),
-        Error::EmptyApiKey
-    );
-    assert_eq!(verifier.also_accept(" \n").unwrap_err(), Error::EmptyApiKey);
+    assert_eq!(ApiKey::new("").unwrap_err(), KeyError::Empty);
+    assert_eq!(ApiKey::new(" \n").unwrap_err(), KeyError::Empty);
 }
 
 #[test]
 fn deep_nesting_is_an_error_not_a_stack_overflow() {
-    let verifier = Verifier::new(KEY).unwrap().max_body_bytes(1 << 20);
+    let verifier = Verifier::builder(common::key())
+        .max_body_bytes(1 << 20)
+        .build();
     let mut body = String::from(r#"{"a":"#);
     body.push_str(&"[".repeat(100_000));
     let err = verifier.verify(body.as_bytes()).unwrap_err();
@@ -606,7 +669,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 
 #[test]
 fn a_ten_megabyte_body_is_refused_before_parsing() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let body = vec![b'{'; 10 * 1024 * 1024];
     assert_eq!(
         verifier.verify(&body),
@@ -621,27 +684,33 @@ fn a_ten_megabyte_body_is_refused_before_parsing() {
 
 #[test]
 fn freshness_counts_the_fraction_of_a_millisecond() {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
+    let clock = ManualClock::new(sent_at());
+    let verifier = Verifier::builder(common::key())
         .max_age(Duration::from_millis(10))
-        .future_skew(Duration::from_millis(10));
+        .future_skew(Duration::from_millis(10))
+        .clock(clock.clone())
+        .build();
     let body = signed_example();
     let half_ms = Duration::from_micros(500);
     let ten_ms = Duration::from_millis(10);
+    let at = |now: SystemTime| {
+        clock.set(now);
+        &verifier
+    };
     assert_eq!(
-        verifier.verify_at(body.as_bytes(), sent_at() + ten_ms),
-        Ok(())
+        at(sent_at() + ten_ms).verify(body.as_bytes()),
+        Ok(MatchedKey::Current)
     );
     assert_eq!(
-        verifier.verify_at(body.as_bytes(), sent_at() + ten_ms + half_ms),
+        at(sent_at() + ten_ms + half_ms).verify(body.as_bytes()),
         Err(Error::TimestampTooOld { max_age: ten_ms })
     );
     assert_eq!(
-        verifier.verify_at(body.as_bytes(), sent_at() - ten_ms),
-        Ok(())
+        at(sent_at() - ten_ms).verify(body.as_bytes()),
+        Ok(MatchedKey::Current)
     );
     assert_eq!(
-        verifier.verify_at(body.as_bytes(), sent_at() - ten_ms - half_ms),
+        at(sent_at() - ten_ms - half_ms).verify(body.as_bytes()),
         Err(Error::TimestampInFuture { skew: ten_ms })
     );
 }

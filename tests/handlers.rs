@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::KEY;
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{
-    AsyncCallbackHandler, Attempt, CallbackHandler, Claim, DeliveryKey, Error, IdempotencyStore,
-    MemoryIdempotencyStore, PayoutCallback, Reply, StoreError, StoreOperation, Verifier,
-    async_handler_fn, handler_fn, sign, sign_body, verify_and_parse,
+    ApiKey, AsyncCallbackHandler, CallbackHandler, Error, PayoutCallback, Reply, Verifier,
+    async_handler_fn,
+    error::{BoxError, KeyError, StoreOperation},
+    handler_fn,
+    idempotency::{Attempt, Claim, DeliveryKey, IdempotencyStore, MemoryIdempotencyStore},
 };
 
 fn body() -> String {
-    CallbackBuilder::new().body(KEY).unwrap()
+    CallbackBuilder::new().body(&common::key()).unwrap()
 }
 
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -47,7 +49,7 @@ impl AsyncCallbackHandler for Counting {
 
 #[test]
 fn every_sync_handler_shape_is_accepted() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let body = body();
     let body = body.as_bytes();
     let counting = Arc::new(Counting::default());
@@ -72,7 +74,7 @@ fn every_sync_handler_shape_is_accepted() {
 
 #[test]
 fn every_async_handler_shape_is_accepted() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let body = body();
     let body = body.as_bytes();
     let counting = Arc::new(Counting::default());
@@ -122,7 +124,7 @@ impl std::error::Error for Locked {}
 
 #[test]
 fn source_is_the_handlers_own_error_in_both_paths() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let body = body();
     let sync = verifier.process(body.as_bytes(), &|_: &PayoutCallback| {
         Err::<(), _>(Locked(7))
@@ -145,17 +147,17 @@ struct Failing {
 }
 
 impl IdempotencyStore for Failing {
-    fn claim(&self, _: &Attempt) -> Result<Claim, StoreError> {
+    fn claim(&self, _: &Attempt) -> Result<Claim, BoxError> {
         if self.on_claim {
             Err(Box::new(Locked(1)))
         } else {
             Ok(Claim::Claimed)
         }
     }
-    fn complete(&self, _: &Attempt) -> Result<(), StoreError> {
+    fn complete(&self, _: &Attempt) -> Result<(), BoxError> {
         Err(Box::new(Locked(2)))
     }
-    fn release(&self, _: &Attempt) -> Result<(), StoreError> {
+    fn release(&self, _: &Attempt) -> Result<(), BoxError> {
         Err(Box::new(Locked(3)))
     }
 }
@@ -168,9 +170,9 @@ fn source_is_the_stores_own_error() {
         (true, StoreOperation::Claim, 1, 500),
         (false, StoreOperation::Complete, 2, 200),
     ] {
-        let verifier = Verifier::new(KEY)
-            .unwrap()
-            .idempotency(Failing { on_claim });
+        let verifier = Verifier::builder(common::key())
+            .idempotency(Failing { on_claim })
+            .build();
         let reply = verifier.process(body.as_bytes(), &ok);
         assert_eq!(reply.status_code(), status);
         let error = reply.error().unwrap();
@@ -181,9 +183,9 @@ fn source_is_the_stores_own_error() {
         assert_eq!(error.source().unwrap().downcast_ref(), Some(&Locked(row)));
     }
     // A failed release is kept beside the handler's error.
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .idempotency(Failing { on_claim: false });
+    let verifier = Verifier::builder(common::key())
+        .idempotency(Failing { on_claim: false })
+        .build();
     let reply = verifier.process(body.as_bytes(), &|_: &PayoutCallback| {
         Err::<(), _>(Locked(9))
     });
@@ -207,8 +209,10 @@ fn source_is_the_stores_own_error() {
 #[test]
 fn a_reply_names_its_delivery_once_the_callback_is_read() {
     let store = Arc::new(MemoryIdempotencyStore::default());
-    let verifier = Verifier::new(KEY).unwrap().idempotency(Arc::clone(&store));
-    let body = CallbackBuilder::new().cid(42).body(KEY).unwrap();
+    let verifier = Verifier::builder(common::key())
+        .idempotency(Arc::clone(&store))
+        .build();
+    let body = CallbackBuilder::new().cid(42).body(&common::key()).unwrap();
     let key = DeliveryKey {
         pid: 1382528827416576,
         cid: 42,
@@ -227,22 +231,24 @@ fn a_reply_names_its_delivery_once_the_callback_is_read() {
     let conflict = CallbackBuilder::new()
         .cid(42)
         .amount("2")
-        .body(KEY)
+        .body(&common::key())
         .unwrap();
     assert_eq!(
         verifier.process(conflict.as_bytes(), &ok).delivery(),
         Some(key)
     );
     // Before the callback is read, there is nothing to name.
-    let forged = CallbackBuilder::new().body("fake-attacker-key").unwrap();
+    let forged = CallbackBuilder::new()
+        .body(&common::api_key("fake-attacker-key"))
+        .unwrap();
     assert_eq!(verifier.process(forged.as_bytes(), &ok).delivery(), None);
     assert_eq!(verifier.process(b"[]", &ok).delivery(), None);
 }
 
 #[test]
 fn an_api_key_with_whitespace_around_it_is_refused_everywhere() {
-    let body = body();
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body).unwrap();
+    // Every entry point (the verifier, a rotation key, signing, the test kit) takes an
+    // `ApiKey`, so refusing a padded key once, in `ApiKey::new`, refuses it everywhere.
     for padded in [
         format!("{KEY}\n"),
         format!(" {KEY}"),
@@ -250,33 +256,17 @@ fn an_api_key_with_whitespace_around_it_is_refused_everywhere() {
         format!("\t{KEY}"),
     ] {
         assert_eq!(
-            Verifier::new(padded.as_str()).unwrap_err(),
-            Error::ApiKeyWhitespace
+            ApiKey::new(padded.as_str()).unwrap_err(),
+            KeyError::Whitespace
         );
-        assert_eq!(
-            Verifier::new(KEY)
-                .unwrap()
-                .also_accept(padded.as_str())
-                .unwrap_err(),
-            Error::ApiKeyWhitespace
-        );
-        assert_eq!(
-            verify_and_parse(body.as_bytes(), &padded),
-            Err(Error::ApiKeyWhitespace)
-        );
-        assert_eq!(sign(&map, &padded), Err(Error::ApiKeyWhitespace));
-        assert_eq!(
-            sign_body(body.as_bytes(), &padded),
-            Err(Error::ApiKeyWhitespace)
-        );
+        assert_eq!(ApiKey::new(padded).unwrap_err(), KeyError::Whitespace);
     }
-    let error = Error::ApiKeyWhitespace;
+    let error = KeyError::Whitespace;
     assert_eq!(
         error.to_string(),
         "api key has leading or trailing whitespace (a newline from a file?)"
     );
-    assert_eq!(error.http_status(), 500);
     // Whitespace inside a key is part of the key; a blank key is still an empty one.
-    assert!(Verifier::new("fake key with spaces").is_ok());
-    assert_eq!(Verifier::new(" \n").unwrap_err(), Error::EmptyApiKey);
+    assert!(ApiKey::new("fake key with spaces").is_ok());
+    assert_eq!(ApiKey::new(" \n").unwrap_err(), KeyError::Empty);
 }
