@@ -12,7 +12,8 @@ use common::{
     with_field,
 };
 use cregis_payout_callback::{
-    CallbackHandler, CallbackStatus, Cause, Error, PayoutCallback, Reply, SUCCESS_ACK, Verifier,
+    CallbackHandler, CallbackStatus, Error, PayoutCallback, Reply, Verifier,
+    error::{Cause, StoreOperation},
 };
 
 /// A closure handler that records every callback it sees and succeeds.
@@ -33,7 +34,7 @@ fn authentic_callback_is_acknowledged_and_handled() {
 
     assert_eq!(reply.status_code(), 200);
     assert_eq!(reply.body(), "success");
-    assert_eq!(reply.body(), SUCCESS_ACK);
+    assert_eq!(reply.body(), Reply::SUCCESS_ACK);
     assert!(reply.is_ack());
     assert_eq!(reply.error(), None);
     assert_handled(&reply);
@@ -93,7 +94,7 @@ fn forged_callback_is_401_and_never_reaches_the_handler() {
         let reply = verifier().process(body.as_bytes(), &handler);
         assert_eq!(reply.status_code(), 401, "{body}");
         assert!(!reply.is_ack());
-        assert_ne!(reply.body(), SUCCESS_ACK);
+        assert_ne!(reply.body(), Reply::SUCCESS_ACK);
         assert_eq!(reply.body(), expected.to_string());
         assert_eq!(reply.error(), Some(&expected));
     }
@@ -131,16 +132,9 @@ fn malformed_body_is_400_and_never_reaches_the_handler() {
         (b"[]", Error::NotAnObject),
         (
             br#"{"pid":1,"pid":1}"#,
-            Error::DuplicateKey {
-                key: "pid".to_owned(),
-            },
+            Error::DuplicateKey { key: "pid".into() },
         ),
-        (
-            br#"{"fee":{}}"#,
-            Error::NestedValue {
-                key: "fee".to_owned(),
-            },
-        ),
+        (br#"{"fee":{}}"#, Error::NestedValue { key: "fee".into() }),
     ] {
         let reply = verifier().process(body, &counting(&calls));
         assert_eq!(reply.status_code(), 400);
@@ -155,7 +149,9 @@ fn malformed_body_is_400_and_never_reaches_the_handler() {
 fn oversized_body_is_413_and_never_reaches_the_handler() {
     let calls = Cell::new(0);
     let body = signed_example();
-    let small = verifier().max_body_bytes(body.len() - 1);
+    let small = Verifier::builder(common::key())
+        .max_body_bytes(body.len() - 1)
+        .build();
     let reply = small.process(body.as_bytes(), &counting(&calls));
     assert_eq!(reply.status_code(), 413);
     let expected = Error::BodyTooLarge {
@@ -167,7 +163,9 @@ fn oversized_body_is_413_and_never_reaches_the_handler() {
     assert_eq!(calls.get(), 0);
 
     // The same body within the limit is handled.
-    let exact = verifier().max_body_bytes(body.len());
+    let exact = Verifier::builder(common::key())
+        .max_body_bytes(body.len())
+        .build();
     assert!(exact.process(body.as_bytes(), &counting(&calls)).is_ack());
     assert_eq!(calls.get(), 1);
 }
@@ -206,7 +204,7 @@ fn authentic_but_invalid_field_is_400_and_never_reaches_the_handler() {
 
 #[test]
 fn every_documented_status_reaches_the_handler() {
-    for status in CallbackStatus::ALL {
+    for &status in CallbackStatus::ALL {
         let seen = RefCell::new(Vec::new());
         let body = signed_body(&example_with_status(&status.code().to_string()), KEY);
         let reply = verifier().process(body.as_bytes(), &recording(&seen));
@@ -303,15 +301,20 @@ fn no_non_ack_reply_says_success() {
             br#"{"sign":"00000000000000000000000000000000"}"#,
             &counting(&Cell::new(0)),
         ),
-        verifier()
+        Verifier::builder(common::key())
             .max_body_bytes(1)
+            .build()
             .process(b"success", &counting(&Cell::new(0))),
         verifier().process(
             signed_body(&example_with_status("8"), KEY).as_bytes(),
             &counting(&Cell::new(0)),
         ),
         verifier().process(signed_example().as_bytes(), &failing),
-        Reply::from(Error::EmptyApiKey),
+        Reply::from(Error::HandlerCancelled),
+        Reply::from(Error::Store {
+            operation: StoreOperation::Claim,
+            cause: Cause::new("success"),
+        }),
         Reply::from(Error::HandlerFailed {
             cause: Cause::new("success"),
             release_failure: None,
@@ -320,8 +323,8 @@ fn no_non_ack_reply_says_success() {
     for reply in &replies {
         assert!(!reply.is_ack(), "{reply:?}");
         assert_ne!(reply.status_code(), 200, "{reply:?}");
-        assert_ne!(reply.body(), SUCCESS_ACK, "{reply:?}");
-        assert_ne!(reply.body().trim(), SUCCESS_ACK, "{reply:?}");
+        assert_ne!(reply.body(), Reply::SUCCESS_ACK, "{reply:?}");
+        assert_ne!(reply.body().trim(), Reply::SUCCESS_ACK, "{reply:?}");
         assert!(!reply.body().is_empty(), "{reply:?}");
         assert!(reply.error().is_some(), "{reply:?}");
     }
@@ -344,14 +347,19 @@ fn reply_from_error_uses_its_status_and_message() {
     }
     // The host's own faults stay private.
     for error in [
-        Error::EmptyApiKey,
+        Error::Store {
+            operation: StoreOperation::Complete,
+            cause: Cause::new("secret detail"),
+        },
         Error::HandlerFailed {
             cause: Cause::new("secret detail"),
             release_failure: None,
         },
+        Error::HandlerCancelled,
     ] {
         let reply = Reply::from(error.clone());
-        assert_eq!(reply.status_code(), 500);
+        assert_eq!(reply.status_code(), error.http_status());
+        assert!(matches!(reply.status_code(), 500 | 503), "{reply:?}");
         assert_eq!(reply.body(), "internal error");
         assert_eq!(reply.error(), Some(&error));
     }
@@ -434,7 +442,7 @@ fn handler_can_be_a_named_function() {
             Err(format!("not paid: {}", callback.status))
         }
     }
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let paid = signed_body(&example_with_status("6"), KEY);
     assert!(verifier.process(paid.as_bytes(), &handle).is_ack());
     let failed = signed_body(&example_with_status("7"), KEY);

@@ -8,7 +8,8 @@ use common::{
     with_field, without_field,
 };
 use cregis_payout_callback::{
-    Error, PayoutCallback, Reply, Verifier, verify_and_parse, verify_sign,
+    ApiKey, Error, PayoutCallback, Reply, Verifier,
+    signature::{sign_body, verify_sign},
 };
 use serde_json::{Map, Value};
 
@@ -109,7 +110,7 @@ fn bad_bodies() -> Vec<(String, Option<String>)> {
 
 #[test]
 fn errors_and_replies_never_contain_the_key_or_the_expected_sign() {
-    let verifier = Verifier::new(SECRET).unwrap();
+    let verifier = Verifier::new(common::api_key(SECRET));
     let handler = |_: &PayoutCallback| -> Result<(), String> { Ok(()) };
     for (body, expected) in bad_bodies() {
         let mut secrets = vec![SECRET];
@@ -127,8 +128,9 @@ fn errors_and_replies_never_contain_the_key_or_the_expected_sign() {
             assert_clean(&err.to_string(), &secrets, "verify Display");
             assert_clean(&format!("{err:?}"), &secrets, "verify Debug");
         }
-        if let Err(err) = verify_and_parse(body.as_bytes(), SECRET) {
-            assert_clean(&err.to_string(), &secrets, "free function Display");
+        if let Err(err) = sign_body(body.as_bytes(), &common::api_key(SECRET)) {
+            assert_clean(&err.to_string(), &secrets, "sign_body Display");
+            assert_clean(&format!("{err:?}"), &secrets, "sign_body Debug");
         }
 
         let reply = verifier.process(body.as_bytes(), &handler);
@@ -150,7 +152,11 @@ fn the_expected_sign_is_really_what_the_crate_expects() {
             panic!("{body}");
         };
         map.insert("sign".to_owned(), Value::String(expected));
-        assert_eq!(verify_sign(&map, SECRET), Ok(()), "{body}");
+        assert_eq!(
+            verify_sign(&map, &common::api_key(SECRET)),
+            Ok(()),
+            "{body}"
+        );
     }
 }
 
@@ -159,7 +165,7 @@ fn map_api_errors_never_contain_the_key_or_the_expected_sign() {
     let mut map: Map<String, Value> =
         serde_json::from_str(&signed_body(DOC_EXAMPLE, "fake-attacker-key")).unwrap();
     let expected = oracle_sign(DOC_EXAMPLE, SECRET);
-    let err = verify_sign(&map, SECRET).unwrap_err();
+    let err = verify_sign(&map, &common::api_key(SECRET)).unwrap_err();
     assert_eq!(err, Error::SignatureMismatch);
     assert_clean(
         &format!("{err} {err:?}"),
@@ -168,7 +174,7 @@ fn map_api_errors_never_contain_the_key_or_the_expected_sign() {
     );
 
     map.insert("sign".to_owned(), Value::from("zz"));
-    let err = verify_sign(&map, SECRET).unwrap_err();
+    let err = verify_sign(&map, &common::api_key(SECRET)).unwrap_err();
     assert_eq!(err, Error::MalformedSign);
     assert_clean(
         &format!("{err} {err:?}"),
@@ -179,7 +185,7 @@ fn map_api_errors_never_contain_the_key_or_the_expected_sign() {
 
 #[test]
 fn handler_failure_details_stay_out_of_the_reply_body() {
-    let verifier = Verifier::new(SECRET).unwrap();
+    let verifier = Verifier::new(common::api_key(SECRET));
     let body = signed_body(DOC_EXAMPLE, SECRET);
     // A careless host puts the key in its own error text.
     let reply = verifier.process(body.as_bytes(), &|_: &PayoutCallback| {
@@ -193,12 +199,18 @@ fn handler_failure_details_stay_out_of_the_reply_body() {
 #[test]
 fn verifier_debug_redacts_the_key() {
     for key in [SECRET, KEY, "fake-k"] {
-        let verifier = Verifier::new(key).unwrap();
+        let verifier = Verifier::new(common::api_key(key));
         for text in [
             format!("{verifier:?}"),
             format!("{verifier:#?}"),
             format!("{:?}", verifier.clone()),
-            format!("{:?}", verifier.clone().max_body_bytes(10)),
+            format!(
+                "{:?}",
+                Verifier::builder(common::api_key(key))
+                    .also_accept(common::api_key(SECRET))
+                    .max_body_bytes(10)
+            ),
+            format!("{:?}", common::api_key(key)),
         ] {
             assert!(text.contains("[redacted]"), "{text}");
             assert!(!text.contains(key), "{text}");
@@ -208,14 +220,17 @@ fn verifier_debug_redacts_the_key() {
 
 #[test]
 fn reply_debug_of_every_kind_is_clean() {
-    let verifier = Verifier::new(SECRET).unwrap();
+    let verifier = Verifier::new(common::api_key(SECRET));
     let good = signed_body(DOC_EXAMPLE, SECRET);
     let ack = verifier.process(good.as_bytes(), &|_: &PayoutCallback| Ok::<(), String>(()));
     assert!(ack.is_ack());
     assert_clean(&format!("{ack:?}"), &[SECRET], "ack Debug");
+    // A key refused for its padding is not repeated by the error.
+    let padded = ApiKey::new(format!("{SECRET}\n")).unwrap_err();
+    assert_clean(&format!("{padded} {padded:?}"), &[SECRET], "key error");
     assert_clean(
-        &format!("{:?}", Reply::from(Error::EmptyApiKey)),
+        &format!("{:?}", Reply::from(Error::HandlerCancelled)),
         &[SECRET],
-        "empty-key reply",
+        "cancelled reply",
     );
 }

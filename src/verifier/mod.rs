@@ -389,16 +389,16 @@ impl<S> Clone for Verifier<S> {
     }
 }
 
-impl<S> fmt::Debug for Verifier<S> {
+impl<S: fmt::Debug> fmt::Debug for Verifier<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let settings = &*self.settings;
         f.debug_struct("Verifier")
-            .field("api_keys", &settings.api_keys.len())
+            .field("api_keys", &settings.api_keys)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("expected_pid", &settings.expected_pid)
             .field("max_age", &settings.max_age)
             .field("future_skew", &settings.future_skew)
-            .field("store", &std::any::type_name::<S>())
+            .field("store", &self.store)
             .field("claim_lease", &settings.claim_lease)
             .field("clock", &settings.clock)
             .finish()
