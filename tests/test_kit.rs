@@ -5,7 +5,9 @@ mod common;
 
 use common::{KEY, oracle_sign};
 use cregis_payout_callback::testing::CallbackBuilder;
-use cregis_payout_callback::{CallbackStatus, Error, Verifier};
+use cregis_payout_callback::{
+    ApiKey, CallbackStatus, Error, Verifier, error::KeyError, verifier::MatchedKey,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -30,7 +32,7 @@ fn a_new_callback_is_in_the_documented_wire_order_with_sign_last() {
     let body = CallbackBuilder::new()
         .memo("104857")
         .string("network_fee", "0.35")
-        .body(KEY)
+        .body(&common::key())
         .unwrap();
     assert_eq!(
         keys_in_order(&body),
@@ -55,7 +57,9 @@ fn a_new_callback_is_in_the_documented_wire_order_with_sign_last() {
             "sign"
         ]
     );
-    Verifier::new(KEY).unwrap().verify(body.as_bytes()).unwrap();
+    Verifier::new(common::key())
+        .verify(body.as_bytes())
+        .unwrap();
 }
 
 #[test]
@@ -69,7 +73,7 @@ fn nonce_and_timestamp_are_fresh_unless_set() {
         CallbackBuilder::new()
             .nonce("ubqso3")
             .timestamp(1687850657960)
-            .body(KEY)
+            .body(&common::key())
             .unwrap()
     };
     assert_eq!(fixed(), fixed());
@@ -88,14 +92,13 @@ fn every_field_can_be_set_removed_or_given_raw_json() {
         .third_party_id("order-\u{e9}")
         .nonce("abcdef")
         .timestamp(1);
-    let body = builder.body(KEY).unwrap();
+    let body = builder.body(&common::key()).unwrap();
     assert!(body.contains(r#""cid":"1391751691788288","#));
     assert!(body.contains(r#""remark":null,"#));
     assert!(body.contains(r#""txid":"","#));
     assert!(!body.contains("block_height"));
     assert!(body.contains(r#""x_ratio":1.10,"#));
-    let callback = Verifier::new(KEY)
-        .unwrap()
+    let callback = Verifier::new(common::key())
         .verify_and_parse(body.as_bytes())
         .unwrap();
     assert_eq!(callback, builder.callback().unwrap().with_sign_of(&body));
@@ -127,11 +130,11 @@ impl WithSignOf for cregis_payout_callback::PayoutCallback {
 #[test]
 fn a_changed_body_keeps_a_stale_sign_when_asked() {
     let builder = CallbackBuilder::new();
-    let sign = builder.sign(KEY).unwrap();
-    let verifier = Verifier::new(KEY).unwrap();
+    let sign = builder.sign(&common::key()).unwrap();
+    let verifier = Verifier::new(common::key());
     assert_eq!(
         verifier.verify(builder.body_with_sign(&sign).as_bytes()),
-        Ok(())
+        Ok(MatchedKey::Current)
     );
     let tampered = builder.amount("1000").body_with_sign(&sign);
     assert_eq!(
@@ -143,9 +146,12 @@ fn a_changed_body_keeps_a_stale_sign_when_asked() {
 #[test]
 fn a_sign_set_by_hand_is_replaced_never_repeated() {
     let builder = CallbackBuilder::new().raw("sign", r#""00000000000000000000000000000000""#);
-    let body = builder.body(KEY).unwrap();
+    let body = builder.body(&common::key()).unwrap();
     assert_eq!(body.matches(r#""sign":"#).count(), 1);
-    assert_eq!(Verifier::new(KEY).unwrap().verify(body.as_bytes()), Ok(()));
+    assert_eq!(
+        Verifier::new(common::key()).verify(body.as_bytes()),
+        Ok(MatchedKey::Current)
+    );
     assert!(!builder.unsigned_body().contains("sign"));
     assert_eq!(
         builder
@@ -160,10 +166,11 @@ fn a_sign_set_by_hand_is_replaced_never_repeated() {
 fn what_the_kit_cannot_sign_is_an_error_not_a_panic() {
     let builder = CallbackBuilder::empty().raw("pid", "[1]");
     assert_eq!(
-        builder.body(KEY),
+        builder.body(&common::key()),
         Err(Error::NestedValue { key: "pid".into() })
     );
-    assert_eq!(CallbackBuilder::new().body(""), Err(Error::EmptyApiKey));
+    // An empty key cannot reach the kit: `ApiKey::new` refuses it first.
+    assert_eq!(ApiKey::new("").unwrap_err(), KeyError::Empty);
     assert_eq!(
         CallbackBuilder::new().remove("amount").callback(),
         Err(Error::InvalidField {
@@ -197,6 +204,6 @@ proptest! {
             let _ = v;
             (k.clone(), raw)
         }).collect();
-        prop_assert_eq!(builder.sign(KEY).unwrap(), oracle_sign(&pairs, KEY));
+        prop_assert_eq!(builder.sign(&common::key()).unwrap(), oracle_sign(&pairs, KEY));
     }
 }

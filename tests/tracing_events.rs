@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use common::KEY;
 use cregis_payout_callback::testing::CallbackBuilder;
-use cregis_payout_callback::{MemoryIdempotencyStore, PayoutCallback, Verifier, sign_body};
+use cregis_payout_callback::{
+    PayoutCallback, Verifier, idempotency::MemoryIdempotencyStore, signature::sign_body,
+    verifier::MatchedKey,
+};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -82,10 +85,10 @@ fn only(events: &[Captured]) -> &Captured {
 
 #[test]
 fn a_handled_delivery_and_its_duplicate() {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .idempotency(MemoryIdempotencyStore::default());
-    let body = CallbackBuilder::new().cid(77).body(KEY).unwrap();
+    let verifier = Verifier::builder(common::key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
+    let body = CallbackBuilder::new().cid(77).body(&common::key()).unwrap();
     let ok = |_: &PayoutCallback| Ok::<(), String>(());
     let first = events_of(|| drop(verifier.process(body.as_bytes(), &ok)));
     let event = only(&first);
@@ -115,10 +118,10 @@ fn a_handled_delivery_and_its_duplicate() {
 
 #[test]
 fn a_forgery_is_a_warning_without_the_key_or_the_expected_sign() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let builder = CallbackBuilder::new();
-    let forged = builder.body("fake-attacker-key").unwrap();
-    let expected = sign_body(forged.as_bytes(), KEY).unwrap();
+    let forged = builder.body(&common::api_key("fake-attacker-key")).unwrap();
+    let expected = sign_body(forged.as_bytes(), &common::key()).unwrap();
     let ok = |_: &PayoutCallback| Ok::<(), String>(());
     let events = events_of(|| drop(verifier.process(forged.as_bytes(), &ok)));
     let event = only(&events);
@@ -139,11 +142,11 @@ fn a_forgery_is_a_warning_without_the_key_or_the_expected_sign() {
 
 #[test]
 fn a_failing_handler_is_an_error_naming_its_delivery() {
-    let verifier = Verifier::new(KEY).unwrap();
+    let verifier = Verifier::new(common::key());
     let body = CallbackBuilder::new()
         .cid(78)
         .status_code(7)
-        .body(KEY)
+        .body(&common::key())
         .unwrap();
     let failing = |_: &PayoutCallback| async { Err::<(), _>("database is down") };
     let events = events_of(|| {
@@ -168,7 +171,7 @@ fn a_failing_handler_is_an_error_naming_its_delivery() {
 
 #[test]
 fn every_refusal_names_its_kind() {
-    let verifier = Verifier::new(KEY).unwrap().expected_pid(1);
+    let verifier = Verifier::builder(common::key()).expected_pid(1).build();
     let ok = |_: &PayoutCallback| Ok::<(), String>(());
     let oversized = vec![b' '; 70_000];
     let cases: [(&[u8], &str, &str); 3] = [
@@ -185,7 +188,7 @@ fn every_refusal_names_its_kind() {
             (Some(status), Some(kind))
         );
     }
-    let other_project = CallbackBuilder::new().body(KEY).unwrap();
+    let other_project = CallbackBuilder::new().body(&common::key()).unwrap();
     let events = events_of(|| drop(verifier.process(other_project.as_bytes(), &ok)));
     assert_eq!(only(&events).field("error_kind"), Some("PidMismatch"));
 }
@@ -199,14 +202,14 @@ fn the_axum_route_reports_the_replies_it_makes_itself() {
         #[allow(unreachable_code)]
         Ok::<(), String>(())
     };
-    let body = CallbackBuilder::new().cid(79).body(KEY).unwrap();
+    let body = CallbackBuilder::new().cid(79).body(&common::key()).unwrap();
     let events = events_of(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let verifier = Verifier::new(KEY).unwrap();
+            let verifier = Verifier::new(common::key());
             let app = axum::Router::new().route("/cb", callback_route(verifier, panicking));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}/cb", listener.local_addr().unwrap());
@@ -232,7 +235,7 @@ fn the_axum_route_reports_the_replies_it_makes_itself() {
     assert_eq!(ours[0].field("error_kind"), Some("HandlerFailed"));
     assert_eq!(
         ours[0].field("error"),
-        Some("handler failed: the handler panicked")
+        Some("handler failed: the handler panicked: the handler's own bug")
     );
     assert_eq!(ours[0].field("cid"), Some("79"));
     assert_eq!(ours[1].level, Level::WARN);
@@ -240,4 +243,81 @@ fn the_axum_route_reports_the_replies_it_makes_itself() {
         (ours[1].field("status_code"), ours[1].field("error_kind")),
         (Some("413"), Some("BodyTooLarge"))
     );
+}
+
+/// A body whose only key is `key_len` bytes of `k`, its value nested (`nested`) or repeated.
+fn body_with_long_key(key_len: usize, nested: bool) -> String {
+    let key = "k".repeat(key_len);
+    if nested {
+        format!(r#"{{"{key}":{{"a":1}}}}"#)
+    } else {
+        format!(r#"{{"{key}":1,"{key}":2}}"#)
+    }
+}
+
+#[test]
+fn a_sixty_kib_key_stays_out_of_the_reply_and_the_event() {
+    const LONG: usize = 60 * 1024;
+    // Room for the duplicate's two 60 KiB copies.
+    let verifier = Verifier::builder(common::key())
+        .max_body_bytes(256 * 1024)
+        .build();
+    let ok = |_: &PayoutCallback| Ok::<(), String>(());
+    for (nested, kind) in [(false, "DuplicateKey"), (true, "NestedValue")] {
+        let body = body_with_long_key(LONG, nested);
+        assert!(
+            body.len() < verifier.max_body_bytes(),
+            "within the body limit"
+        );
+        let mut reply = None;
+        let events = events_of(|| reply = Some(verifier.process(body.as_bytes(), &ok)));
+        let reply = reply.unwrap();
+        assert_eq!(reply.status_code(), 400);
+        assert!(reply.body().len() < 200, "{}", reply.body());
+        // The error still names the key's beginning and its length.
+        assert!(reply.body().contains(&"k".repeat(20)), "{}", reply.body());
+        assert!(
+            reply.body().contains(&format!("({LONG} bytes)")),
+            "{}",
+            reply.body()
+        );
+        let event = only(&events);
+        assert_eq!(event.field("error_kind"), Some(kind));
+        assert_eq!(event.field("error"), Some(reply.body()));
+        for (name, value) in &event.fields {
+            assert!(value.len() < 200, "{name} is {} bytes", value.len());
+        }
+    }
+}
+
+#[test]
+fn a_rotation_says_which_key_signed_on_the_reply_and_in_the_event() {
+    let (new, old) = (
+        common::api_key("fake-new-key"),
+        common::api_key("fake-old-key"),
+    );
+    let verifier = Verifier::builder(new.clone())
+        .also_accept(old.clone())
+        .build();
+    let ok = |_: &PayoutCallback| Ok::<(), String>(());
+    for (key, matched, traced) in [
+        (&old, MatchedKey::Previous { index: 0 }, "previous key 0"),
+        (&new, MatchedKey::Current, "current key"),
+    ] {
+        let body = CallbackBuilder::new().body(key).unwrap();
+        let mut reply = None;
+        let events = events_of(|| reply = Some(verifier.process(body.as_bytes(), &ok)));
+        let reply = reply.unwrap();
+        assert!(reply.is_ack(), "{reply:?}");
+        assert_eq!(reply.signed_with(), Some(matched));
+        assert_eq!(only(&events).field("signed_with"), Some(traced));
+    }
+    // A forgery matched no key, and says none.
+    let forged = CallbackBuilder::new()
+        .body(&common::api_key("fake-attacker-key"))
+        .unwrap();
+    let mut reply = None;
+    let events = events_of(|| reply = Some(verifier.process(forged.as_bytes(), &ok)));
+    assert_eq!(reply.unwrap().signed_with(), None);
+    assert_eq!(only(&events).field("signed_with"), None);
 }
