@@ -17,7 +17,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use common::{KEY, example_with_status, signed_body};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, DEFAULT_MAX_BODY_BYTES, MemoryIdempotencyStore, Verifier,
+    AsyncCallbackHandler, CallbackStatus, Verifier, idempotency::MemoryIdempotencyStore,
+    verifier::DEFAULT_MAX_BODY_BYTES,
 };
 use e2e::{Failing, Panicking, Slow, checks, post};
 use example::{Ledger, ROUTE, server};
@@ -25,9 +26,9 @@ use example::{Ledger, ROUTE, server};
 /// Runs the example's server on an ephemeral loopback port, in the background, as its `main`
 /// does (with the memory idempotency store).
 fn serve<H: AsyncCallbackHandler + Send + 'static>(handler: Arc<H>) -> (SocketAddr, ServerHandle) {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .idempotency(MemoryIdempotencyStore::default());
+    let verifier = Verifier::builder(common::key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = server(listener, verifier, handler).unwrap();
@@ -97,7 +98,7 @@ async fn simulate_is_acknowledged_and_its_forgery_refused() {
     let options =
         simulate::Options::parse(&[url.clone(), "--id".into(), "order-7".into()]).unwrap();
     assert_eq!(
-        simulate::run(&options, KEY).await.unwrap(),
+        simulate::run(&options, &common::key()).await.unwrap(),
         [(200, "success".to_owned())]
     );
     assert_eq!(
@@ -109,7 +110,7 @@ async fn simulate_is_acknowledged_and_its_forgery_refused() {
         ..options
     };
     assert_eq!(
-        simulate::run(&tampered, KEY).await.unwrap(),
+        simulate::run(&tampered, &common::key()).await.unwrap(),
         [(401, "signature does not match".to_owned())]
     );
     server.stop(true).await;

@@ -1,13 +1,15 @@
 //! Compile-time checks, from outside the crate, that the public API has exactly the shapes
-//! issue 2 gives it. Most of this file proves itself by compiling; the tests run the few
+//! issue 2 gave it, as 0.2 names them. Most of this file proves itself by compiling; the tests run the few
 //! checks that need values.
 
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 
 use cregis_payout_callback::{
-    CallbackHandler, CallbackStatus, Error, PayoutCallback, Reply, SUCCESS_ACK, Verifier, sign,
-    verify_and_parse, verify_sign,
+    ApiKey, CallbackHandler, CallbackStatus, Error, PayoutCallback, Reply, Verifier,
+    error::KeyError,
+    signature::{sign, sign_body, verify_sign},
+    verifier::{MatchedKey, VerifierBuilder},
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,30 +19,36 @@ type Params = Map<String, Value>;
 
 #[test]
 fn free_functions_have_the_contract_signatures() {
-    let _: fn(&Params, &str) -> Result<String, Error> = sign;
-    let _: fn(&Params, &str) -> Result<(), Error> = verify_sign;
-    let _: fn(&[u8], &str) -> Result<PayoutCallback, Error> = verify_and_parse;
+    let _: fn(&Params, &ApiKey) -> Result<String, Error> = sign;
+    let _: fn(&Params, &ApiKey) -> Result<(), Error> = verify_sign;
+    let _: fn(&[u8], &ApiKey) -> Result<String, Error> = sign_body;
 }
 
 #[test]
 fn success_ack_is_the_word_success() {
-    const ACK: &str = SUCCESS_ACK;
+    const ACK: &str = Reply::SUCCESS_ACK;
     assert_eq!(ACK, "success");
 }
 
 #[test]
 fn verifier_has_the_contract_methods() {
-    // `new` is generic (`impl Into<String>`); each instance coerces to a plain function.
-    let _: fn(&'static str) -> Result<Verifier, Error> = Verifier::new;
-    let _: fn(String) -> Result<Verifier, Error> = Verifier::new;
-    let _: fn(Verifier, usize) -> Verifier = Verifier::max_body_bytes;
-    let _: fn(&Verifier, &[u8]) -> Result<(), Error> = Verifier::verify;
+    // A checked key makes an infallible verifier; settings go through the builder.
+    let _: fn(ApiKey) -> Verifier = Verifier::new;
+    let _: fn(ApiKey) -> VerifierBuilder = Verifier::builder;
+    let _: fn(VerifierBuilder, usize) -> VerifierBuilder = VerifierBuilder::max_body_bytes;
+    let _: fn(VerifierBuilder, ApiKey) -> VerifierBuilder = VerifierBuilder::also_accept;
+    let _: fn(VerifierBuilder) -> Verifier = VerifierBuilder::build;
+    let _: fn(&Verifier) -> usize = Verifier::max_body_bytes;
+    let _: fn(&Verifier) -> Option<i64> = Verifier::expected_pid;
+    let _: fn(&Verifier, &[u8]) -> Result<MatchedKey, Error> = Verifier::verify;
     let _: fn(&Verifier, &[u8]) -> Result<PayoutCallback, Error> = Verifier::verify_and_parse;
 
-    // `new` takes anything `Into<String>`.
-    let from_str: Result<Verifier, Error> = Verifier::new("fake-contract-key");
-    let from_string: Result<Verifier, Error> = Verifier::new(String::from("fake-contract-key"));
-    let from_box: Result<Verifier, Error> = Verifier::new(Box::<str>::from("fake-contract-key"));
+    // `ApiKey::new` is generic (`impl Into<String>`); each instance coerces to a plain function.
+    let _: fn(&'static str) -> Result<ApiKey, KeyError> = ApiKey::new;
+    let _: fn(String) -> Result<ApiKey, KeyError> = ApiKey::new;
+    let from_str = ApiKey::new("fake-contract-key");
+    let from_string = ApiKey::new(String::from("fake-contract-key"));
+    let from_box = ApiKey::new(Box::<str>::from("fake-contract-key"));
     assert!(from_str.is_ok() && from_string.is_ok() && from_box.is_ok());
 }
 
@@ -59,9 +67,9 @@ fn process_takes_any_handler_including_closures() {
     }
     let _ = process_signature::<Host>();
 
-    let verifier = Verifier::new("fake-contract-key")
-        .unwrap()
-        .max_body_bytes(1024);
+    let verifier = Verifier::builder(ApiKey::new("fake-contract-key").unwrap())
+        .max_body_bytes(1024)
+        .build();
     let closure = |_: &PayoutCallback| -> Result<(), std::io::Error> { Ok(()) };
     let reply: Reply = verifier.process(b"{}", &closure);
     assert_eq!(reply.status_code(), 401);
@@ -210,8 +218,8 @@ fn callback_has_the_contract_fields() {
 /// Every variant the issue names, by name (the enum is `#[non_exhaustive]`, hence the last arm).
 fn variant_name(error: &Error) -> &'static str {
     match error {
-        Error::EmptyApiKey => "EmptyApiKey",
         Error::BodyTooLarge { .. } => "BodyTooLarge",
+        Error::BodyUnreadable { .. } => "BodyUnreadable",
         Error::InvalidJson { .. } => "InvalidJson",
         Error::NotAnObject => "NotAnObject",
         Error::DuplicateKey { .. } => "DuplicateKey",
@@ -223,6 +231,7 @@ fn variant_name(error: &Error) -> &'static str {
             let _: &i64 = code;
             "UnknownStatus"
         }
+        Error::HandlerCancelled => "HandlerCancelled",
         _ => "other",
     }
 }
@@ -233,7 +242,10 @@ fn error_has_the_contract_variants() {
         variant_name(&Error::UnknownStatus { code: 8 }),
         "UnknownStatus"
     );
-    assert_eq!(variant_name(&Error::EmptyApiKey), "EmptyApiKey");
+    assert_eq!(variant_name(&Error::HandlerCancelled), "HandlerCancelled");
+    // A stable label for metrics, with or without the `tracing` feature.
+    let _: fn(&Error) -> &'static str = Error::kind;
+    assert_eq!(Error::HandlerCancelled.kind(), "HandlerCancelled");
     let _: fn(&Error) -> u16 = Error::http_status;
     let _: fn(&Error) -> bool = Error::is_authentication;
     let _: fn(&Error) -> bool = Error::is_contract;
@@ -250,19 +262,30 @@ fn auto_traits() {
     assert_send_sync::<Reply>();
     assert_send_sync::<PayoutCallback>();
     assert_send_sync::<CallbackStatus>();
+    assert_send_sync::<ApiKey>();
+    assert_send_sync::<KeyError>();
     assert_clone::<Verifier>();
+    assert_clone::<ApiKey>();
     assert_std_error::<Error>();
+    assert_std_error::<KeyError>();
 }
 
 #[test]
 fn error_converts_into_boxed_errors() {
     fn host() -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
-        Verifier::new("")?;
+        let verifier = Verifier::new(ApiKey::new("")?);
+        verifier.verify(b"{}")?;
         Ok(())
     }
     let boxed = host().unwrap_err();
     assert_eq!(boxed.to_string(), "api key is empty");
-    assert_eq!(boxed.downcast_ref::<Error>(), Some(&Error::EmptyApiKey));
+    assert_eq!(boxed.downcast_ref::<KeyError>(), Some(&KeyError::Empty));
+    fn request() -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Verifier::new(ApiKey::new("fake-contract-key")?).verify(b"{}")?;
+        Ok(())
+    }
+    let boxed = request().unwrap_err();
+    assert_eq!(boxed.downcast_ref::<Error>(), Some(&Error::MissingSign));
 }
 
 #[test]
@@ -271,6 +294,8 @@ fn errors_and_debug_are_implemented() {
     assert_debug::<Verifier>();
     assert_debug::<Reply>();
     assert_debug::<Error>();
+    assert_debug::<ApiKey>();
+    assert_debug::<KeyError>();
 }
 
 // Issues 3 and 4: async handlers, replies for frameworks, idempotency.
@@ -288,7 +313,7 @@ fn process_async_returns_a_send_future_for_any_async_handler() {
             Ok(())
         }
     }
-    let verifier = Verifier::new("fake-contract-key").unwrap();
+    let verifier = Verifier::new(ApiKey::new("fake-contract-key").unwrap());
     assert_send(&verifier.process_async(b"{}", &Host));
     let closure = |callback: &PayoutCallback| {
         let id = callback.third_party_id.clone();
@@ -306,7 +331,7 @@ fn reply_answers_in_one_line() {
     );
     assert_eq!(
         Reply::ack().content_type(),
-        cregis_payout_callback::CONTENT_TYPE
+        cregis_payout_callback::Reply::CONTENT_TYPE
     );
 }
 
@@ -314,17 +339,16 @@ fn reply_answers_in_one_line() {
 fn idempotency_stores_are_object_safe_and_the_verifier_stays_shareable() {
     use std::sync::Arc;
 
-    use cregis_payout_callback::{IdempotencyStore, MemoryIdempotencyStore};
+    use cregis_payout_callback::idempotency::{IdempotencyStore, MemoryIdempotencyStore};
 
     let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryIdempotencyStore::default());
-    let verifier = Verifier::new("fake-contract-key")
-        .unwrap()
+    let verifier = Verifier::builder(ApiKey::new("fake-contract-key").unwrap())
         .idempotency(store)
-        .also_accept("fake-old-key")
-        .unwrap()
+        .also_accept(ApiKey::new("fake-old-key").unwrap())
         .expected_pid(1)
         .max_age(std::time::Duration::from_secs(60))
-        .future_skew(std::time::Duration::from_secs(5));
+        .future_skew(std::time::Duration::from_secs(5))
+        .build();
     assert_send_sync::<Verifier>();
     assert_send_sync::<MemoryIdempotencyStore>();
     let copy = verifier.clone();
@@ -339,27 +363,30 @@ fn async_stores_keep_process_async_send_and_the_store_types_are_shareable() {
     use std::time::{Duration, SystemTime};
 
     use cregis_payout_callback::{
-        AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DEFAULT_CLAIM_LEASE, DeliveryKey,
-        Fingerprint, IdempotencyStore, MemoryIdempotencyStore, StoreError,
+        error::BoxError,
+        idempotency::{
+            AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DEFAULT_CLAIM_LEASE,
+            DeliveryKey, Fingerprint, IdempotencyStore, MemoryIdempotencyStore,
+        },
     };
 
     struct Remote;
     impl AsyncIdempotencyStore for Remote {
-        async fn claim(&self, _: &Attempt) -> Result<Claim, StoreError> {
+        async fn claim(&self, _: &Attempt) -> Result<Claim, BoxError> {
             Ok(Claim::Claimed)
         }
-        async fn complete(&self, _: &Attempt) -> Result<(), StoreError> {
+        async fn complete(&self, _: &Attempt) -> Result<(), BoxError> {
             Ok(())
         }
-        async fn release(&self, _: &Attempt) -> Result<(), StoreError> {
+        async fn release(&self, _: &Attempt) -> Result<(), BoxError> {
             Ok(())
         }
     }
     let handler = |_: &PayoutCallback| async { Ok::<(), String>(()) };
-    let verifier = Verifier::new("fake-contract-key")
-        .unwrap()
-        .idempotency_async(Arc::new(Remote))
-        .claim_lease(DEFAULT_CLAIM_LEASE);
+    let verifier = Verifier::builder(ApiKey::new("fake-contract-key").unwrap())
+        .idempotency(Arc::new(Remote))
+        .claim_lease(DEFAULT_CLAIM_LEASE)
+        .build();
     assert_send(&verifier.process_async(b"{}", &handler));
     assert_send_sync::<Verifier>();
     assert_send_sync::<Attempt>();
@@ -367,9 +394,9 @@ fn async_stores_keep_process_async_send_and_the_store_types_are_shareable() {
     assert_send_sync::<Fingerprint>();
 
     let store = Arc::new(MemoryIdempotencyStore::default());
-    let _verifier = Verifier::new("fake-contract-key")
-        .unwrap()
-        .idempotency(Arc::clone(&store));
+    let _verifier = Verifier::builder(ApiKey::new("fake-contract-key").unwrap())
+        .idempotency(Arc::clone(&store))
+        .build();
     let claims: Vec<ClaimInProgress> = store.claims_in_progress();
     let _: Option<Duration> = claims.first().map(|c| c.age(SystemTime::now()));
     let released: bool = store.release_claim(&DeliveryKey {
@@ -378,6 +405,6 @@ fn async_stores_keep_process_async_send_and_the_store_types_are_shareable() {
         status: cregis_payout_callback::CallbackStatus::TransactionSuccessful,
     });
     assert!(!released);
-    let _: fn(&MemoryIdempotencyStore, &Attempt) -> Result<Claim, StoreError> =
+    let _: fn(&MemoryIdempotencyStore, &Attempt) -> Result<Claim, BoxError> =
         <MemoryIdempotencyStore as IdempotencyStore>::claim;
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::{KEY, example_with_status, signed_body};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, DEFAULT_MAX_BODY_BYTES, MemoryIdempotencyStore, Verifier,
-    verify_and_parse,
+    AsyncCallbackHandler, Verifier, idempotency::MemoryIdempotencyStore,
+    verifier::DEFAULT_MAX_BODY_BYTES,
 };
 use e2e::{Failing, Panicking, Slow, checks, post};
 use example::{Ledger, ROUTE, app};
@@ -22,9 +22,9 @@ use example::{Ledger, ROUTE, app};
 /// Serves the example's app on an ephemeral loopback port, in the background, as its `main`
 /// does (with the memory idempotency store).
 async fn serve(handler: impl AsyncCallbackHandler + Send + 'static) -> SocketAddr {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .idempotency(MemoryIdempotencyStore::default());
+    let verifier = Verifier::builder(common::key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(verifier, handler)).await.unwrap() });
@@ -43,7 +43,9 @@ async fn a_signed_callback_is_acknowledged_and_handled_as_sent() {
         answer.content_type.as_deref(),
         Some("text/plain; charset=utf-8")
     );
-    let expected = verify_and_parse(body.as_bytes(), KEY).unwrap();
+    let expected = Verifier::new(common::key())
+        .verify_and_parse(body.as_bytes())
+        .unwrap();
     assert_eq!(
         ledger.last("1e0fb3a0a9454ad8928d26b592e8b3c7"),
         Some(expected)

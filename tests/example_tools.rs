@@ -13,11 +13,23 @@ mod simulate;
 
 use std::sync::Arc;
 
-use common::KEY;
-use cregis_payout_callback::{
-    CallbackStatus, Error, MemoryIdempotencyStore, Verifier, verify_and_parse,
-};
+use common::{KEY, api_key, key, verifier};
+use cregis_payout_callback::idempotency::MemoryIdempotencyStore;
+use cregis_payout_callback::testing::CallbackBuilder;
+use cregis_payout_callback::verifier::MatchedKey;
+use cregis_payout_callback::{ApiKey, CallbackStatus, Error, PayoutCallback, Verifier};
 use simulate::Options;
+
+/// `body` verified and parsed with [`KEY`].
+fn verify_and_parse(body: &str) -> Result<PayoutCallback, Error> {
+    verifier().verify_and_parse(body.as_bytes())
+}
+
+/// Whether `key` is the key `text`: both sign the same callback alike.
+fn is_key(key: &ApiKey, text: &str) -> bool {
+    let callback = CallbackBuilder::new();
+    callback.sign(key).unwrap() == callback.sign(&api_key(text)).unwrap()
+}
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
@@ -77,53 +89,61 @@ fn simulate_reads_its_command_line() {
 
 #[test]
 fn simulate_says_which_key_it_signs_with() {
-    let (key, about) = simulate::api_key(None);
-    assert_eq!(key, simulate::DEMO_API_KEY);
+    let (key, about) = simulate::api_key(None).unwrap();
+    assert!(is_key(&key, simulate::DEMO_API_KEY));
     assert!(about.contains("CREGIS_API_KEY is not set"), "{about}");
     assert!(about.contains("set CREGIS_API_KEY=<your key>"), "{about}");
-    let (key, about) = simulate::api_key(Some("fake-operator-key".to_owned()));
-    assert_eq!(key, "fake-operator-key");
+    let (key, about) = simulate::api_key(Some("fake-operator-key".to_owned())).unwrap();
+    assert!(is_key(&key, "fake-operator-key"));
+    assert!(!is_key(&key, simulate::DEMO_API_KEY));
     assert_eq!(about, "signing with the key in CREGIS_API_KEY");
-    assert!(!about.contains(&key));
+    assert!(!about.contains("fake-operator-key"));
+    // An unusable key is refused, saying where it came from and what is wrong with it.
+    assert_eq!(
+        simulate::api_key(Some("fake-operator-key\n".to_owned())).unwrap_err(),
+        "CREGIS_API_KEY is unusable: api key has leading or trailing whitespace \
+         (a newline from a file?)"
+    );
+    assert_eq!(
+        simulate::api_key(Some(String::new())).unwrap_err(),
+        "CREGIS_API_KEY is unusable: api key is empty"
+    );
 }
 
 #[test]
 fn simulate_builds_authentic_callbacks_and_forgeries() {
     let mut options = Options::parse(&args(&["--memo", "tag-7", "--amount", "12.000001"])).unwrap();
-    let body = simulate::build_body(&options, KEY).unwrap();
-    let callback = verify_and_parse(body.as_bytes(), KEY).unwrap();
+    let body = simulate::build_body(&options, &key()).unwrap();
+    let callback = verify_and_parse(&body).unwrap();
     assert_eq!(callback.status, CallbackStatus::TransactionSuccessful);
     assert_eq!(callback.amount, "12.000001");
     assert_eq!(callback.memo.as_deref(), Some("tag-7"));
     assert!(callback.txid.is_some() && callback.block_time.is_some());
 
     options.status = 2;
-    let rejected = simulate::build_body(&options, KEY).unwrap();
-    let callback = verify_and_parse(rejected.as_bytes(), KEY).unwrap();
+    let rejected = simulate::build_body(&options, &key()).unwrap();
+    let callback = verify_and_parse(&rejected).unwrap();
     assert_eq!(callback.txid, None);
 
     // An undocumented status is sent as asked; the verifier calls it what it is.
     options.status = 9;
-    let unknown = simulate::build_body(&options, KEY).unwrap();
+    let unknown = simulate::build_body(&options, &key()).unwrap();
     assert_eq!(
-        verify_and_parse(unknown.as_bytes(), KEY),
+        verify_and_parse(&unknown),
         Err(Error::UnknownStatus { code: 9 })
     );
 
     options.status = 6;
     options.tamper = true;
-    let forged = simulate::build_body(&options, KEY).unwrap();
-    assert_eq!(
-        verify_and_parse(forged.as_bytes(), KEY),
-        Err(Error::SignatureMismatch)
-    );
+    let forged = simulate::build_body(&options, &key()).unwrap();
+    assert_eq!(verify_and_parse(&forged), Err(Error::SignatureMismatch));
 }
 
 #[test]
 fn the_same_cid_is_the_same_fact_with_the_same_content() {
     let options = Options::parse(&args(&["--cid", "1391751691799999"])).unwrap();
-    let first = verify_and_parse(simulate::build_body(&options, KEY).unwrap().as_bytes(), KEY);
-    let again = verify_and_parse(simulate::build_body(&options, KEY).unwrap().as_bytes(), KEY);
+    let first = verify_and_parse(&simulate::build_body(&options, &key()).unwrap());
+    let again = verify_and_parse(&simulate::build_body(&options, &key()).unwrap());
     let (first, again) = (first.unwrap(), again.unwrap());
     assert_eq!(first.delivery_key(), again.delivery_key());
     assert_eq!(
@@ -138,9 +158,9 @@ fn the_same_cid_is_the_same_fact_with_the_same_content() {
 
 /// Serves the axum example on loopback with an idempotency store; returns its URL.
 async fn serve_axum_example(ledger: Arc<axum_example::Ledger>) -> String {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .idempotency(MemoryIdempotencyStore::default());
+    let verifier = Verifier::builder(key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://{}{}",
@@ -161,14 +181,14 @@ async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
     let ack = || (200, "success".to_owned());
     let options = Options::parse(&args(&[&url, "--repeat", "3"])).unwrap();
     assert_eq!(
-        simulate::run(&options, KEY).await.unwrap(),
+        simulate::run(&options, &key()).await.unwrap(),
         [ack(), ack(), ack()]
     );
     assert_eq!(ledger.payouts(), 1);
     // A later run re-pushing the same cid is acknowledged too.
     let options = Options::parse(&args(&[&url, "--cid", "1391751691700001"])).unwrap();
-    assert_eq!(simulate::run(&options, KEY).await.unwrap(), [ack()]);
-    assert_eq!(simulate::run(&options, KEY).await.unwrap(), [ack()]);
+    assert_eq!(simulate::run(&options, &key()).await.unwrap(), [ack()]);
+    assert_eq!(simulate::run(&options, &key()).await.unwrap(), [ack()]);
     assert_eq!(ledger.payouts(), 2);
 
     // Refused deliveries: a forgery and another key are not authentic (401); an
@@ -176,34 +196,51 @@ async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
     let forged = (401, "signature does not match".to_owned());
     let tampered = Options::parse(&args(&[&url, "--tamper", "--repeat", "2"])).unwrap();
     assert_eq!(
-        simulate::run(&tampered, KEY).await.unwrap(),
+        simulate::run(&tampered, &key()).await.unwrap(),
         [forged.clone(), forged.clone()]
     );
     let wrong_key = Options::parse(&args(&[&url])).unwrap();
     assert_eq!(
-        simulate::run(&wrong_key, "fake-wrong-key").await.unwrap(),
+        simulate::run(&wrong_key, &api_key("fake-wrong-key"))
+            .await
+            .unwrap(),
         [forged]
     );
     let unknown = Options::parse(&args(&[&url, "--status", "9"])).unwrap();
     assert_eq!(
-        simulate::run(&unknown, KEY).await.unwrap(),
+        simulate::run(&unknown, &key()).await.unwrap(),
         [(400, "status 9 is not a documented payout status".to_owned())]
     );
     assert_eq!(ledger.payouts(), 2);
     // The exit status: 0 only when every delivery was acknowledged.
-    let key = Some(KEY.to_owned());
+    let from_env = Some(KEY.to_owned());
     let fresh = args(&[&url, "--repeat", "2"]);
-    assert_eq!(simulate::simulate(&fresh, key.clone()).await.unwrap(), 0);
+    assert_eq!(
+        simulate::simulate(&fresh, from_env.clone()).await.unwrap(),
+        0
+    );
     let forged = args(&[&url, "--tamper"]);
-    assert_eq!(simulate::simulate(&forged, key.clone()).await.unwrap(), 1);
+    assert_eq!(
+        simulate::simulate(&forged, from_env.clone()).await.unwrap(),
+        1
+    );
     // Without CREGIS_API_KEY it signs with the demo key, which this server refuses.
     assert_eq!(simulate::simulate(&args(&[&url]), None).await.unwrap(), 1);
     assert_eq!(
-        simulate::simulate(&args(&["--status"]), key)
+        simulate::simulate(&args(&["--status"]), from_env)
             .await
             .unwrap_err()
             .to_string(),
         "--status needs a value"
+    );
+    // A padded key is refused before anything is sent.
+    assert_eq!(
+        simulate::simulate(&args(&[&url]), Some(format!(" {KEY}")))
+            .await
+            .unwrap_err()
+            .to_string(),
+        "CREGIS_API_KEY is unusable: api key has leading or trailing whitespace \
+         (a newline from a file?)"
     );
     assert!(simulate::acknowledged(200, "success"));
     assert!(!simulate::acknowledged(200, "ok"));
@@ -220,7 +257,7 @@ const VECTOR_BODY: &str = r#"{"pid":1382528827416576,"currency":"195@195",
 
 fn explain(body: &str, key: &str) -> (bool, String) {
     let mut out = Vec::new();
-    let verifies = inspect::explain(body.as_bytes(), key, &mut out).unwrap();
+    let verifies = inspect::explain(body.as_bytes(), &api_key(key), &mut out).unwrap();
     (verifies, String::from_utf8(out).unwrap())
 }
 
@@ -276,14 +313,21 @@ fn inspect_explains_bodies_that_cannot_be_signed() {
         "verifies: no (key \"a\" appears more than once)\n\
          the body cannot be signed at all: key \"a\" appears more than once\n"
     );
-    let (_, out) = explain(VECTOR_BODY, " ");
-    assert_eq!(out, "cannot verify: api key is empty\n");
+    // An empty key is refused when it is read, before anything is explained.
+    assert_eq!(
+        inspect::api_key(Some(" ".to_owned())).unwrap_err(),
+        "CREGIS_API_KEY is unusable: api key is empty"
+    );
+    assert_eq!(
+        inspect::api_key(None).unwrap_err(),
+        "set CREGIS_API_KEY to the project's API key (never pass it as an argument)"
+    );
 }
 
 #[test]
 fn inspect_signs_the_raw_text_keeping_numbers_as_written() {
     let body = br#"{"pid":1382528827416576,"x_ratio":1.10,"cid":"1391751691788288","sign":"00"}"#;
-    let signed = inspect::signed(body, KEY).unwrap();
+    let signed = inspect::signed(body, &key()).unwrap();
     assert!(
         signed.starts_with(
             r#"{"pid":1382528827416576,"x_ratio":1.10,"cid":"1391751691788288","sign":""#
@@ -291,15 +335,15 @@ fn inspect_signs_the_raw_text_keeping_numbers_as_written() {
         "{signed}"
     );
     assert_eq!(
-        Verifier::new(KEY).unwrap().verify(signed.as_bytes()),
-        Ok(())
+        verifier().verify(signed.as_bytes()),
+        Ok(MatchedKey::Current)
     );
     // Through a map, `1.10` would have become `1.1` and the signature another one.
     assert_ne!(
         signed,
         inspect::signed(
             br#"{"pid":1382528827416576,"x_ratio":1.1,"cid":"1391751691788288"}"#,
-            KEY
+            &key()
         )
         .unwrap()
     );
@@ -308,7 +352,7 @@ fn inspect_signs_the_raw_text_keeping_numbers_as_written() {
 #[test]
 fn inspect_refuses_to_sign_a_repeated_key() {
     assert_eq!(
-        inspect::signed(br#"{"pid":1,"amount":"1.1","amount":"9.9"}"#, KEY),
+        inspect::signed(br#"{"pid":1,"amount":"1.1","amount":"9.9"}"#, &key()),
         Err(Error::DuplicateKey {
             key: "amount".into()
         })
@@ -318,8 +362,8 @@ fn inspect_refuses_to_sign_a_repeated_key() {
 #[test]
 fn inspect_signs_a_body_correctly() {
     let tampered = VECTOR_BODY.replace(r#""amount":"1.1""#, r#""amount":"2""#);
-    let signed = inspect::signed(tampered.as_bytes(), KEY).unwrap();
-    let verifier = Verifier::new(KEY).unwrap();
-    assert_eq!(verifier.verify(signed.as_bytes()), Ok(()));
+    let signed = inspect::signed(tampered.as_bytes(), &key()).unwrap();
+    let verifier = Verifier::new(key());
+    assert_eq!(verifier.verify(signed.as_bytes()), Ok(MatchedKey::Current));
     assert!(!signed.contains(KEY));
 }

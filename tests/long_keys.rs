@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::verifier;
-use cregis_payout_callback::{Error, PayoutCallback, Reply, error::KeyExcerpt};
+use cregis_payout_callback::{Error, PayoutCallback, Reply, Verifier, error::KeyExcerpt};
 
 const LONG: usize = 60 * 1024;
 
@@ -13,8 +12,12 @@ fn long_key() -> String {
     format!("x_{}", "k".repeat(LONG - 2))
 }
 
+/// A verifier with room for a 60 KiB key twice.
 fn refused(body: &str) -> Reply {
-    verifier().process(body.as_bytes(), &|_: &PayoutCallback| {
+    let verifier = Verifier::builder(common::key())
+        .max_body_bytes(256 * 1024)
+        .build();
+    verifier.process(body.as_bytes(), &|_: &PayoutCallback| {
         Err::<(), _>("never called: the body is refused first")
     })
 }

@@ -14,7 +14,7 @@ mod example;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use common::{DOC_EXAMPLE, KEY, signed_body};
+use common::{DOC_EXAMPLE, KEY, key, signed_body};
 use cregis_payout_callback::Verifier;
 use e2e::post;
 use example::{Payout, PgLedger, ROUTE, app};
@@ -32,7 +32,7 @@ async fn instance() -> (PgLedger, String, JoinHandle<()>) {
         .expect("PostgreSQL is reachable at DATABASE_URL");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}{ROUTE}", listener.local_addr().unwrap());
-    let app = app(Verifier::new(KEY).unwrap(), ledger.clone());
+    let app = app(Verifier::new(key()), ledger.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (ledger, url, server)
 }

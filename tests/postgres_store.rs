@@ -19,9 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{DOC_EXAMPLE, KEY, signed_body, with_field};
-use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, DeliveryKey, PayoutCallback, Verifier,
+use cregis_payout_callback::idempotency::{
+    AsyncIdempotencyStore, Attempt, Claim, DeliveryKey, Fingerprint,
 };
+use cregis_payout_callback::{AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier};
 use e2e::{post, post_and_hang_up};
 use example::{PgIdempotencyStore, ROUTE, app};
 
@@ -64,10 +65,10 @@ impl AsyncCallbackHandler for Effects {
 
 /// One instance on the test's runtime: its own pool, its own verifier, its own server.
 async fn instance(effects: Effects) -> String {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
-        .idempotency_async(store().await)
-        .claim_lease(LEASE);
+    let verifier = Verifier::builder(common::key())
+        .idempotency(store().await)
+        .claim_lease(LEASE)
+        .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}{ROUTE}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -249,4 +250,58 @@ async fn the_host_releases_a_stuck_claim_by_key() {
     let b = instance(effects.clone()).await;
     assert_eq!(post(&b, body).await.body, "success");
     assert_eq!(effects.count(cid), 1);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn the_store_keeps_the_contract_and_says_when_it_takes_a_claim_over() {
+    let store = store().await;
+    let (key, lease) = (key(fresh_cid()), Duration::from_secs(60));
+    let (content, other) = (
+        Fingerprint::from_bytes([1; 16]),
+        Fingerprint::from_bytes([2; 16]),
+    );
+    let t0 = std::time::SystemTime::now();
+    let at =
+        |fingerprint, secs| Attempt::new(key, fingerprint, t0 + Duration::from_secs(secs), lease);
+    let held = |store: &PgIdempotencyStore| {
+        let store = store.clone();
+        async move {
+            let claims = store.claims_in_progress().await.unwrap();
+            claims.iter().any(|claim| claim.key == key)
+        }
+    };
+
+    // A new key is claimed; released, it is claimed anew (not taken over).
+    let first = at(content, 0);
+    assert_eq!(store.claim(&first).await.unwrap(), Claim::Claimed);
+    store.release(&first).await.unwrap();
+    assert!(!held(&store).await);
+    let first = at(content, 0);
+    assert_eq!(store.claim(&first).await.unwrap(), Claim::Claimed);
+    // Within the lease: the same content is in progress, other content a conflict.
+    assert_eq!(
+        store.claim(&at(content, 30)).await.unwrap(),
+        Claim::InProgress
+    );
+    assert_eq!(store.claim(&at(other, 30)).await.unwrap(), Claim::Conflict);
+    // After the lease: taken over, and the claim says so; other content is still a conflict.
+    assert_eq!(store.claim(&at(other, 61)).await.unwrap(), Claim::Conflict);
+    let second = at(content, 61);
+    assert_eq!(store.claim(&second).await.unwrap(), Claim::TakenOver);
+    // The attempt that lost its claim cannot free the one that took it.
+    store.release(&first).await.unwrap();
+    assert!(held(&store).await);
+    assert_eq!(
+        store.claim(&at(content, 62)).await.unwrap(),
+        Claim::InProgress
+    );
+    // Completed: the same content is done, other content a conflict.
+    store.complete(&second).await.unwrap();
+    assert!(!held(&store).await);
+    assert_eq!(
+        store.claim(&at(content, 200)).await.unwrap(),
+        Claim::AlreadyDone
+    );
+    assert_eq!(store.claim(&at(other, 200)).await.unwrap(), Claim::Conflict);
 }

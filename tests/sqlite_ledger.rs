@@ -9,7 +9,7 @@ mod example;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use common::{KEY, example_with_status, signed_body};
+use common::{KEY, example_with_status, key, signed_body};
 use cregis_payout_callback::Verifier;
 use e2e::post;
 use example::{Payout, ROUTE, SqliteLedger, app};
@@ -23,7 +23,7 @@ async fn start(path: &Path) -> (SqliteLedger, String, JoinHandle<()>) {
     let ledger = SqliteLedger::open(path).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = app(Verifier::new(KEY).unwrap(), ledger.clone());
+    let app = app(Verifier::new(key()), ledger.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (ledger, format!("http://{addr}{ROUTE}"), server)
 }

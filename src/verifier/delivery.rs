@@ -43,13 +43,14 @@ impl<S> Verifier<S> {
         let now = with_store.then(|| settings.clock.now());
         let mut params = Params::empty();
         let matched = self
-            .checked_params(body, &mut params, now)
+            .authentic_params(body, &mut params)
             .map_err(Reply::from)?;
+        // From here on the body is authentic: every reply says which key signed it.
         let matched = MatchedKey::from_index(matched);
-        let callback = match PayoutCallback::from_params(&params) {
-            Ok(callback) => callback,
-            Err(error) => return Err(Reply::from(error).with_signer(matched)),
-        };
+        let callback = self
+            .checks(&params, now)
+            .and_then(|()| PayoutCallback::from_params(&params))
+            .map_err(|error| Reply::from(error).with_signer(matched))?;
         let attempt = now.map(|now: SystemTime| {
             Attempt::new(
                 callback.delivery_key(),

@@ -230,7 +230,7 @@ impl<S> Verifier<S> {
     /// [`Error::TimestampInFuture`] (with [`Error::InvalidField`] if `pid` or `timestamp` is
     /// unreadable).
     pub fn verify(&self, body: &[u8]) -> Result<MatchedKey, Error> {
-        let matched = self.checked_params(body, &mut Params::empty(), None)?;
+        let matched = self.checked_params(body, &mut Params::empty())?;
         Ok(MatchedKey::from_index(matched))
     }
 
@@ -257,19 +257,23 @@ impl<S> Verifier<S> {
     /// as documented, [`Error::InvalidField`] and [`Error::UnknownStatus`].
     pub fn verify_and_parse(&self, body: &[u8]) -> Result<PayoutCallback, Error> {
         let mut params = Params::empty();
-        self.checked_params(body, &mut params, None)?;
+        self.checked_params(body, &mut params)?;
         PayoutCallback::from_params(&params)
     }
 
+    /// [`authentic_params`](Self::authentic_params), then [`checks`](Self::checks).
+    fn checked_params<'b>(&self, body: &'b [u8], params: &mut Params<'b>) -> Result<usize, Error> {
+        let matched = self.authentic_params(body, params)?;
+        self.checks(params, None)?;
+        Ok(matched)
+    }
+
     /// Reads the parameters of `body` into `params` (filled in place: they are large to move),
-    /// and checks its size, syntax and signature, and the project and freshness checks that
-    /// are set; returns the index of the key that matched. `now` is the time of the delivery
-    /// if it was read already; else the clock is read if a freshness check needs it.
-    fn checked_params<'b>(
+    /// and checks its size, syntax and signature; returns the index of the key that matched.
+    fn authentic_params<'b>(
         &self,
         body: &'b [u8],
         params: &mut Params<'b>,
-        now: Option<SystemTime>,
     ) -> Result<usize, Error> {
         let settings = &*self.settings;
         if body.len() > settings.max_body_bytes {
@@ -279,7 +283,14 @@ impl<S> Verifier<S> {
             });
         }
         params.read_body(body)?;
-        let matched = verify_params(params, &settings.api_keys)?;
+        verify_params(params, &settings.api_keys)
+    }
+
+    /// The project and freshness checks that are set, on authentic `params`. `now` is the time
+    /// of the delivery if it was read already; else the clock is read if a freshness check
+    /// needs it.
+    fn checks(&self, params: &Params<'_>, now: Option<SystemTime>) -> Result<(), Error> {
+        let settings = &*self.settings;
         if let Some(expected) = settings.expected_pid {
             let found = required_integer(params, "pid")?;
             if found != expected {
@@ -295,7 +306,7 @@ impl<S> Verifier<S> {
             let now = now.unwrap_or_else(|| settings.clock.now());
             freshness::check_freshness(timestamp, now, settings.max_age, skew)?;
         }
-        Ok(matched)
+        Ok(())
     }
 }
 
