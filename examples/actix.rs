@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 use cregis_payout_callback::actix_web::callback_route;
+use cregis_payout_callback::idempotency::{AsyncStoreSlot, MemoryIdempotencyStore};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, PayoutCallback, Verifier,
+    ApiKey, AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier,
 };
 
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
@@ -61,13 +62,19 @@ impl AsyncCallbackHandler for Ledger {
 
 // ---- The part a host writes: the verifier, the route and the server. ----
 
-/// The server on an already bound `listener`; every worker shares `verifier` and `handler`.
+/// The server on an already bound `listener`; every worker shares `verifier` (and its store,
+/// if any) and `handler`.
 ///
 /// # Errors
 ///
 /// The listener cannot be used (it is closed, say).
-pub fn server<H>(listener: TcpListener, verifier: Verifier, handler: Arc<H>) -> io::Result<Server>
+pub fn server<S, H>(
+    listener: TcpListener,
+    verifier: Verifier<S>,
+    handler: Arc<H>,
+) -> io::Result<Server>
 where
+    S: AsyncStoreSlot,
     H: AsyncCallbackHandler + Send + 'static,
 {
     let app = move || App::new().route(ROUTE, callback_route(verifier.clone(), handler.clone()));
@@ -78,8 +85,11 @@ where
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Never a default key: a server started without one would accept forgeries.
     let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
+    let api_key = ApiKey::new(api_key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
-    let verifier = Verifier::new(api_key)?.idempotency(MemoryIdempotencyStore::default());
+    let verifier = Verifier::builder(api_key)
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     println!("listening on http://{}{ROUTE}", listener.local_addr()?);
     server(listener, verifier, Arc::new(Ledger::default()))?.await?;

@@ -17,8 +17,9 @@ use std::sync::{Mutex, PoisonError};
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
+use cregis_payout_callback::idempotency::{AsyncStoreSlot, MemoryIdempotencyStore};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, MemoryIdempotencyStore, PayoutCallback, Verifier,
+    ApiKey, AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier,
 };
 
 /// Where Cregis POSTs the callbacks (the `callback_url` given when creating a payout).
@@ -76,8 +77,12 @@ impl AsyncCallbackHandler for Ledger {
 
 // ---- The part a host writes: the verifier, the route and the server. ----
 
-/// The application: one route, whatever the handler.
-pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'static) -> Router {
+/// The application: one route, whatever the handler (and the verifier's store, if it can be
+/// awaited).
+pub fn app<S: AsyncStoreSlot>(
+    verifier: Verifier<S>,
+    handler: impl AsyncCallbackHandler + Send + 'static,
+) -> Router {
     Router::new().route(ROUTE, callback_route(verifier, handler))
 }
 
@@ -85,8 +90,11 @@ pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'stat
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Never a default key: a server started without one would accept forgeries.
     let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
+    let api_key = ApiKey::new(api_key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |port| port.parse())?;
-    let verifier = Verifier::new(api_key)?.idempotency(MemoryIdempotencyStore::default());
+    let verifier = Verifier::builder(api_key)
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}{ROUTE}", listener.local_addr()?);
     axum::serve(listener, app(verifier, Ledger::default())).await?;

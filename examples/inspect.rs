@@ -15,25 +15,19 @@
 
 use std::io::{self, Read, Write};
 
+use cregis_payout_callback::signature::{SigningText, sign_body};
 use cregis_payout_callback::testing::CallbackBuilder;
-use cregis_payout_callback::{Error, SigningText, Verifier, sign_body};
+use cregis_payout_callback::{ApiKey, Error, Verifier};
 
 /// Writes the explanation of `body` to `out`; returns whether the body verifies.
 ///
 /// # Errors
 ///
 /// Writing to `out` failed.
-pub fn explain(body: &[u8], api_key: &str, out: &mut impl Write) -> io::Result<bool> {
-    let verifier = match Verifier::new(api_key) {
-        Ok(verifier) => verifier,
-        Err(e) => {
-            writeln!(out, "cannot verify: {e}")?;
-            return Ok(false);
-        }
-    };
-    let verdict = verifier.verify(body);
+pub fn explain(body: &[u8], api_key: &ApiKey, out: &mut impl Write) -> io::Result<bool> {
+    let verdict = Verifier::new(api_key.clone()).verify(body);
     match &verdict {
-        Ok(()) => writeln!(out, "verifies: yes")?,
+        Ok(_) => writeln!(out, "verifies: yes")?,
         Err(e) => writeln!(out, "verifies: no ({e})")?,
     }
     let signing = match SigningText::of_body(body) {
@@ -81,9 +75,20 @@ pub fn explain(body: &[u8], api_key: &str, out: &mut impl Write) -> io::Result<b
 ///
 /// # Errors
 ///
-/// The body is not a flat JSON object with each key once, or the key is unusable.
-pub fn signed(body: &[u8], api_key: &str) -> Result<String, Error> {
+/// The body is not a flat JSON object with each key once.
+pub fn signed(body: &[u8], api_key: &ApiKey) -> Result<String, Error> {
     CallbackBuilder::from_body(body)?.body(api_key)
+}
+
+/// The key from `CREGIS_API_KEY` (`None` if unset), or what to tell the operator.
+///
+/// # Errors
+///
+/// The variable is unset, or its key is empty or has whitespace around it.
+pub fn api_key(from_env: Option<String>) -> Result<ApiKey, String> {
+    let key = from_env
+        .ok_or("set CREGIS_API_KEY to the project's API key (never pass it as an argument)")?;
+    ApiKey::new(key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -96,9 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             _ => path = Some(arg),
         }
     }
-    let api_key = std::env::var("CREGIS_API_KEY").map_err(
-        |_| "set CREGIS_API_KEY to the project's API key (never pass it as an argument)",
-    )?;
+    let key = api_key(std::env::var("CREGIS_API_KEY").ok())?;
     let body = if let Some(path) = path {
         std::fs::read(path)?
     } else {
@@ -107,9 +110,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         body
     };
     if sign_it {
-        println!("{}", signed(&body, &api_key)?);
+        println!("{}", signed(&body, &key)?);
         return Ok(());
     }
-    let verifies = explain(&body, &api_key, &mut io::stdout().lock())?;
+    let verifies = explain(&body, &key, &mut io::stdout().lock())?;
     std::process::exit(i32::from(!verifies));
 }

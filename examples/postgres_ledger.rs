@@ -22,7 +22,7 @@ use std::str::FromStr;
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
-use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier};
+use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -265,6 +265,7 @@ pub fn app(verifier: Verifier, ledger: PgLedger) -> Router {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Never a default key: a server started without one would accept forgeries.
     let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
+    let api_key = ApiKey::new(api_key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))?;
     let url = std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL=postgres://...")?;
     let ledger = PgLedger::connect(&url, 16).await?;
     for n in 1..=100 {
@@ -274,6 +275,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}{ROUTE}", listener.local_addr()?);
     println!("try: cargo run --example simulate -- --id order-7");
-    axum::serve(listener, app(Verifier::new(api_key)?, ledger)).await?;
+    axum::serve(listener, app(Verifier::new(api_key), ledger)).await?;
     Ok(())
 }

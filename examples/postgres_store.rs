@@ -24,9 +24,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
+use cregis_payout_callback::error::BoxError;
+use cregis_payout_callback::idempotency::{
+    AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DeliveryKey, Store,
+};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, AsyncIdempotencyStore, Attempt, CallbackStatus, Claim, ClaimInProgress,
-    DeliveryKey, PayoutCallback, StoreError, Verifier,
+    ApiKey, AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -55,7 +58,8 @@ CREATE TABLE IF NOT EXISTS cregis_deliveries (
 );";
 
 /// Claims the key for the attempt: a new row, or the row of an expired claim with the same
-/// content, taken over. A row comes back only if the attempt now holds the claim.
+/// content, taken over. A row comes back only if the attempt now holds the claim, saying
+/// whether it is new: `xmax` is 0 on a row this statement inserted, not on one it updated.
 const CLAIM: &str = "
 INSERT INTO cregis_deliveries AS d
     (pid, cid, status, fingerprint, done, attempt, started_ms, lease_until_ms)
@@ -67,7 +71,7 @@ ON CONFLICT (pid, cid, status) DO UPDATE
     WHERE NOT d.done
       AND d.fingerprint = EXCLUDED.fingerprint
       AND EXCLUDED.started_ms > d.lease_until_ms
-RETURNING attempt";
+RETURNING xmax = 0";
 
 /// A shared, durable [`AsyncIdempotencyStore`]: one PostgreSQL table that every instance
 /// uses. Its operations follow the contract documented on `IdempotencyStore`, at millisecond
@@ -111,7 +115,7 @@ impl PgIdempotencyStore {
     /// # Errors
     ///
     /// The URL is invalid, or the database cannot be reached.
-    pub async fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    pub async fn connect(database_url: &str, pool_size: usize) -> Result<Self, BoxError> {
         let config = tokio_postgres::Config::from_str(database_url)?;
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
@@ -133,7 +137,7 @@ impl PgIdempotencyStore {
     /// # Errors
     ///
     /// The database failed.
-    pub async fn claims_in_progress(&self) -> Result<Vec<ClaimInProgress>, StoreError> {
+    pub async fn claims_in_progress(&self) -> Result<Vec<ClaimInProgress>, BoxError> {
         let rows = self
             .pool
             .get()
@@ -166,7 +170,7 @@ impl PgIdempotencyStore {
     /// # Errors
     ///
     /// The database failed.
-    pub async fn release_claim(&self, key: &DeliveryKey) -> Result<bool, StoreError> {
+    pub async fn release_claim(&self, key: &DeliveryKey) -> Result<bool, BoxError> {
         let deleted = self
             .pool
             .get()
@@ -182,7 +186,7 @@ impl PgIdempotencyStore {
 }
 
 impl AsyncIdempotencyStore for PgIdempotencyStore {
-    async fn claim(&self, attempt: &Attempt) -> Result<Claim, StoreError> {
+    async fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
         let client = self.pool.get().await?;
         let key = &attempt.key;
         let fingerprint = &attempt.fingerprint.as_bytes()[..];
@@ -202,8 +206,13 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
                     ],
                 )
                 .await?;
-            if claimed.is_some() {
-                return Ok(Claim::Claimed);
+            if let Some(row) = claimed {
+                let inserted: bool = row.get(0);
+                return Ok(if inserted {
+                    Claim::Claimed
+                } else {
+                    Claim::TakenOver
+                });
             }
             let found = client
                 .query_opt(
@@ -223,7 +232,7 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
         Err(format!("the claim on {key} kept changing").into())
     }
 
-    async fn complete(&self, attempt: &Attempt) -> Result<(), StoreError> {
+    async fn complete(&self, attempt: &Attempt) -> Result<(), BoxError> {
         let key = &attempt.key;
         self.pool
             .get()
@@ -246,7 +255,7 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
         Ok(())
     }
 
-    async fn release(&self, attempt: &Attempt) -> Result<(), StoreError> {
+    async fn release(&self, attempt: &Attempt) -> Result<(), BoxError> {
         let key = &attempt.key;
         self.pool
             .get()
@@ -278,8 +287,11 @@ impl AsyncCallbackHandler for Notifier {
     }
 }
 
-/// The application: one route, whatever the handler.
-pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'static) -> Router {
+/// The application: one route, whatever the handler, with the shared store.
+pub fn app(
+    verifier: Verifier<Store<PgIdempotencyStore>>,
+    handler: impl AsyncCallbackHandler + Send + 'static,
+) -> Router {
     Router::new().route(ROUTE, callback_route(verifier, handler))
 }
 
@@ -287,6 +299,7 @@ pub fn app(verifier: Verifier, handler: impl AsyncCallbackHandler + Send + 'stat
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Never a default key: a server started without one would accept forgeries.
     let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
+    let api_key = ApiKey::new(api_key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))?;
     let url = std::env::var("DATABASE_URL").map_err(|_| "set DATABASE_URL=postgres://...")?;
     let port: u16 = std::env::var("PORT").map_or(Ok(3000), |p| p.parse())?;
     let store = PgIdempotencyStore::connect(&url, 16).await?;
@@ -294,7 +307,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let age = stuck.age(SystemTime::now());
         eprintln!("claim in progress: {} for {age:?}", stuck.key);
     }
-    let verifier = Verifier::new(api_key)?.idempotency_async(store);
+    let verifier = Verifier::builder(api_key).idempotency(store).build();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on http://{}{ROUTE}", listener.local_addr()?);
     axum::serve(listener, app(verifier, Notifier)).await?;

@@ -5,21 +5,21 @@
 //!                                 [--id ID] [--cid N] [--repeat N]
 //! ```
 //!
-//! URL defaults to the axum example's endpoint. The key comes from `CREGIS_API_KEY`; if it is
-//! unset, the examples' fake demo key is used, and the tool says so. `--tamper` changes the
-//! amount after signing, as a forger would; `--status` picks the status code, any integer
-//! (6 successful, 7 failed, 2 or 4 rejected, others undocumented); `--id` the host's payout
-//! id (`third_party_id`); `--cid` Cregis's payout id, so that a later run re-pushes the same
-//! fact; `--repeat` sends the callback that many times (each with a fresh `nonce` and
-//! `timestamp`, as a console re-push may). Exits with 1 unless every delivery was
-//! acknowledged.
+//! URL defaults to the axum example's endpoint. The key comes from `CREGIS_API_KEY` (an empty
+//! or padded one is refused); if it is unset, the examples' fake demo key is used, and the tool
+//! says so. `--tamper` changes the amount after signing, as a forger would; `--status` picks the
+//! status code, any integer (6 successful, 7 failed, 2 or 4 rejected, others undocumented);
+//! `--id` the host's payout id (`third_party_id`); `--cid` Cregis's payout id, so that a later
+//! run re-pushes the same fact; `--repeat` sends the callback that many times (each with a
+//! fresh `nonce` and `timestamp`, as a console re-push may). Exits with 1 unless every delivery
+//! was acknowledged.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::process::ExitCode;
 
-use cregis_payout_callback::Error;
 use cregis_payout_callback::testing::CallbackBuilder;
+use cregis_payout_callback::{ApiKey, Error};
 use md5::{Digest, Md5};
 
 /// The axum example's endpoint.
@@ -112,8 +112,12 @@ impl Options {
 }
 
 /// The API key and what to tell the user about it: `CREGIS_API_KEY`, or the demo key.
-pub fn api_key(from_env: Option<String>) -> (String, String) {
-    match from_env {
+///
+/// # Errors
+///
+/// `CREGIS_API_KEY` is empty or has whitespace around it (a newline from a file, say).
+pub fn api_key(from_env: Option<String>) -> Result<(ApiKey, String), String> {
+    let (key, about) = match from_env {
         Some(key) => (key, "signing with the key in CREGIS_API_KEY".to_owned()),
         None => (
             DEMO_API_KEY.to_owned(),
@@ -122,7 +126,9 @@ pub fn api_key(from_env: Option<String>) -> (String, String) {
                  {DEMO_API_KEY:?} (set CREGIS_API_KEY=<your key> to sign with yours)"
             ),
         ),
-    }
+    };
+    let key = ApiKey::new(key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))?;
+    Ok((key, about))
 }
 
 /// The callback `options` describe. Its content depends on `cid` alone (the transaction hash
@@ -159,8 +165,8 @@ pub fn callback(options: &Options) -> CallbackBuilder {
 ///
 /// # Errors
 ///
-/// The key is empty or has whitespace around it.
-pub fn build_body(options: &Options, api_key: &str) -> Result<String, Error> {
+/// A field is not valid JSON (the body cannot be signed).
+pub fn build_body(options: &Options, api_key: &ApiKey) -> Result<String, Error> {
     let builder = callback(options);
     let sign = builder.sign(api_key)?;
     Ok(if options.tamper {
@@ -199,7 +205,7 @@ pub fn acknowledged(status: u16, body: &str) -> bool {
 /// The body could not be signed, or a request could not be sent.
 pub async fn run(
     options: &Options,
-    api_key: &str,
+    api_key: &ApiKey,
 ) -> Result<Vec<(u16, String)>, Box<dyn std::error::Error>> {
     let options = options.with_fixed_cid();
     let mut replies = Vec::new();
@@ -228,13 +234,13 @@ pub async fn run(
 ///
 /// # Errors
 ///
-/// The command line is wrong, or a request could not be sent.
+/// The command line or the key is wrong, or a request could not be sent.
 pub async fn simulate(
     args: &[String],
     key_from_env: Option<String>,
 ) -> Result<u8, Box<dyn std::error::Error>> {
     let options = Options::parse(args)?;
-    let (api_key, about_key) = api_key(key_from_env);
+    let (api_key, about_key) = api_key(key_from_env)?;
     eprintln!("{about_key}");
     let replies = run(&options, &api_key).await?;
     let refused = replies.iter().filter(|(s, b)| !acknowledged(*s, b)).count();

@@ -21,7 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
-use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback, Verifier};
+use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Where Cregis POSTs the callbacks.
@@ -239,6 +239,7 @@ pub fn app(verifier: Verifier, ledger: SqliteLedger) -> Router {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Never a default key: a server started without one would accept forgeries.
     let api_key = std::env::var("CREGIS_API_KEY").map_err(|_| KEY_MISSING)?;
+    let api_key = ApiKey::new(api_key).map_err(|e| format!("CREGIS_API_KEY is unusable: {e}"))?;
     let path = std::env::var("SQLITE_PATH").unwrap_or_else(|_| "cregis-ledger.sqlite3".to_owned());
     let ledger = SqliteLedger::open(Path::new(&path))?;
     for n in 1..=100 {
@@ -251,6 +252,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?
     );
     println!("try: cargo run --example simulate -- --id order-7");
-    axum::serve(listener, app(Verifier::new(api_key)?, ledger)).await?;
+    axum::serve(listener, app(Verifier::new(api_key), ledger)).await?;
     Ok(())
 }

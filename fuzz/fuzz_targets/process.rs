@@ -4,16 +4,18 @@
 
 use std::time::Duration;
 
-use cregis_payout_callback::{MemoryIdempotencyStore, PayoutCallback, Verifier};
+use cregis_payout_callback::{
+    ApiKey, PayoutCallback, Verifier, idempotency::MemoryIdempotencyStore,
+};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &str = "fake-fuzz-key";
 
 fuzz_target!(|data: &[u8]| {
-    let verifier = Verifier::new(KEY)
-        .unwrap()
+    let verifier = Verifier::builder(ApiKey::new(KEY).unwrap())
         .max_age(Duration::from_secs(300))
-        .idempotency(MemoryIdempotencyStore::new(16));
+        .idempotency(MemoryIdempotencyStore::new(16))
+        .build();
     let reply = verifier.process(data, &|_: &PayoutCallback| Ok::<(), String>(()));
     assert_ne!(reply.status_code(), 0);
     if reply.is_ack() {

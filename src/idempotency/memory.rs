@@ -27,7 +27,7 @@ use crate::error::BoxError;
 /// assert_eq!(claims[0].age(started + Duration::from_secs(10)), Duration::from_secs(10));
 /// assert!(!claims[0].is_expired(started + Duration::from_secs(300)));
 /// assert!(claims[0].is_expired(started + Duration::from_secs(301)));
-/// # Ok::<(), cregis_payout_callback::BoxError>(())
+/// # Ok::<(), cregis_payout_callback::error::BoxError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -218,7 +218,7 @@ impl MemoryIdempotencyStore {
     /// assert!(store.release_claim(&key));
     /// assert!(!store.release_claim(&key));
     /// assert_eq!(store.claim(&attempt)?, Claim::Claimed);
-    /// # Ok::<(), cregis_payout_callback::BoxError>(())
+    /// # Ok::<(), cregis_payout_callback::error::BoxError>(())
     /// ```
     pub fn release_claim(&self, key: &DeliveryKey) -> bool {
         let mut state = self.state();

@@ -391,19 +391,20 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
 /// use cregis_payout_callback::error::BoxError;
 /// use cregis_payout_callback::idempotency::{AsyncIdempotencyStore, Attempt, Claim, IdempotencyStore, MemoryIdempotencyStore};
 ///
-/// /// Stands for a store behind an async driver (here, the memory store with a yield).
+/// /// Stands for a store behind an async driver (here, the memory store).
 /// struct Remote(MemoryIdempotencyStore);
 ///
+/// // The memory store implements both store traits: with both in scope, name the one to call.
 /// impl AsyncIdempotencyStore for Remote {
 ///     async fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
 ///         // e.g. INSERT .. ON CONFLICT DO UPDATE .. WHERE (lease expired) RETURNING ..
-///         self.0.claim(attempt)
+///         IdempotencyStore::claim(&self.0, attempt)
 ///     }
 ///     async fn complete(&self, attempt: &Attempt) -> Result<(), BoxError> {
-///         self.0.complete(attempt)
+///         IdempotencyStore::complete(&self.0, attempt)
 ///     }
 ///     async fn release(&self, attempt: &Attempt) -> Result<(), BoxError> {
-///         self.0.release(attempt)
+///         IdempotencyStore::release(&self.0, attempt)
 ///     }
 /// }
 /// # let _ = Remote(MemoryIdempotencyStore::default());

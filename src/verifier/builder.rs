@@ -139,13 +139,15 @@ impl<S> VerifierBuilder<S> {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{ApiKey, Verifier};
+    /// use cregis_payout_callback::{ApiKey, Verifier, testing::CallbackBuilder, verifier::MatchedKey};
     ///
-    /// let verifier = Verifier::builder(ApiKey::new("fake-new-key")?)
-    ///     .also_accept(ApiKey::new("fake-old-key")?)
-    ///     .build();
-    /// assert!(format!("{verifier:?}").contains("api_keys: 2"));
-    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// let (new, old) = (ApiKey::new("fake-new-key")?, ApiKey::new("fake-old-key")?);
+    /// let verifier = Verifier::builder(new.clone()).also_accept(old.clone()).build();
+    /// let from_old = CallbackBuilder::new().body(&old)?;
+    /// let from_new = CallbackBuilder::new().body(&new)?;
+    /// assert_eq!(verifier.verify(from_old.as_bytes())?, MatchedKey::Previous { index: 0 });
+    /// assert_eq!(verifier.verify(from_new.as_bytes())?, MatchedKey::Current);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn also_accept(mut self, previous_key: ApiKey) -> Self {
         self.settings.api_keys.push(previous_key);
