@@ -277,13 +277,13 @@ fn error_converts_into_boxed_errors() {
         verifier.verify(b"{}")?;
         Ok(())
     }
-    let boxed = host().unwrap_err();
-    assert_eq!(boxed.to_string(), "api key is empty");
-    assert_eq!(boxed.downcast_ref::<KeyError>(), Some(&KeyError::Empty));
     fn request() -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
         Verifier::new(ApiKey::new("fake-contract-key")?).verify(b"{}")?;
         Ok(())
     }
+    let boxed = host().unwrap_err();
+    assert_eq!(boxed.to_string(), "api key is empty");
+    assert_eq!(boxed.downcast_ref::<KeyError>(), Some(&KeyError::Empty));
     let boxed = request().unwrap_err();
     assert_eq!(boxed.downcast_ref::<Error>(), Some(&Error::MissingSign));
 }

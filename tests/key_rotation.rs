@@ -18,6 +18,8 @@ fn rotating() -> Verifier {
         .build()
 }
 
+/// A handler that succeeds (its signature is the handler trait's).
+#[allow(clippy::unnecessary_wraps)]
 fn ok(_: &PayoutCallback) -> Result<(), String> {
     Ok(())
 }
