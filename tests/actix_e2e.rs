@@ -15,12 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::dev::Service;
+use actix_web::{App, HttpServer};
 use common::{KEY, example_with_status, signed_body};
 use cregis_payout_callback::{
     AsyncCallbackHandler, CallbackStatus, Verifier, idempotency::MemoryIdempotencyStore,
     verifier::DEFAULT_MAX_BODY_BYTES,
 };
-use e2e::{Failing, Panicking, Slow, checks, post};
+use cregis_payout_callback::{Error, actix_web::callback_route};
+use e2e::{ByHand, Failing, Panicking, Seen, Slow, checks, post};
 use example::{Ledger, ROUTE, server};
 
 /// Runs the example's server on an ephemeral loopback port, in the background, as its `main`
@@ -35,6 +38,47 @@ fn serve<H: AsyncCallbackHandler + Send + 'static>(handler: Arc<H>) -> (SocketAd
     let handle = server.handle();
     actix_web::rt::spawn(server);
     (addr, handle)
+}
+
+/// A server like the example's, behind a logging middleware that records each response's
+/// error.
+fn serve_seen<H: AsyncCallbackHandler + Send + 'static>(
+    handler: Arc<H>,
+) -> (SocketAddr, ServerHandle, Seen) {
+    let verifier = Verifier::builder(common::key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
+    let seen = Seen::default();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = {
+        let seen = seen.clone();
+        move || {
+            let seen = seen.clone();
+            App::new()
+                .wrap_fn(move |request, service| {
+                    let response = service.call(request);
+                    let seen = seen.clone();
+                    async move {
+                        let response = response.await?;
+                        seen.record(response.response().extensions().get::<Error>());
+                        Ok(response)
+                    }
+                })
+                .route(
+                    ROUTE,
+                    callback_route(verifier.clone(), Arc::clone(&handler)),
+                )
+        }
+    };
+    let server = HttpServer::new(app)
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (addr, handle, seen)
 }
 
 #[actix_web::test]
@@ -85,9 +129,62 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
 
 #[actix_web::test]
 async fn a_panicking_handler_gets_500() {
-    let (addr, server) = serve(Arc::new(Panicking));
-    checks::panicking_handler_gets_500(addr, ROUTE).await;
+    let (addr, server, seen) = serve_seen(Arc::new(Panicking));
+    checks::panicking_handler_gets_500(addr, ROUTE, &seen).await;
     server.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_client_gone_mid_body_is_an_unreadable_body() {
+    let slow = Arc::new(Slow::new(Duration::from_millis(10)));
+    let (addr, server, seen) = serve_seen(Arc::clone(&slow));
+    checks::a_body_cut_short_is_unreadable(addr, ROUTE, &seen, &slow).await;
+    server.stop(true).await;
+}
+
+/// actix-web spawns the delivery's task on the worker's local task set. Here the route's
+/// future is polled by hand beside that set, which is dropped mid-handler (as a worker that
+/// shuts down drops its tasks): the route answers 503 `HandlerCancelled`, not a panic.
+#[test]
+fn a_cancelled_handler_task_is_503() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tasks = tokio::task::LocalSet::new();
+    let slow = Arc::new(Slow::new(Duration::from_secs(60)));
+    let app = App::new().route(
+        ROUTE,
+        callback_route(Verifier::new(common::key()), Arc::clone(&slow)),
+    );
+    let service = runtime.block_on(tasks.run_until(actix_web::test::init_service(app)));
+    let request = actix_web::test::TestRequest::post()
+        .uri(ROUTE)
+        .insert_header(("content-type", "application/json"))
+        .set_payload(signed_body(&example_with_status("6"), KEY))
+        .to_request();
+    let delivery = {
+        let _entered = tasks.enter();
+        let mut delivery = ByHand::new(service.call(request));
+        assert!(
+            delivery.poll().is_pending(),
+            "the handler's task is spawned"
+        );
+        delivery
+    };
+    runtime.block_on(tasks.run_until(async {
+        while slow.started() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }));
+    drop(tasks);
+    let response = delivery.wait().unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.response().extensions().get::<Error>(),
+        Some(&Error::HandlerCancelled)
+    );
+    assert_eq!(slow.finished(), 0);
 }
 
 #[actix_web::test]

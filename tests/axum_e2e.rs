@@ -11,24 +11,40 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::Response;
 use common::{KEY, example_with_status, signed_body};
+use cregis_payout_callback::Error;
 use cregis_payout_callback::{
     AsyncCallbackHandler, Verifier, idempotency::MemoryIdempotencyStore,
     verifier::DEFAULT_MAX_BODY_BYTES,
 };
-use e2e::{Failing, Panicking, Slow, checks, post};
+use e2e::{ByHand, Failing, Panicking, Seen, Slow, checks, post};
 use example::{Ledger, ROUTE, app};
 
 /// Serves the example's app on an ephemeral loopback port, in the background, as its `main`
 /// does (with the memory idempotency store).
 async fn serve(handler: impl AsyncCallbackHandler + Send + 'static) -> SocketAddr {
+    serve_seen(handler).await.0
+}
+
+/// [`serve`], behind a logging layer that records each response's error.
+async fn serve_seen(handler: impl AsyncCallbackHandler + Send + 'static) -> (SocketAddr, Seen) {
     let verifier = Verifier::builder(common::key())
         .idempotency(MemoryIdempotencyStore::default())
         .build();
+    let seen = Seen::default();
+    let log = {
+        let seen = seen.clone();
+        move |response: Response| {
+            seen.record(response.extensions().get::<Error>());
+            async move { response }
+        }
+    };
+    let app = app(verifier, handler).layer(axum::middleware::map_response(log));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(verifier, handler)).await.unwrap() });
-    addr
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
 }
 
 #[tokio::test]
@@ -79,6 +95,70 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
 
 #[tokio::test]
 async fn a_panicking_handler_gets_500() {
-    let addr = serve(Panicking).await;
-    checks::panicking_handler_gets_500(addr, ROUTE).await;
+    let (addr, seen) = serve_seen(Panicking).await;
+    checks::panicking_handler_gets_500(addr, ROUTE, &seen).await;
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_body_is_an_unreadable_body() {
+    let slow = Arc::new(Slow::new(Duration::from_millis(10)));
+    let (addr, seen) = serve_seen(Arc::clone(&slow)).await;
+    checks::a_body_cut_short_is_unreadable(addr, ROUTE, &seen, &slow).await;
+}
+
+/// The route's future is polled by hand on this thread, with runtime `handlers` entered: the
+/// delivery's task goes there. Shutting `handlers` down mid-handler cancels that task; the
+/// route answers 503 `HandlerCancelled`, not a panic.
+#[test]
+fn a_cancelled_handler_task_is_503_and_a_panicking_one_500() {
+    use tower::ServiceExt;
+
+    let request = |body: String| {
+        axum::http::Request::post(ROUTE)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let body = signed_body(&example_with_status("6"), KEY);
+
+    let handlers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let slow = Arc::new(Slow::new(Duration::from_secs(60)));
+    let route = app(Verifier::new(common::key()), Arc::clone(&slow));
+    let delivery = {
+        let _entered = handlers.enter();
+        let mut delivery = ByHand::new(route.oneshot(request(body.clone())));
+        assert!(delivery.poll().is_pending(), "the handler is running");
+        delivery
+    };
+    while slow.started() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handlers.shutdown_background();
+    let response = delivery.wait().unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.extensions().get::<Error>(),
+        Some(&Error::HandlerCancelled)
+    );
+    assert_eq!(slow.finished(), 0);
+
+    // The same route with a panicking handler, on a runtime that stays up: 500, the panic's
+    // message kept.
+    let handlers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let route = app(Verifier::new(common::key()), Panicking);
+    let _entered = handlers.enter();
+    let response = ByHand::new(route.oneshot(request(body))).wait().unwrap();
+    assert_eq!(response.status(), 500);
+    let error = response.extensions().get::<Error>().unwrap();
+    assert_eq!(
+        error.to_string(),
+        "handler failed: the handler panicked: the handler's own bug"
+    );
 }

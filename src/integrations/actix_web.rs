@@ -33,7 +33,9 @@ use std::sync::Arc;
 use ::actix_web::http::{StatusCode, header};
 use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
 
-use super::{announced_too_large, joined, refuse_unread, streamed_too_large};
+use super::{
+    announced_len, announced_too_large, cut_short, joined, refuse_unread, streamed_too_large,
+};
 use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
 
@@ -101,12 +103,21 @@ where
     H: AsyncCallbackHandler + 'static,
 {
     let limit = verifier.max_body_bytes();
-    let announced = request.headers().get(header::CONTENT_LENGTH);
-    if let Some(error) = announced_too_large(announced.map(header::HeaderValue::as_bytes), limit) {
+    let announced = announced_len(
+        request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .map(header::HeaderValue::as_bytes),
+    );
+    if let Some(error) = announced_too_large(announced, limit) {
         return refuse_unread(error);
     }
     let body = match payload.to_bytes_limited(limit).await {
-        Ok(Ok(body)) => body,
+        // actix-web ends the payload where a client hung up, without an error.
+        Ok(Ok(body)) => match cut_short(announced, body.len()) {
+            Some(error) => return refuse_unread(error),
+            None => body,
+        },
         Ok(Err(e)) => {
             return refuse_unread(Error::BodyUnreadable {
                 reason: e.to_string(),

@@ -38,7 +38,9 @@ use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::{announced_too_large, joined, refuse_unread, streamed_too_large};
+use super::{
+    announced_len, announced_too_large, cut_short, joined, refuse_unread, streamed_too_large,
+};
 use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 
@@ -112,11 +114,15 @@ where
 
 /// The body of `request`, refused (413) once it is known to be over `limit` bytes.
 async fn read_body(request: Request, limit: usize) -> Result<Bytes, Error> {
-    if let Some(error) = announced_too_large(content_length(request.headers()), limit) {
+    let announced = announced_len(content_length(request.headers()));
+    if let Some(error) = announced_too_large(announced, limit) {
         return Err(error);
     }
     match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let body = collected.to_bytes();
+            cut_short(announced, body.len()).map_or(Ok(body), Err)
+        }
         Err(e) if e.is::<LengthLimitError>() => Err(streamed_too_large(limit)),
         Err(e) => Err(Error::BodyUnreadable {
             reason: e.to_string(),

@@ -14,10 +14,24 @@ pub mod axum;
 
 use crate::{Error, Reply, Verifier};
 
-/// [`Error::BodyTooLarge`] if the request announced (`Content-Length`) a body over `limit`.
-fn announced_too_large(content_length: Option<&[u8]>, limit: usize) -> Option<Error> {
-    let len: usize = std::str::from_utf8(content_length?).ok()?.parse().ok()?;
+/// The body length a request announced (its `Content-Length` header), if it did.
+fn announced_len(content_length: Option<&[u8]>) -> Option<usize> {
+    std::str::from_utf8(content_length?).ok()?.parse().ok()
+}
+
+/// [`Error::BodyTooLarge`] if the request announced a body over `limit`.
+fn announced_too_large(announced: Option<usize>, limit: usize) -> Option<Error> {
+    let len = announced?;
     (len > limit).then_some(Error::BodyTooLarge { len, limit })
+}
+
+/// [`Error::BodyUnreadable`] if the body ended before the length it announced: the client
+/// hung up mid-body (some servers end the body there rather than report an error).
+fn cut_short(announced: Option<usize>, received: usize) -> Option<Error> {
+    let announced = announced?;
+    (received < announced).then(|| Error::BodyUnreadable {
+        reason: format!("the body ended after {received} of the {announced} bytes announced"),
+    })
 }
 
 /// The error for a body that streamed past `limit` (its true length is unknown).
@@ -105,15 +119,29 @@ mod tests {
 
     #[test]
     fn announced_lengths_over_the_limit_are_refused() {
+        let too_large = |header: Option<&[u8]>| announced_too_large(announced_len(header), 65_536);
         assert_eq!(
-            announced_too_large(Some(b"10485760"), 65_536),
+            too_large(Some(b"10485760")),
             Some(Error::BodyTooLarge {
                 len: 10_485_760,
                 limit: 65_536
             })
         );
-        assert_eq!(announced_too_large(Some(b"65536"), 65_536), None);
-        assert_eq!(announced_too_large(Some(b"ten"), 65_536), None);
-        assert_eq!(announced_too_large(None, 65_536), None);
+        assert_eq!(too_large(Some(b"65536")), None);
+        assert_eq!(too_large(Some(b"ten")), None);
+        assert_eq!(too_large(None), None);
+    }
+
+    #[test]
+    fn a_body_shorter_than_announced_was_cut_short() {
+        assert_eq!(
+            cut_short(Some(400), 200),
+            Some(Error::BodyUnreadable {
+                reason: "the body ended after 200 of the 400 bytes announced".to_owned()
+            })
+        );
+        assert_eq!(cut_short(Some(400), 400), None);
+        // Unannounced (chunked): only the server can tell.
+        assert_eq!(cut_short(None, 0), None);
     }
 }

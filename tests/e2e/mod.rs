@@ -2,11 +2,15 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
-use cregis_payout_callback::{AsyncCallbackHandler, PayoutCallback};
+use cregis_payout_callback::{AsyncCallbackHandler, Error, PayoutCallback};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -71,6 +75,82 @@ pub async fn post_and_hang_up(addr: SocketAddr, path: &str, body: &[u8], after: 
     stream.write_all(body).await.unwrap();
     tokio::time::sleep(after).await;
     drop(stream);
+}
+
+/// Announces a body of `announced` bytes, sends only `sent`, and hangs up: the server's read
+/// of the body breaks off.
+pub async fn send_part_and_hang_up(addr: SocketAddr, path: &str, announced: usize, sent: &[u8]) {
+    assert!(sent.len() < announced);
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {announced}\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(stream);
+}
+
+/// The [`Error`] each response of a server carried in its extensions (`None` for an
+/// acknowledgement), as a logging layer in front of the route sees it: whether or not the
+/// client was still there to read the response.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<Mutex<Vec<Option<Error>>>>);
+
+impl Seen {
+    /// Records one response's error.
+    pub fn record(&self, error: Option<&Error>) {
+        self.0.lock().unwrap().push(error.cloned());
+    }
+
+    /// Waits (up to 10 s) until `n` responses were recorded, and returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Option<Error>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = self.0.lock().unwrap().clone();
+            if seen.len() >= n {
+                return seen;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} responses: {seen:?}",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Polls `future` by hand, on the calling thread, outside of any runtime: a route's future
+/// driven this way spawns its task on whatever runtime the caller has entered, which can then
+/// be shut down under it.
+pub struct ByHand<F: Future>(Pin<Box<F>>);
+
+impl<F: Future> ByHand<F> {
+    pub fn new(future: F) -> ByHand<F> {
+        ByHand(Box::pin(future))
+    }
+
+    /// Polls once.
+    pub fn poll(&mut self) -> Poll<F::Output> {
+        self.0
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Polls every 5 ms until the future is ready (at most 10 s).
+    pub fn wait(mut self) -> F::Output {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Poll::Ready(output) = self.poll() {
+                return output;
+            }
+            assert!(Instant::now() < deadline, "the future never finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
 
 /// Streams a body of unannounced length: one chunk of `len` bytes, and no end. Returns the
@@ -250,12 +330,48 @@ pub mod checks {
         }
     }
 
-    /// A panicking handler gets 500, and the server goes on answering.
-    pub async fn panicking_handler_gets_500(addr: SocketAddr, path: &str) {
+    /// A panicking handler gets 500, and the server goes on answering. The response's error
+    /// (for the host's logs) keeps the panic's message.
+    pub async fn panicking_handler_gets_500(addr: SocketAddr, path: &str, seen: &Seen) {
         let url = format!("http://{addr}{path}");
         let answer = post(&url, signed_body(DOC_EXAMPLE, KEY)).await;
         assert_refused(&answer, 500);
         assert_eq!(answer.body, "internal error");
+        let errors = seen.wait_for(1).await;
+        let Some(error @ Error::HandlerFailed { .. }) = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!(error.kind(), "HandlerFailed");
+        assert_eq!(
+            error.to_string(),
+            "handler failed: the handler panicked: the handler's own bug"
+        );
         assert_refused(&post(&url, b"not json").await, 400);
+    }
+
+    /// A client that hangs up half-way through the body: the read breaks off, which is
+    /// `BodyUnreadable` (400), not a malformed body, and no handler runs.
+    pub async fn a_body_cut_short_is_unreadable(
+        addr: SocketAddr,
+        path: &str,
+        seen: &Seen,
+        slow: &Slow,
+    ) {
+        let body = signed_body(DOC_EXAMPLE, KEY);
+        let half = &body.as_bytes()[..body.len() / 2];
+        send_part_and_hang_up(addr, path, body.len(), half).await;
+        let errors = seen.wait_for(1).await;
+        let Some(error @ Error::BodyUnreadable { .. }) = &errors[0] else {
+            panic!("{errors:?}")
+        };
+        assert_eq!((error.kind(), error.http_status()), ("BodyUnreadable", 400));
+        assert!(
+            !error.is_authentication() && !error.is_contract(),
+            "{error}"
+        );
+        assert_eq!(slow.started(), 0);
+        // The server goes on: the whole body is acknowledged.
+        let answer = post(&format!("http://{addr}{path}"), body).await;
+        assert_eq!((answer.status, answer.body.as_str()), (200, "success"));
     }
 }
