@@ -161,7 +161,7 @@ impl PayoutCallback {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidField`] for `amount` when the text is not a plain decimal number, or has
+    /// [`Error::InvalidField`](crate::Error::InvalidField) for `amount` when the text is not a plain decimal number, or has
     /// more digits than a `Decimal` holds exactly (about 28).
     #[cfg(feature = "rust_decimal")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rust_decimal")))]

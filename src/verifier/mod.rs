@@ -1,4 +1,4 @@
-//! The verifier: one raw body in, a verified callback or a [`Reply`](crate::Reply) out.
+//! The verifier: one raw body in, a verified callback or a [`Reply`] out.
 //!
 //! [`Verifier`] is the entry point (re-exported at the crate root); this module holds its
 //! builder, its clock and its defaults.
@@ -319,7 +319,7 @@ impl<S: SyncStoreSlot> Verifier<S> {
     /// callback that failed verification.
     ///
     /// A verifier whose store is async has no `process` (see
-    /// [`SyncStoreSlot`](crate::idempotency::SyncStoreSlot)): use
+    /// [`SyncStoreSlot`]): use
     /// [`process_async`](Self::process_async).
     ///
     /// # Example
