@@ -34,7 +34,9 @@ use std::sync::Arc;
 /// [`kind`](Error::kind) names the variant, a stable label for metrics.
 ///
 /// No message ever contains the API key or the signature the crate expected: they are safe to
-/// log and to send back to Cregis.
+/// log. What goes back to Cregis is the [`Reply`](crate::Reply)'s body, which is the message
+/// for a refusal and `internal error` for the host's own faults (whose messages carry the
+/// host's error text).
 ///
 /// # Example
 ///

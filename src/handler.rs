@@ -122,8 +122,9 @@ impl<H: CallbackHandler + ?Sized> CallbackHandler for Arc<H> {
 /// let verifier = Verifier::new(key.clone());
 /// let body = CallbackBuilder::new().body(&key)?;
 /// let reply = verifier.process(body.as_bytes(), &handler_fn(|callback| {
-///     let amount: f64 = callback.amount.parse()?; // (floats only for show)
-///     println!("{} paid {amount}", callback.third_party_id);
+///     // Your order ids are 128-bit hex; `?` works with any error type.
+///     let order = u128::from_str_radix(&callback.third_party_id, 16)?;
+///     println!("order {order:032x}: {} {} paid", callback.amount, callback.currency);
 ///     Ok(())
 /// }));
 /// assert!(reply.is_ack());

@@ -35,8 +35,9 @@
 //! - The fields: every documented field with its documented type, and a documented status code.
 //!
 //! Each failure is a specific [`Error`], and tells whether the callback is not authentic (401),
-//! malformed or not as documented (400), too large (413), being handled right now (409), or
-//! the host's own fault (500); [`Error::kind`] is a stable label for metrics.
+//! malformed, cut short or not as documented (400), too large (413), being handled right now
+//! or conflicting with an earlier delivery (409), the host's own fault (500), or cancelled by
+//! a shutdown (503); [`Error::kind`] is a stable label for metrics.
 //!
 //! # The crate's parts
 //!

@@ -13,8 +13,9 @@ use crate::Reply;
 #[cfg(feature = "tracing")]
 pub(crate) const TARGET: &str = "cregis_payout_callback";
 
-/// Reports `reply`: INFO when acknowledged, WARN when refused (401, 400, 409, 413), ERROR when
-/// the host failed (500).
+/// Reports `reply`: INFO when acknowledged, WARN when refused (401, 400, 409, 413) or cancelled
+/// (503: the host is shutting down), ERROR when the host failed (500), even on an acknowledged
+/// delivery whose store failed to record it.
 #[cfg(feature = "tracing")]
 pub(crate) fn delivery(reply: &Reply) {
     use tracing::Level;
@@ -28,10 +29,11 @@ pub(crate) fn delivery(reply: &Reply) {
     let kind = error.map_or("none", crate::Error::kind);
     let signed_with = reply.signed_with().map(tracing::field::display);
     let message = error.map(ToString::to_string).unwrap_or_default();
-    let level = match reply.status_code() {
-        200 => Level::INFO,
-        500.. => Level::ERROR,
-        _ => Level::WARN,
+    let level = match error {
+        None => Level::INFO,
+        Some(crate::Error::HandlerCancelled) => Level::WARN,
+        Some(error) if error.http_status() >= 500 => Level::ERROR,
+        Some(_) => Level::WARN,
     };
     // Known once the callback was read; a `None` field is left out of the event.
     let key = reply.delivery();

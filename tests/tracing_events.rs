@@ -11,7 +11,10 @@ use std::sync::{Arc, Mutex};
 use common::KEY;
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{
-    PayoutCallback, Verifier, idempotency::MemoryIdempotencyStore, signature::sign_body,
+    PayoutCallback, Verifier,
+    error::BoxError,
+    idempotency::{Attempt, Claim, IdempotencyStore, MemoryIdempotencyStore},
+    signature::sign_body,
     verifier::MatchedKey,
 };
 use tracing::field::{Field, Visit};
@@ -320,4 +323,36 @@ fn a_rotation_says_which_key_signed_on_the_reply_and_in_the_event() {
     let events = events_of(|| reply = Some(verifier.process(forged.as_bytes(), &ok)));
     assert_eq!(reply.unwrap().signed_with(), None);
     assert_eq!(only(&events).field("signed_with"), None);
+}
+
+/// A store that claims, but cannot record a handled delivery.
+struct CompleteFails;
+
+impl IdempotencyStore for CompleteFails {
+    fn claim(&self, _: &Attempt) -> Result<Claim, BoxError> {
+        Ok(Claim::Claimed)
+    }
+    fn complete(&self, _: &Attempt) -> Result<(), BoxError> {
+        Err("disk full".into())
+    }
+    fn release(&self, _: &Attempt) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_acknowledged_delivery_the_store_could_not_record_is_an_error_event() {
+    let verifier = Verifier::builder(common::key())
+        .idempotency(CompleteFails)
+        .build();
+    let body = CallbackBuilder::new().body(&common::key()).unwrap();
+    let ok = |_: &PayoutCallback| Ok::<(), String>(());
+    let mut reply = None;
+    let events = events_of(|| reply = Some(verifier.process(body.as_bytes(), &ok)));
+    assert!(reply.unwrap().is_ack());
+    let event = only(&events);
+    // The effect happened, but the claim stays in progress: the host must hear of it.
+    assert_eq!(event.level, Level::ERROR);
+    assert_eq!(event.field("outcome"), Some("acknowledged"));
+    assert_eq!(event.field("error_kind"), Some("Store"));
 }

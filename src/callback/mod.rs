@@ -57,7 +57,7 @@ pub use status::CallbackStatus;
 /// assert_eq!(callback.extra["fee"], "0.5");
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PayoutCallback {
     /// Project id.

@@ -48,6 +48,11 @@ impl<S> fmt::Debug for Store<S> {
 mod sealed {
     pub trait Sync {}
     pub trait Async {}
+
+    /// The store type of the [`NoStore`](super::NoStore) slot: it has no value, so it is
+    /// never called, and a host cannot name it to pass as a store.
+    #[derive(Debug)]
+    pub enum Nothing {}
 }
 
 /// A store slot that [`Verifier::process`](crate::Verifier::process) can use: [`NoStore`], or
@@ -56,7 +61,7 @@ mod sealed {
 /// A verifier whose store is only an [`AsyncIdempotencyStore`] has no `process`; calling it
 /// does not compile:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
 /// use cregis_payout_callback::error::BoxError;
 /// use cregis_payout_callback::idempotency::{AsyncIdempotencyStore, Attempt, Claim};
@@ -116,8 +121,8 @@ impl<S: IdempotencyStore + 'static> SyncStoreSlot for Store<S> {
 
 impl sealed::Async for NoStore {}
 impl AsyncStoreSlot for NoStore {
-    type Store = NoStore;
-    fn store(&self) -> Option<&NoStore> {
+    type Store = sealed::Nothing;
+    fn store(&self) -> Option<&sealed::Nothing> {
         None
     }
 }
@@ -130,18 +135,16 @@ impl<S: AsyncIdempotencyStore + 'static> AsyncStoreSlot for Store<S> {
     }
 }
 
-/// As a store, [`NoStore`] remembers nothing: every claim is [`Claimed`](Claim::Claimed). (A
-/// verifier with no store never calls it; the impl names a type for the slot.)
-impl AsyncIdempotencyStore for NoStore {
+impl AsyncIdempotencyStore for sealed::Nothing {
     async fn claim(&self, _: &Attempt) -> Result<Claim, BoxError> {
-        Ok(Claim::Claimed)
+        match *self {}
     }
 
     async fn complete(&self, _: &Attempt) -> Result<(), BoxError> {
-        Ok(())
+        match *self {}
     }
 
     async fn release(&self, _: &Attempt) -> Result<(), BoxError> {
-        Ok(())
+        match *self {}
     }
 }

@@ -43,6 +43,13 @@ use crate::error::BoxError;
 #[derive(Debug)]
 pub struct SpawnBlocking<S>(Arc<S>);
 
+/// A clone shares the store.
+impl<S> Clone for SpawnBlocking<S> {
+    fn clone(&self) -> Self {
+        SpawnBlocking(Arc::clone(&self.0))
+    }
+}
+
 impl<S> SpawnBlocking<S> {
     /// Wraps `store`.
     ///

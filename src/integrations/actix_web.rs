@@ -33,9 +33,7 @@ use std::sync::Arc;
 use ::actix_web::http::{StatusCode, header};
 use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
 
-use super::{
-    announced_len, announced_too_large, cut_short, joined, refuse_unread, streamed_too_large,
-};
+use super::{announced_len, announced_too_large, cut_short, joined, refuse, streamed_too_large};
 use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
 
@@ -110,20 +108,20 @@ where
             .map(header::HeaderValue::as_bytes),
     );
     if let Some(error) = announced_too_large(announced, limit) {
-        return refuse_unread(error);
+        return refuse(error);
     }
     let body = match payload.to_bytes_limited(limit).await {
         // actix-web ends the payload where a client hung up, without an error.
         Ok(Ok(body)) => match cut_short(announced, body.len()) {
-            Some(error) => return refuse_unread(error),
+            Some(error) => return refuse(error),
             None => body,
         },
         Ok(Err(e)) => {
-            return refuse_unread(Error::BodyUnreadable {
+            return refuse(Error::BodyUnreadable {
                 reason: e.to_string(),
             });
         }
-        Err(_) => return refuse_unread(streamed_too_large(limit)),
+        Err(_) => return refuse(streamed_too_large(limit)),
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.

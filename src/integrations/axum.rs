@@ -38,9 +38,7 @@ use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::{
-    announced_len, announced_too_large, cut_short, joined, refuse_unread, streamed_too_large,
-};
+use super::{announced_len, announced_too_large, cut_short, joined, refuse, streamed_too_large};
 use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 
@@ -101,7 +99,7 @@ where
 {
     let body = match read_body(request, verifier.max_body_bytes()).await {
         Ok(body) => body,
-        Err(error) => return refuse_unread(error),
+        Err(error) => return refuse(error),
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.
@@ -210,7 +208,8 @@ where
         let verifier = Verifier::from_ref(state);
         let body = read_body(request, verifier.max_body_bytes())
             .await
-            .map_err(refuse_unread)?;
-        Ok(VerifiedCallback(verifier.verify_and_parse(&body)?))
+            .map_err(refuse)?;
+        let callback = verifier.verify_and_parse(&body).map_err(refuse)?;
+        Ok(VerifiedCallback(callback))
     }
 }

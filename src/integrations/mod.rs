@@ -42,9 +42,9 @@ fn streamed_too_large(limit: usize) -> Error {
     }
 }
 
-/// The reply to a delivery refused before it was verified (an oversized or broken-off body),
-/// reported like any other.
-fn refuse_unread(error: Error) -> Reply {
+/// The reply to a delivery the adapter refuses itself (an oversized or broken-off body, or a
+/// failed verification in axum's extractor), reported like any other.
+fn refuse(error: Error) -> Reply {
     let reply = Reply::from(error);
     crate::trace::delivery(&reply);
     reply

@@ -250,60 +250,100 @@ impl CallbackBuilder {
     }
 
     /// Sets `pid`, the project id.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn pid(self, pid: i64) -> Self {
         self.raw("pid", &pid.to_string())
     }
 
     /// Sets `cid`, Cregis's id of the payout.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn cid(self, cid: i64) -> Self {
         self.raw("cid", &cid.to_string())
     }
 
     /// Sets `chain_id`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn chain_id(self, chain_id: &str) -> Self {
         self.string("chain_id", chain_id)
     }
 
     /// Sets `token_id`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn token_id(self, token_id: &str) -> Self {
         self.string("token_id", token_id)
     }
 
     /// Sets `currency`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn currency(self, currency: &str) -> Self {
         self.string("currency", currency)
     }
 
     /// Sets `address`, the destination address.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn address(self, address: &str) -> Self {
         self.string("address", address)
     }
 
     /// Sets `amount`, a decimal as text.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn amount(self, amount: &str) -> Self {
         self.string("amount", amount)
     }
 
     /// Sets `third_party_id`, the host's own id of the payout.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn third_party_id(self, third_party_id: &str) -> Self {
         self.string("third_party_id", third_party_id)
     }
 
     /// Sets `remark`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn remark(self, remark: &str) -> Self {
         self.string("remark", remark)
     }
 
     /// Sets `status`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn status(self, status: CallbackStatus) -> Self {
         self.status_code(i64::from(status.code()))
@@ -324,36 +364,60 @@ impl CallbackBuilder {
     }
 
     /// Sets `txid`, the transaction hash.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn txid(self, txid: &str) -> Self {
         self.string("txid", txid)
     }
 
     /// Sets `block_height`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn block_height(self, block_height: &str) -> Self {
         self.string("block_height", block_height)
     }
 
     /// Sets `block_time`, in milliseconds since the epoch.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn block_time(self, block_time: i64) -> Self {
         self.raw("block_time", &block_time.to_string())
     }
 
     /// Sets `memo` (Ton and Xrp payouts carry one; others none).
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn memo(self, memo: &str) -> Self {
         self.string("memo", memo)
     }
 
     /// Sets `nonce`.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn nonce(self, nonce: &str) -> Self {
         self.string("nonce", nonce)
     }
 
     /// Sets `timestamp`, in milliseconds since the epoch.
+    ///
+    /// # Example
+    ///
+    /// See [`CallbackBuilder`].
     #[must_use]
     pub fn timestamp(self, timestamp: i64) -> Self {
         self.raw("timestamp", &timestamp.to_string())

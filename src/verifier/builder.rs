@@ -246,11 +246,15 @@ impl<S> VerifierBuilder<S> {
     /// use std::time::Duration;
     /// use cregis_payout_callback::{ApiKey, Verifier};
     ///
-    /// let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// let verifier = Verifier::builder(key.clone())
     ///     .max_age(Duration::from_secs(600))
     ///     .future_skew(Duration::from_secs(5))
     ///     .build();
-    /// # drop(verifier);
+    /// assert_eq!(verifier.future_skew(), Some(Duration::from_secs(5)));
+    /// // With `max_age` alone, the default skew applies.
+    /// let verifier = Verifier::builder(key).max_age(Duration::from_secs(600)).build();
+    /// assert_eq!(verifier.future_skew(), Some(Duration::from_secs(60)));
     /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
     /// ```
     pub fn future_skew(mut self, skew: Duration) -> Self {

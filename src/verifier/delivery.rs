@@ -163,11 +163,17 @@ fn settle(outcome: Result<(), Cause>, settled: Option<Result<(), BoxError>>) -> 
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 impl<S> Verifier<S> {
     /// The reply to a delivery whose handler's task ended without a reply (it panicked, or
-    /// was cancelled): about the delivery (read again from `body`), reported like any other.
+    /// was cancelled): about the delivery (read again from `body`, which was verified before
+    /// the task began; the freshness checks are not run again on a later clock), reported like
+    /// any other.
     pub(crate) fn task_failed(&self, body: &[u8], error: Error) -> Reply {
         let mut reply = Reply::from(error);
-        if let Ok(delivery) = self.begin(body, false) {
-            reply = delivery.reply(reply);
+        let mut params = Params::empty();
+        if let Ok(matched) = self.authentic_params(body, &mut params) {
+            reply = reply.with_signer(MatchedKey::from_index(matched));
+            if let Ok(callback) = PayoutCallback::from_params(&params) {
+                reply = reply.about(callback.delivery_key());
+            }
         }
         crate::trace::delivery(&reply);
         reply

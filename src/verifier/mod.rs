@@ -202,6 +202,39 @@ impl<S> Verifier<S> {
         self.settings.expected_pid
     }
 
+    /// The oldest `timestamp` accepted, as an age, if one is set (see
+    /// [`VerifierBuilder::max_age`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cregis_payout_callback::{ApiKey, Verifier};
+    ///
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// assert_eq!(Verifier::new(key.clone()).max_age(), None);
+    /// let verifier = Verifier::builder(key).max_age(Duration::from_secs(300)).build();
+    /// assert_eq!(verifier.max_age(), Some(Duration::from_secs(300)));
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    pub fn max_age(&self) -> Option<Duration> {
+        self.settings.max_age
+    }
+
+    /// How far ahead of the clock a `timestamp` may be, if that is checked: the
+    /// [`VerifierBuilder::future_skew`] set, else [`DEFAULT_FUTURE_SKEW`] once a
+    /// [`max_age`](VerifierBuilder::max_age) is set, else `None`.
+    ///
+    /// # Example
+    ///
+    /// See [`VerifierBuilder::future_skew`].
+    pub fn future_skew(&self) -> Option<Duration> {
+        let settings = &*self.settings;
+        settings
+            .future_skew
+            .or(settings.max_age.map(|_| DEFAULT_FUTURE_SKEW))
+    }
+
     /// Checks that `body` is an authentic Cregis callback, without reading its fields into a
     /// [`PayoutCallback`], and says which key signed it. The `pid` and freshness checks, when
     /// set, are made too.
@@ -298,10 +331,7 @@ impl<S> Verifier<S> {
             }
         }
         // Freshness is checked when either limit is set; `max_age` implies the default skew.
-        let skew = settings
-            .future_skew
-            .or(settings.max_age.map(|_| DEFAULT_FUTURE_SKEW));
-        if let Some(skew) = skew {
+        if let Some(skew) = self.future_skew() {
             let timestamp = required_integer(params, "timestamp")?;
             let now = now.unwrap_or_else(|| settings.clock.now());
             freshness::check_freshness(timestamp, now, settings.max_age, skew)?;
@@ -310,7 +340,7 @@ impl<S> Verifier<S> {
     }
 }
 
-impl<S: SyncStoreSlot> Verifier<S> {
+impl<S> Verifier<S> {
     /// Verifies and parses `body`, hands the callback to `handler`, and says what to answer.
     ///
     /// The [`Reply`] is 200 `success` only when the callback is authentic, well-formed and
@@ -337,14 +367,17 @@ impl<S: SyncStoreSlot> Verifier<S> {
     /// assert!(!reply.is_ack());
     /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
     /// ```
-    pub fn process<H: CallbackHandler>(&self, body: &[u8], handler: &H) -> Reply {
+    pub fn process<H: CallbackHandler>(&self, body: &[u8], handler: &H) -> Reply
+    where
+        S: SyncStoreSlot,
+    {
         let reply = self.deliver(body, handler);
         trace::delivery(&reply);
         reply
     }
 }
 
-impl<S: AsyncStoreSlot> Verifier<S> {
+impl<S> Verifier<S> {
     /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
     /// [`process`](Self::process) for async handlers and async stores, with the same replies.
     ///
@@ -382,7 +415,10 @@ impl<S: AsyncStoreSlot> Verifier<S> {
         &self,
         body: &[u8],
         handler: &H,
-    ) -> impl Future<Output = Reply> + Send {
+    ) -> impl Future<Output = Reply> + Send
+    where
+        S: AsyncStoreSlot,
+    {
         async move {
             let reply = self.deliver_async(body, handler).await;
             trace::delivery(&reply);
