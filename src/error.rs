@@ -220,11 +220,7 @@ impl fmt::Display for Error {
                 f,
                 "delivery {key} was already received with different content"
             ),
-            Error::Store { operation, cause } => write!(
-                f,
-                "idempotency store failed: {}{cause}",
-                operation.context()
-            ),
+            Error::Store { operation, cause } => write!(f, "{}{cause}", operation.context()),
             Error::HandlerFailed {
                 cause,
                 release_failure,
@@ -384,14 +380,33 @@ pub enum StoreOperation {
     Claim,
     /// Recording a handled delivery as done: the delivery is still acknowledged.
     Complete,
+    /// Recording an authentic delivery in the [`inbox`](crate::inbox) (feature `inbox`): the
+    /// delivery is answered 500 and not acknowledged, so that a re-push can bring it again.
+    Accept,
 }
 
 impl StoreOperation {
     fn context(self) -> &'static str {
         match self {
-            StoreOperation::Claim => "",
-            StoreOperation::Complete => "handled, but not recorded as done: ",
+            StoreOperation::Claim => "idempotency store failed: ",
+            StoreOperation::Complete => {
+                "idempotency store failed: handled, but not recorded as done: "
+            }
+            StoreOperation::Accept => "inbox failed to record the delivery: ",
         }
+    }
+}
+
+/// `the handler panicked: {message}`, for a panic's payload (its message, when it is text).
+#[cfg(any(feature = "axum", feature = "actix-web", feature = "inbox"))]
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    match message {
+        Some(message) => format!("the handler panicked: {message}"),
+        None => "the handler panicked".to_owned(),
     }
 }
 
@@ -504,16 +519,8 @@ impl Error {
     /// it was a string, is kept in the cause.
     #[cfg(any(feature = "axum", feature = "actix-web"))]
     pub(crate) fn handler_panicked(panic: &(dyn std::any::Any + Send)) -> Error {
-        let message = panic
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
-        let cause = match message {
-            Some(message) => format!("the handler panicked: {message}"),
-            None => "the handler panicked".to_owned(),
-        };
         Error::HandlerFailed {
-            cause: Cause::new(cause),
+            cause: Cause::new(panic_text(panic)),
             release_failure: None,
         }
     }

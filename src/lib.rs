@@ -92,6 +92,9 @@ mod callback;
 pub mod error;
 pub mod handler;
 pub mod idempotency;
+#[cfg(feature = "inbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+pub mod inbox;
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 mod integrations;
 mod reply;

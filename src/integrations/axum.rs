@@ -110,6 +110,63 @@ where
     joined(&verifier, &body, task.await)
 }
 
+/// The endpoint of the durable inbox (feature `inbox`): a `POST` route that verifies each
+/// delivery and records it in `inbox`, answering `success` once the entry is committed
+/// ([`Verifier::accept`]); a [`Worker`](crate::inbox::Worker) beside the server runs the
+/// handler. The body rules are [`callback_route`]'s: refused over the limit before it is read,
+/// `BodyUnreadable` if the client hangs up mid-body, the write in a task of its own.
+///
+/// # Example
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use axum::Router;
+/// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
+/// use cregis_payout_callback::axum::inbox_route;
+/// use cregis_payout_callback::inbox::{SqliteInbox, Worker};
+///
+/// let dir = tempfile::tempdir()?;
+/// let inbox = SqliteInbox::open(dir.path().join("inbox.db")).await?;
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
+/// let app: Router = Router::new().route("/cregis/payout-callback", inbox_route(verifier, inbox.clone()));
+/// let settle = |callback: &PayoutCallback| {
+///     let id = callback.third_party_id.clone();
+///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) } // UPDATE payouts ...
+/// };
+/// let worker = Worker::new(inbox, settle);
+/// // tokio::spawn(worker.run(shutdown)); axum::serve(listener, app).with_graceful_shutdown(..)
+/// # drop((app, worker));
+/// # Ok(())
+/// # }
+/// # #[cfg(feature = "sqlite")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+#[cfg(feature = "inbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+pub fn inbox_route<S, I>(verifier: Verifier, inbox: I) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    I: crate::inbox::Inbox,
+{
+    post(move |request: Request| {
+        let (verifier, inbox) = (verifier.clone(), inbox.clone());
+        async move {
+            let body = match read_body(request, verifier.max_body_bytes()).await {
+                Ok(body) => body,
+                Err(error) => return refuse(error),
+            };
+            // A task of its own: a client hanging up does not cut the write short.
+            let task = {
+                let (verifier, body) = (verifier.clone(), body.clone());
+                tokio::spawn(async move { verifier.accept(&body, &inbox).await })
+            };
+            joined(&verifier, &body, task.await)
+        }
+    })
+}
+
 /// The body of `request`, refused (413) once it is known to be over `limit` bytes.
 async fn read_body(request: Request, limit: usize) -> Result<Bytes, Error> {
     let announced = announced_len(content_length(request.headers()));

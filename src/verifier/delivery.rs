@@ -42,15 +42,7 @@ impl<S> Verifier<S> {
         // The clock is read once, and only if a claim or a freshness check needs it.
         let now = with_store.then(|| settings.clock.now());
         let mut params = Params::empty();
-        let matched = self
-            .authentic_params(body, &mut params)
-            .map_err(Reply::from)?;
-        // From here on the body is authentic: every reply says which key signed it.
-        let matched = MatchedKey::from_index(matched);
-        let callback = self
-            .checks(&params, now)
-            .and_then(|()| PayoutCallback::from_params(&params))
-            .map_err(|error| Reply::from(error).with_signer(matched))?;
+        let (callback, matched) = self.verified(body, &mut params, now)?;
         let attempt = now.map(|now: SystemTime| {
             Attempt::new(
                 callback.delivery_key(),
@@ -64,6 +56,36 @@ impl<S> Verifier<S> {
             matched,
             attempt,
         })
+    }
+
+    /// Verification and parsing: the callback and the key that signed it, or the reply that
+    /// refuses the body. `params` is filled in place (it is large to move).
+    fn verified<'b>(
+        &self,
+        body: &'b [u8],
+        params: &mut Params<'b>,
+        now: Option<SystemTime>,
+    ) -> Result<(PayoutCallback, MatchedKey), Reply> {
+        let matched = self.authentic_params(body, params).map_err(Reply::from)?;
+        // From here on the body is authentic: every reply says which key signed it.
+        let matched = MatchedKey::from_index(matched);
+        let callback = self
+            .checks(params, now)
+            .and_then(|()| PayoutCallback::from_params(params))
+            .map_err(|error| Reply::from(error).with_signer(matched))?;
+        Ok((callback, matched))
+    }
+
+    /// What the inbox records of a delivery: the verified callback, the key that signed it and
+    /// the fingerprint of its content; or the reply that refuses it.
+    #[cfg(feature = "inbox")]
+    pub(crate) fn verified_entry(
+        &self,
+        body: &[u8],
+    ) -> Result<(PayoutCallback, MatchedKey, Fingerprint), Reply> {
+        let mut params = Params::empty();
+        let (callback, matched) = self.verified(body, &mut params, None)?;
+        Ok((callback, matched, Fingerprint::of(&params)))
     }
 }
 
