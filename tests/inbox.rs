@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cregis_payout_callback::error::StoreOperation;
 use cregis_payout_callback::idempotency::{DeliveryKey, Fingerprint};
 use cregis_payout_callback::inbox::{
-    Accepted, EntryId, EntryState, Inbox, NewEntry, Next, RetryPolicy, SqliteInbox, Taken, Worker,
+    Accepted, AtLeastOnce, EntryId, EntryState, Inbox, NewEntry, Next, RetryPolicy, SqliteInbox,
+    Taken, Worker,
 };
 use cregis_payout_callback::testing::{CallbackBuilder, ManualClock};
 use cregis_payout_callback::{CallbackStatus, Error, PayoutCallback, Verifier};
@@ -458,7 +459,7 @@ impl Running {
     }
 }
 
-fn spawn_worker(worker: Worker<SqliteInbox, Arc<Flaky>>) -> Running {
+fn spawn_worker(worker: Worker<SqliteInbox, AtLeastOnce<Arc<Flaky>>>) -> Running {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(worker.run(async {
         let _ = stopped.await;

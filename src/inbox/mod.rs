@@ -89,8 +89,8 @@ use std::time::Duration;
 pub use policy::{DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, RetryPolicy};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::SqliteInbox;
-pub use worker::{DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, Worker};
+pub use sqlite::{InTransaction, SqliteHandler, SqliteInbox};
+pub use worker::{AtLeastOnce, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, Job, JobError, Worker};
 
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};

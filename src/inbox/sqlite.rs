@@ -4,17 +4,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::fmt::Display;
+use std::future::Future;
+
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
 
-use super::{Accepted, EntryId, EntryState, EntrySummary, Inbox, NewEntry, Next, Taken};
-use crate::CallbackStatus;
+use super::{
+    Accepted, EntryId, EntryState, EntrySummary, Inbox, Job, JobError, NewEntry, Next, Taken,
+    Worker,
+};
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
 use crate::verifier::{Clock, SystemClock};
+use crate::{CallbackStatus, PayoutCallback};
 
 /// The schema version this crate writes and reads.
 const SCHEMA_VERSION: i64 = 1;
@@ -198,6 +204,26 @@ impl SqliteInbox {
         &self.pool
     }
 
+    /// Marks `taken` done on `connection` (in the handler's transaction, for
+    /// [`InTransaction`]); `false` if the run no longer holds it.
+    async fn mark_done(
+        &self,
+        connection: &mut SqliteConnection,
+        taken: &Taken,
+    ) -> Result<bool, BoxError> {
+        let done = sqlx::query(
+            "UPDATE cregis_inbox
+             SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = ?
+             WHERE id = ? AND attempts = ? AND state = 'pending' AND lease_until_ms IS NOT NULL",
+        )
+        .bind(self.now_ms())
+        .bind(taken.id.0)
+        .bind(i64::from(taken.attempt))
+        .execute(&mut *connection)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Now, in milliseconds since the epoch, on the inbox's clock.
     fn now_ms(&self) -> i64 {
         millis(
@@ -365,17 +391,8 @@ impl Inbox for SqliteInbox {
     }
 
     async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
-        let done = sqlx::query(
-            "UPDATE cregis_inbox
-             SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = ?
-             WHERE id = ? AND attempts = ? AND state = 'pending' AND lease_until_ms IS NOT NULL",
-        )
-        .bind(self.now_ms())
-        .bind(taken.id.0)
-        .bind(i64::from(taken.attempt))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut connection = self.pool.acquire().await?;
+        self.mark_done(&mut connection, taken).await
     }
 
     async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
@@ -473,5 +490,108 @@ impl Inbox for SqliteInbox {
             }
             None => Ok(false),
         }
+    }
+}
+
+/// A handler whose effect is written in the inbox's own SQLite database, in the transaction
+/// that marks the entry done: see [`Worker::in_transaction`].
+///
+/// # Example
+///
+/// See [`Worker::in_transaction`].
+pub trait SqliteHandler: Send + Sync + 'static {
+    /// The handler's error; its text is kept as the entry's last error.
+    type Error: Display + Send;
+
+    /// Applies `callback` with `tx`, the transaction that then marks the entry done. Returning
+    /// an error (or panicking) rolls the transaction back: nothing of this run remains.
+    fn handle(
+        &self,
+        callback: &PayoutCallback,
+        tx: &mut SqliteConnection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// The [`Job`] of a [`SqliteHandler`]: the handler's effect and "entry done" commit together
+/// or not at all. A run that lost its lease (another run took the entry) rolls back, and so
+/// does a process killed mid-run: every effect is applied exactly once.
+///
+/// The transaction begins with `BEGIN IMMEDIATE`, so it holds SQLite's write lock while the
+/// handler runs: keep the handler to its database work (no network calls inside), since
+/// accepts and other writers wait for it (up to the busy timeout, 5 s).
+///
+/// # Example
+///
+/// See [`Worker::in_transaction`].
+#[derive(Debug)]
+pub struct InTransaction<H>(pub H);
+
+impl<H: SqliteHandler> Job<SqliteInbox> for InTransaction<H> {
+    async fn run(
+        &self,
+        inbox: &SqliteInbox,
+        taken: &Taken,
+        callback: &PayoutCallback,
+    ) -> Result<bool, JobError> {
+        let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
+        let mut tx = inbox
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(inbox_error)?;
+        self.0
+            .handle(callback, &mut tx)
+            .await
+            .map_err(|error| JobError::Handler(error.to_string()))?;
+        if !inbox
+            .mark_done(&mut tx, taken)
+            .await
+            .map_err(JobError::Inbox)?
+        {
+            // Lost the lease: roll the effect back (dropping the transaction does).
+            return Ok(false);
+        }
+        tx.commit().await.map_err(inbox_error)?;
+        Ok(true)
+    }
+}
+
+impl<H: SqliteHandler> Worker<SqliteInbox, InTransaction<H>> {
+    /// A worker whose handler writes its effect in the inbox's transaction
+    /// ([`InTransaction`]): effect and "done" commit together, exactly once.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::PayoutCallback;
+    /// use cregis_payout_callback::inbox::{SqliteHandler, SqliteInbox, Worker};
+    /// use sqlx::SqliteConnection;
+    ///
+    /// struct Ledger;
+    ///
+    /// impl SqliteHandler for Ledger {
+    ///     type Error = sqlx::Error;
+    ///     async fn handle(&self, callback: &PayoutCallback, tx: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    ///         sqlx::query("UPDATE payouts SET status = ? WHERE id = ? AND amount = ?")
+    ///             .bind(callback.status.code())
+    ///             .bind(&callback.third_party_id)
+    ///             .bind(&callback.amount)
+    ///             .execute(&mut *tx)
+    ///             .await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// let worker = Worker::in_transaction(inbox, Ledger);
+    /// # drop(worker);
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn in_transaction(inbox: SqliteInbox, handler: H) -> Self {
+        Worker::with_job(inbox, InTransaction(handler))
     }
 }

@@ -19,6 +19,84 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// due entries again.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How a [`Worker`] runs the handler on an entry and records its success: [`AtLeastOnce`] for
+/// any [`AsyncCallbackHandler`], or `InTransaction` (SQLite) to commit the handler's effect
+/// and "done" together.
+pub trait Job<I: Inbox>: Send + Sync + 'static {
+    /// Runs the handler on `callback`, and on success records `taken` as done. `Ok(false)`:
+    /// the run no longer held the entry, and nothing was recorded.
+    ///
+    /// # Errors
+    ///
+    /// The handler failed ([`JobError::Handler`]), or the inbox did ([`JobError::Inbox`]).
+    fn run(
+        &self,
+        inbox: &I,
+        taken: &Taken,
+        callback: &PayoutCallback,
+    ) -> impl Future<Output = Result<bool, JobError>> + Send;
+}
+
+/// Why a [`Job`] did not complete.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::inbox::JobError;
+///
+/// let error = JobError::Handler("database is down".to_owned());
+/// assert_eq!(error.to_string(), "database is down");
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The handler failed: its error's text. The entry is retried, or dead.
+    Handler(String),
+    /// The inbox failed to record the outcome: the entry's lease lapses and it runs again.
+    Inbox(BoxError),
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Handler(error) => f.write_str(error),
+            JobError::Inbox(error) => write!(f, "the inbox failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// The [`Job`] of an [`AsyncCallbackHandler`]: the handler runs, then the entry is marked
+/// done. Its effect is at-least-once: a worker that dies after the effect and before the mark
+/// leaves the entry to run again once its lease lapses. Make the effect idempotent (keyed on
+/// the fact's [`DeliveryKey`]) or, on SQLite, use `Worker::in_transaction`.
+///
+/// # Example
+///
+/// See [`Worker::new`].
+#[derive(Debug)]
+pub struct AtLeastOnce<H>(pub H);
+
+impl<I, H> Job<I> for AtLeastOnce<H>
+where
+    I: Inbox,
+    H: AsyncCallbackHandler + Send + 'static,
+{
+    async fn run(
+        &self,
+        inbox: &I,
+        taken: &Taken,
+        callback: &PayoutCallback,
+    ) -> Result<bool, JobError> {
+        self.0
+            .handle(callback)
+            .await
+            .map_err(|error| JobError::Handler(error.to_string()))?;
+        inbox.succeed(taken).await.map_err(JobError::Inbox)
+    }
+}
+
 /// Runs the host's handler on the inbox's due entries, until each succeeds or is dead.
 ///
 /// [`run`](Worker::run) is a future the host spawns on its own runtime, beside the server, and
@@ -38,30 +116,62 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// See the [module docs](super).
 #[derive(Debug)]
 #[must_use = "a worker does nothing until `run` is awaited"]
-pub struct Worker<I, H> {
+pub struct Worker<I, J> {
     inbox: I,
-    handler: Arc<H>,
+    job: Arc<J>,
     policy: RetryPolicy,
     lease: Duration,
     poll_interval: Duration,
     concurrency: usize,
 }
 
-impl<I, H> Worker<I, H>
+impl<I, H> Worker<I, AtLeastOnce<H>>
 where
     I: Inbox,
     H: AsyncCallbackHandler + Send + 'static,
 {
-    /// A worker running `handler` on the entries of `inbox`, with the default policy, lease
-    /// ([`DEFAULT_LEASE`]), poll interval ([`DEFAULT_POLL_INTERVAL`]) and 4 handlers at a time.
+    /// A worker running `handler` on the entries of `inbox` ([`AtLeastOnce`]), with the default
+    /// policy, lease ([`DEFAULT_LEASE`]), poll interval ([`DEFAULT_POLL_INTERVAL`]) and 4
+    /// handlers at a time.
     ///
     /// # Example
     ///
     /// See the [module docs](super).
-    pub fn new(inbox: I, handler: H) -> Worker<I, H> {
+    pub fn new(inbox: I, handler: H) -> Worker<I, AtLeastOnce<H>> {
+        Worker::with_job(inbox, AtLeastOnce(handler))
+    }
+}
+
+impl<I, J> Worker<I, J>
+where
+    I: Inbox,
+    J: Job<I>,
+{
+    /// A worker running `job` on the entries of `inbox`, with the defaults of
+    /// [`new`](Worker::new).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::PayoutCallback;
+    /// use cregis_payout_callback::inbox::{AtLeastOnce, SqliteInbox, Worker};
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// let handler = |_: &PayoutCallback| async { Ok::<(), String>(()) };
+    /// let worker = Worker::with_job(inbox, AtLeastOnce(handler)); // the same as Worker::new
+    /// # drop(worker);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(feature = "sqlite")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn with_job(inbox: I, job: J) -> Worker<I, J> {
         Worker {
             inbox,
-            handler: Arc::new(handler),
+            job: Arc::new(job),
             policy: RetryPolicy::default(),
             lease: DEFAULT_LEASE,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -178,13 +288,10 @@ where
                 return;
             }
         };
-        let handler = Arc::clone(&self.handler);
-        let mut task = tokio::spawn(async move {
-            handler
-                .handle(&callback)
-                .await
-                .map_err(|error| error.to_string())
-        });
+        let mut task = {
+            let (job, inbox, taken) = (Arc::clone(&self.job), self.inbox.clone(), taken.clone());
+            tokio::spawn(async move { job.run(&inbox, &taken, &callback).await })
+        };
         let mut heartbeat = tokio::time::interval(self.lease / 3);
         heartbeat.tick().await;
         let joined = loop {
@@ -198,12 +305,10 @@ where
             }
         };
         match joined {
-            Ok(Ok(())) => match self.inbox.succeed(&taken).await {
-                Ok(true) => report_succeeded(&taken),
-                Ok(false) => report_lost(&taken),
-                Err(error) => report_inbox_error("succeed", &error),
-            },
-            Ok(Err(error)) => {
+            Ok(Ok(true)) => report_succeeded(&taken),
+            Ok(Ok(false)) => report_lost(&taken),
+            Ok(Err(JobError::Inbox(error))) => report_inbox_error("succeed", &error),
+            Ok(Err(JobError::Handler(error))) => {
                 let next = self.policy.next(taken.id, taken.attempt, taken.age);
                 self.record_failure(&taken, &error, next).await;
             }
