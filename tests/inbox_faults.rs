@@ -131,8 +131,25 @@ fn server() {
     });
 }
 
+/// The server's process, killed when dropped (also when the test fails half-way).
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    /// SIGKILL, as a crash or an out-of-memory kill would.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the server on `db`; returns it and its URL.
-fn start_server(db: &Path) -> (Child, String) {
+fn start_server(db: &Path) -> (ServerProcess, String) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -159,7 +176,7 @@ fn start_server(db: &Path) -> (Child, String) {
     };
     // Keep reading, so that the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://{addr}/cb"))
+    (ServerProcess(child), format!("http://{addr}/cb"))
 }
 
 /// Payout `cid`'s callback, pushed for the `push`th time: same business fields, fresh
@@ -208,8 +225,7 @@ fn a_thousand_payouts_survive_kills_and_failures_exactly_once() {
                         std::thread::sleep(Duration::from_millis(2));
                     }
                     let mut server = server.write().unwrap();
-                    server.0.kill().unwrap();
-                    server.0.wait().unwrap();
+                    server.0.kill();
                     *server = start_server(&db);
                 }
             })
@@ -254,7 +270,7 @@ fn a_thousand_payouts_survive_kills_and_failures_exactly_once() {
 
         assert_applied_exactly_once(&db).await;
     });
-    server.write().unwrap().0.kill().unwrap();
+    server.write().unwrap().0.kill();
     assert_eq!(
         acknowledged.load(Ordering::SeqCst),
         usize::try_from(PAYOUTS).unwrap()
