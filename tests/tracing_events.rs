@@ -356,3 +356,74 @@ fn an_acknowledged_delivery_the_store_could_not_record_is_an_error_event() {
     assert_eq!(event.field("outcome"), Some("acknowledged"));
     assert_eq!(event.field("error_kind"), Some("Store"));
 }
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn the_inbox_reports_accepted_retry_dead_and_discarded_entries() {
+    use cregis_payout_callback::inbox::{EntryState, Inbox, RetryPolicy, SqliteInbox, Worker};
+    use std::time::Duration;
+
+    let events = events_of(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let inbox = SqliteInbox::open_in_memory().await.unwrap();
+            let body = CallbackBuilder::new().cid(80).body(&common::key()).unwrap();
+            let reply = Verifier::new(common::key())
+                .accept(body.as_bytes(), &inbox)
+                .await;
+            assert!(reply.is_ack());
+            let failing = |_: &PayoutCallback| async { Err::<(), _>("ledger is down") };
+            let worker = Worker::new(inbox.clone(), failing)
+                .retry(RetryPolicy {
+                    initial: Duration::from_millis(1),
+                    max_attempts: 2,
+                    ..RetryPolicy::default()
+                })
+                .poll_interval(Duration::from_millis(5));
+            let dead = async {
+                while inbox.list(&[EntryState::Dead]).await.unwrap().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            worker.run(dead).await;
+            let id = inbox.list(&[EntryState::Dead]).await.unwrap()[0].id;
+            assert!(inbox.discard(id, "refunded by hand").await.unwrap());
+        });
+    });
+    let ours: Vec<&Captured> = events
+        .iter()
+        .filter(|e| e.target == "cregis_payout_callback")
+        .collect();
+    let kinds: Vec<Option<&str>> = ours.iter().map(|e| e.field("event")).collect();
+    assert_eq!(
+        kinds,
+        [
+            None,
+            Some("retry scheduled"),
+            Some("dead"),
+            Some("discarded")
+        ],
+        "{ours:?}"
+    );
+    assert_eq!(ours[0].field("outcome"), Some("acknowledged"));
+    assert_eq!(
+        (ours[1].level, ours[1].field("error"), ours[1].field("cid")),
+        (Level::WARN, Some("ledger is down"), Some("80"))
+    );
+    assert_eq!(
+        (ours[2].level, ours[2].field("attempt")),
+        (Level::ERROR, Some("2"))
+    );
+    assert_eq!(
+        (ours[3].level, ours[3].field("reason")),
+        (Level::WARN, Some("refunded by hand"))
+    );
+    for event in &ours {
+        for value in event.fields.values() {
+            assert!(!value.contains(KEY), "{value}");
+        }
+    }
+}

@@ -100,28 +100,9 @@ where
     St: AsyncStoreSlot,
     H: AsyncCallbackHandler + 'static,
 {
-    let limit = verifier.max_body_bytes();
-    let announced = announced_len(
-        request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .map(header::HeaderValue::as_bytes),
-    );
-    if let Some(error) = announced_too_large(announced, limit) {
-        return refuse(error);
-    }
-    let body = match payload.to_bytes_limited(limit).await {
-        // actix-web ends the payload where a client hung up, without an error.
-        Ok(Ok(body)) => match cut_short(announced, body.len()) {
-            Some(error) => return refuse(error),
-            None => body,
-        },
-        Ok(Err(e)) => {
-            return refuse(Error::BodyUnreadable {
-                reason: e.to_string(),
-            });
-        }
-        Err(_) => return refuse(streamed_too_large(limit)),
+    let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
+        Ok(body) => body,
+        Err(error) => return refuse(error),
     };
     // A task of its own: dropping this request's future (a client disconnect) does not cancel
     // the handler, which settles its claim whatever happens to the connection.
@@ -130,6 +111,79 @@ where
         ::actix_web::rt::spawn(async move { verifier.process_async(&body, &*handler).await })
     };
     joined(&verifier, &body, task.await)
+}
+
+/// The body of `request`, refused (413) once it is known to be over `limit` bytes, and
+/// `BodyUnreadable` if it broke off.
+async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, Error> {
+    let announced = announced_len(
+        request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .map(header::HeaderValue::as_bytes),
+    );
+    if let Some(error) = announced_too_large(announced, limit) {
+        return Err(error);
+    }
+    match payload.to_bytes_limited(limit).await {
+        // actix-web ends the payload where a client hung up, without an error.
+        Ok(Ok(body)) => cut_short(announced, body.len()).map_or(Ok(body), Err),
+        Ok(Err(e)) => Err(Error::BodyUnreadable {
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(streamed_too_large(limit)),
+    }
+}
+
+/// The endpoint of the durable inbox (feature `inbox`): a `POST` [`Route`] that verifies each
+/// delivery and records it in `inbox`, answering `success` once the entry is committed
+/// ([`Verifier::accept`]); a [`Worker`](crate::inbox::Worker) beside the server runs the
+/// handler. The body rules are [`callback_route`]'s.
+///
+/// # Example
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use actix_web::{App, HttpServer};
+/// use cregis_payout_callback::{ApiKey, Verifier};
+/// use cregis_payout_callback::{actix_web::inbox_route, inbox::SqliteInbox};
+///
+/// let dir = tempfile::tempdir()?;
+/// let inbox = SqliteInbox::open(dir.path().join("inbox.db")).await?;
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?);
+/// let server = HttpServer::new(move || {
+///     App::new().route("/cregis/payout-callback", inbox_route(verifier.clone(), inbox.clone()))
+/// });
+/// # drop(server);
+/// # Ok(())
+/// # }
+/// # #[cfg(feature = "sqlite")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+#[cfg(feature = "inbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+pub fn inbox_route<I: crate::inbox::Inbox>(verifier: Verifier, inbox: I) -> Route {
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        let (verifier, inbox) = (verifier.clone(), inbox.clone());
+        async move {
+            let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
+                Ok(body) => body,
+                Err(error) => return refuse(error),
+            };
+            // A task of its own: a client hanging up does not cut the write short.
+            let task = {
+                let (verifier, body) = (verifier.clone(), body.clone());
+                ::actix_web::rt::spawn(async move { verifier.accept(&body, &inbox).await })
+            };
+            joined(&verifier, &body, task.await)
+        }
+    })
 }
 
 /// The reply as an actix-web response: its status, `Content-Type` and body, with its
