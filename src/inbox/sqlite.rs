@@ -12,6 +12,7 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, EntryId, EntryState, EntrySummary, Inbox, Job, JobError, NewEntry, Next, Taken,
@@ -56,6 +57,10 @@ const SCHEMA: &[&str] = &[
 /// on open, in one `BEGIN IMMEDIATE` transaction, so several processes may open the file at
 /// once.
 ///
+/// Accepts are written by one task in batches: each commit (each fsync) records every
+/// callback that arrived meanwhile, and each is answered only after that commit. Under load
+/// this is many times the disk's fsync rate; alone, a callback is its own batch.
+///
 /// Times (due dates, leases) are read from one clock, the process's ([`SystemClock`]) unless
 /// [`with_clock`](SqliteInbox::with_clock) says otherwise: one instance, one clock. A clone is
 /// the same inbox.
@@ -78,11 +83,26 @@ const SCHEMA: &[&str] = &[
 pub struct SqliteInbox {
     pool: SqlitePool,
     clock: Arc<dyn Clock>,
+    /// The queue of the task that writes accepted entries in batches (group commit).
+    writer: mpsc::Sender<Write>,
 }
+
+/// An entry waiting for the writer, and where to say what became of it.
+#[derive(Debug)]
+struct Write {
+    key: DeliveryKey,
+    fingerprint: Vec<u8>,
+    body: Vec<u8>,
+    now_ms: i64,
+    done: oneshot::Sender<Result<Accepted, String>>,
+}
+
+/// The most entries one commit writes.
+const BATCH: usize = 128;
 
 impl SqliteInbox {
     /// Opens (creating it if needed) the inbox in the SQLite file at `path`, with a pool of
-    /// four connections.
+    /// two connections (SQLite has one writer at a time; a handler's transaction holds one).
     ///
     /// # Example
     ///
@@ -104,7 +124,7 @@ impl SqliteInbox {
         loop {
             let opened = async {
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(2)
                     .connect_with(options.clone())
                     .await?;
                 SqliteInbox::from_pool(pool).await
@@ -162,9 +182,12 @@ impl SqliteInbox {
     /// The database failed, or holds a newer schema than this crate's.
     pub async fn from_pool(pool: SqlitePool) -> Result<SqliteInbox, BoxError> {
         migrate(&pool).await?;
+        let (writer, queue) = mpsc::channel(4 * BATCH);
+        tokio::spawn(write_batches(pool.clone(), queue));
         Ok(SqliteInbox {
             pool,
             clock: Arc::new(SystemClock),
+            writer,
         })
     }
 
@@ -300,51 +323,96 @@ fn attempts_of(row: &SqliteRow) -> Result<u32, BoxError> {
     Ok(u32::try_from(attempts)?)
 }
 
-impl Inbox for SqliteInbox {
-    async fn accept(&self, entry: &NewEntry<'_>) -> Result<Accepted, BoxError> {
-        let now = self.now_ms();
-        let key = entry.key;
-        // An entry is never changed by `accept`, and only removed by `discard`: if the insert
-        // finds a row and the row is then discarded before it is read, try again.
-        for _ in 0..3 {
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO cregis_inbox
-                     (pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
-                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)
-                 ON CONFLICT (pid, cid, status) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(key.pid)
-            .bind(key.cid)
-            .bind(i64::from(key.status.code()))
-            .bind(&entry.fingerprint.as_bytes()[..])
-            .bind(entry.body)
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(id) = inserted {
-                return Ok(Accepted::New(EntryId(id)));
+/// The writer: takes the entries waiting to be accepted, as many as have come (up to
+/// [`BATCH`]), writes them in one transaction and commits once, then answers each. Under load
+/// an fsync serves a whole batch (group commit); alone, an entry is its own batch. Nothing is
+/// answered before its commit.
+async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        match write_batch(&pool, &batch).await {
+            Ok(accepted) => {
+                for (write, accepted) in batch.drain(..).zip(accepted) {
+                    let _ = write.done.send(Ok(accepted));
+                }
             }
-            let found = sqlx::query(
-                "SELECT id, fingerprint FROM cregis_inbox WHERE pid = ? AND cid = ? AND status = ?",
-            )
-            .bind(key.pid)
-            .bind(key.cid)
-            .bind(i64::from(key.status.code()))
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(row) = found {
-                let id = EntryId(row.try_get("id")?);
-                let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
-                return Ok(if fingerprint == entry.fingerprint.as_bytes() {
-                    Accepted::Duplicate(id)
-                } else {
-                    Accepted::Conflict(id)
-                });
+            Err(error) => {
+                let error = error.to_string();
+                for write in batch.drain(..) {
+                    let _ = write.done.send(Err(error.clone()));
+                }
             }
         }
-        Err(format!("the entry for {key} kept changing").into())
+    }
+}
+
+async fn write_batch(pool: &SqlitePool, batch: &[Write]) -> Result<Vec<Accepted>, BoxError> {
+    let mut connection = pool.acquire().await?;
+    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+    let mut accepted = Vec::with_capacity(batch.len());
+    for write in batch {
+        accepted.push(write_one(&mut tx, write).await?);
+    }
+    tx.commit().await?;
+    Ok(accepted)
+}
+
+/// One entry, in the writer's transaction (which holds the write lock, so the row it finds
+/// cannot change before it is read).
+async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted, BoxError> {
+    let key = write.key;
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO cregis_inbox
+             (pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)
+         ON CONFLICT (pid, cid, status) DO NOTHING
+         RETURNING id",
+    )
+    .bind(key.pid)
+    .bind(key.cid)
+    .bind(i64::from(key.status.code()))
+    .bind(&write.fingerprint)
+    .bind(&write.body)
+    .bind(write.now_ms)
+    .bind(write.now_ms)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(id) = inserted {
+        return Ok(Accepted::New(EntryId(id)));
+    }
+    let row = sqlx::query(
+        "SELECT id, fingerprint FROM cregis_inbox WHERE pid = ? AND cid = ? AND status = ?",
+    )
+    .bind(key.pid)
+    .bind(key.cid)
+    .bind(i64::from(key.status.code()))
+    .fetch_one(&mut *tx)
+    .await?;
+    let id = EntryId(row.try_get("id")?);
+    let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+    Ok(if fingerprint == write.fingerprint {
+        Accepted::Duplicate(id)
+    } else {
+        Accepted::Conflict(id)
+    })
+}
+
+impl Inbox for SqliteInbox {
+    async fn accept(&self, entry: &NewEntry<'_>) -> Result<Accepted, BoxError> {
+        let (done, accepted) = oneshot::channel();
+        let write = Write {
+            key: entry.key,
+            fingerprint: entry.fingerprint.as_bytes().to_vec(),
+            body: entry.body.to_vec(),
+            now_ms: self.now_ms(),
+            done,
+        };
+        let stopped = || BoxError::from("the inbox's writer has stopped (its runtime shut down)");
+        self.writer.send(write).await.map_err(|_| stopped())?;
+        accepted
+            .await
+            .map_err(|_| stopped())?
+            .map_err(BoxError::from)
     }
 
     async fn take(&self, lease: Duration) -> Result<Option<Taken>, BoxError> {
