@@ -343,6 +343,27 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
             .unwrap()
     );
 
+    // Every dead entry at once.
+    let Accepted::New(other) = inbox.accept(&entry(2, 1)).await.unwrap() else {
+        panic!()
+    };
+    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    assert_eq!(taken.id, other);
+    assert!(
+        inbox
+            .fail(&taken, "still missing", Next::Dead)
+            .await
+            .unwrap()
+    );
+    assert_eq!(inbox.list(&[EntryState::Dead]).await.unwrap().len(), 2);
+    assert_eq!(inbox.replay_dead().await.unwrap(), 2);
+    assert_eq!(inbox.replay_dead().await.unwrap(), 0);
+    assert_eq!(inbox.list(&[EntryState::Pending]).await.unwrap().len(), 2);
+    for _ in 0..2 {
+        let taken = inbox.take(LEASE).await.unwrap().unwrap();
+        assert!(inbox.fail(&taken, "dead again", Next::Dead).await.unwrap());
+    }
+
     // Discarded: gone; a later delivery of the fact is a new entry.
     assert!(inbox.discard(id, "payout cancelled by hand").await.unwrap());
     assert_eq!(state_of(&inbox, id).await, None);

@@ -340,6 +340,24 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     /// The database failed.
     fn replay(&self, id: EntryId) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
+    /// [`replay`](Inbox::replay)s every dead entry; returns how many. Once the cause is fixed
+    /// (a downstream service back up), this sends them all round once more.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; the entries replayed before the failure stay replayed.
+    fn replay_dead(&self) -> impl Future<Output = Result<usize, BoxError>> + Send {
+        async move {
+            let mut replayed = 0;
+            for entry in self.list(&[EntryState::Dead]).await? {
+                if self.replay(entry.id).await? {
+                    replayed += 1;
+                }
+            }
+            Ok(replayed)
+        }
+    }
+
     /// Removes an entry that is not running (dead, usually), for `reason`, which the `tracing`
     /// event carries. A later delivery of its fact is then a new entry. `false` if `id` is
     /// unknown or running.
