@@ -383,12 +383,25 @@ fn the_inbox_reports_accepted_retry_dead_and_discarded_entries() {
                     ..RetryPolicy::default()
                 })
                 .poll_interval(Duration::from_millis(5));
-            let dead = async {
-                while inbox.list(&[EntryState::Dead]).await.unwrap().is_empty() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+            // The shutdown signal comes from a task of its own: a shutdown future that queried
+            // the inbox itself would hold its (only, in memory) connection while the worker
+            // waits for it.
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let watcher = tokio::spawn({
+                let inbox = inbox.clone();
+                async move {
+                    while inbox.list(&[EntryState::Dead]).await.unwrap().is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    let _ = stop.send(());
                 }
-            };
-            worker.run(dead).await;
+            });
+            worker
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            watcher.await.unwrap();
             let id = inbox.list(&[EntryState::Dead]).await.unwrap()[0].id;
             assert!(inbox.discard(id, "refunded by hand").await.unwrap());
         });

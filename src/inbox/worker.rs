@@ -247,6 +247,10 @@ where
     /// An inbox that fails (its database is down) is reported and tried again after the poll
     /// interval: the worker never stops on its own.
     ///
+    /// `shutdown` is polled between the worker's own steps: make it a signal (a channel, a
+    /// `ctrl_c`), not a future that queries the inbox, which would hold one of its connections
+    /// while the worker waits for one.
+    ///
     /// # Example
     ///
     /// See the [module docs](super).
