@@ -80,7 +80,12 @@
 // Some docs link to items of optional features (`SpawnBlocking`, the adapters); without those
 // features the links have no target. The all-features build (docs.rs's) checks every link.
 #![cfg_attr(
-    not(all(feature = "axum", feature = "actix-web", feature = "rust_decimal")),
+    not(all(
+        feature = "axum",
+        feature = "actix-web",
+        feature = "rust_decimal",
+        feature = "sqlite"
+    )),
     allow(rustdoc::broken_intra_doc_links)
 )]
 

@@ -2,11 +2,11 @@
 //! until it succeeds (feature `inbox`, with a backend such as `sqlite`).
 //!
 //! Cregis never retries a callback: a delivery answered with an error waits until an operator
-//! re-pushes it from the console. In the direct mode ([`Verifier::process_async`]), every
+//! re-pushes it from the console. In the direct mode ([`Verifier::process_async`](crate::Verifier::process_async)), every
 //! failure of the host's handler (a database hiccup, a deploy mid-request, a panic) is such a
 //! delivery. With the inbox, the route does only what cannot fail for the host's reasons:
 //!
-//! 1. [`Verifier::accept`] verifies and parses the body, then records it (its raw body, its
+//! 1. [`Verifier::accept`](crate::Verifier::accept) verifies and parses the body, then records it (its raw body, its
 //!    [`DeliveryKey`] and [`Fingerprint`]) in one atomic write, and answers `success` only once
 //!    that write is committed. A duplicate (same key, same content) is acknowledged without a
 //!    second entry; other content under a known key is a 409
