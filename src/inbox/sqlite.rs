@@ -59,7 +59,8 @@ const SCHEMA: &[&str] = &[
 ///
 /// Accepts are written by one task in batches: each commit (each fsync) records every
 /// callback that arrived meanwhile, and each is answered only after that commit. Under load
-/// this is many times the disk's fsync rate; alone, a callback is its own batch.
+/// this is many times the disk's fsync rate; alone, a callback is its own batch. The task runs
+/// on the tokio runtime that opened the inbox: open it on the runtime that serves it.
 ///
 /// Times (due dates, leases) are read from one clock, the process's ([`SystemClock`]) unless
 /// [`with_clock`](SqliteInbox::with_clock) says otherwise: one instance, one clock. A clone is
