@@ -84,7 +84,8 @@
         feature = "axum",
         feature = "actix-web",
         feature = "rust_decimal",
-        feature = "sqlite"
+        feature = "sqlite",
+        feature = "postgres"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]

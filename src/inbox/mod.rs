@@ -78,6 +78,8 @@
 
 mod accept;
 mod policy;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;
@@ -87,10 +89,15 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use policy::{DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, RetryPolicy};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::{PgHandler, PgInbox};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::{InTransaction, SqliteHandler, SqliteInbox};
-pub use worker::{AtLeastOnce, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, Job, JobError, Worker};
+pub use sqlite::{SqliteHandler, SqliteInbox};
+pub use worker::{
+    AtLeastOnce, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, InTransaction, Job, JobError, Worker,
+};
 
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};

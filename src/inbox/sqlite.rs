@@ -15,8 +15,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, EntryId, EntryState, EntrySummary, Inbox, Job, JobError, NewEntry, Next, Taken,
-    Worker,
+    Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
+    Next, Taken,
 };
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
@@ -563,11 +563,11 @@ impl Inbox for SqliteInbox {
 }
 
 /// A handler whose effect is written in the inbox's own SQLite database, in the transaction
-/// that marks the entry done: see [`Worker::in_transaction`].
+/// that marks the entry done: see [`Worker::in_transaction`](super::Worker::in_transaction).
 ///
 /// # Example
 ///
-/// See [`Worker::in_transaction`].
+/// See [`Worker::in_transaction`](super::Worker::in_transaction).
 pub trait SqliteHandler: Send + Sync + 'static {
     /// The handler's error; its text is kept as the entry's last error.
     type Error: Display + Send;
@@ -581,20 +581,9 @@ pub trait SqliteHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// The [`Job`] of a [`SqliteHandler`]: the handler's effect and "entry done" commit together
-/// or not at all. A run that lost its lease (another run took the entry) rolls back, and so
-/// does a process killed mid-run: every effect is applied exactly once.
-///
-/// The transaction begins with `BEGIN IMMEDIATE`, so it holds SQLite's write lock while the
-/// handler runs: keep the handler to its database work (no network calls inside), since
+/// On SQLite, the transaction begins with `BEGIN IMMEDIATE`, so it holds the write lock while
+/// the handler runs: keep the handler to its database work (no network calls inside), since
 /// accepts and other writers wait for it (up to the busy timeout, 5 s).
-///
-/// # Example
-///
-/// See [`Worker::in_transaction`].
-#[derive(Debug)]
-pub struct InTransaction<H>(pub H);
-
 impl<H: SqliteHandler> Job<SqliteInbox> for InTransaction<H> {
     async fn run(
         &self,
@@ -622,45 +611,5 @@ impl<H: SqliteHandler> Job<SqliteInbox> for InTransaction<H> {
         }
         tx.commit().await.map_err(inbox_error)?;
         Ok(true)
-    }
-}
-
-impl<H: SqliteHandler> Worker<SqliteInbox, InTransaction<H>> {
-    /// A worker whose handler writes its effect in the inbox's transaction
-    /// ([`InTransaction`]): effect and "done" commit together, exactly once.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    /// use cregis_payout_callback::PayoutCallback;
-    /// use cregis_payout_callback::inbox::{SqliteHandler, SqliteInbox, Worker};
-    /// use sqlx::SqliteConnection;
-    ///
-    /// struct Ledger;
-    ///
-    /// impl SqliteHandler for Ledger {
-    ///     type Error = sqlx::Error;
-    ///     async fn handle(&self, callback: &PayoutCallback, tx: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    ///         sqlx::query("UPDATE payouts SET status = ? WHERE id = ? AND amount = ?")
-    ///             .bind(callback.status.code())
-    ///             .bind(&callback.third_party_id)
-    ///             .bind(&callback.amount)
-    ///             .execute(&mut *tx)
-    ///             .await?;
-    ///         Ok(())
-    ///     }
-    /// }
-    ///
-    /// let inbox = SqliteInbox::open_in_memory().await?;
-    /// let worker = Worker::in_transaction(inbox, Ledger);
-    /// # drop(worker);
-    /// # Ok(())
-    /// # }
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
-    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-    /// ```
-    pub fn in_transaction(inbox: SqliteInbox, handler: H) -> Self {
-        Worker::with_job(inbox, InTransaction(handler))
     }
 }

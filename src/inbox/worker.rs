@@ -97,6 +97,18 @@ where
     }
 }
 
+/// The [`Job`] of a handler that writes its effect in the inbox's own database, in the
+/// transaction that marks the entry done (`inbox::SqliteHandler`, `inbox::PgHandler`): the
+/// effect and "entry done" commit together or not at all. A run that lost its lease (another
+/// run took the entry) rolls back, and so does a process killed mid-run: every effect is
+/// applied exactly once.
+///
+/// # Example
+///
+/// See [`Worker::in_transaction`].
+#[derive(Debug)]
+pub struct InTransaction<H>(pub H);
+
 /// Runs the host's handler on the inbox's due entries, until each succeeds or is dead.
 ///
 /// [`run`](Worker::run) is a future the host spawns on its own runtime, beside the server, and
@@ -139,6 +151,53 @@ where
     /// See the [module docs](super).
     pub fn new(inbox: I, handler: H) -> Worker<I, AtLeastOnce<H>> {
         Worker::with_job(inbox, AtLeastOnce(handler))
+    }
+}
+
+impl<I, H> Worker<I, InTransaction<H>>
+where
+    I: Inbox,
+    InTransaction<H>: Job<I>,
+{
+    /// A worker whose handler writes its effect in the inbox's own transaction
+    /// ([`InTransaction`]: an `inbox::SqliteHandler` on a `SqliteInbox`, an
+    /// `inbox::PgHandler` on a `PgInbox`): effect and "done" commit together, exactly once.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::PayoutCallback;
+    /// use cregis_payout_callback::inbox::{SqliteHandler, SqliteInbox, Worker};
+    /// use sqlx::SqliteConnection;
+    ///
+    /// struct Ledger;
+    ///
+    /// impl SqliteHandler for Ledger {
+    ///     type Error = sqlx::Error;
+    ///     async fn handle(&self, callback: &PayoutCallback, tx: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    ///         sqlx::query("UPDATE payouts SET status = ? WHERE id = ? AND amount = ?")
+    ///             .bind(callback.status.code())
+    ///             .bind(&callback.third_party_id)
+    ///             .bind(&callback.amount)
+    ///             .execute(&mut *tx)
+    ///             .await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// let worker = Worker::in_transaction(inbox, Ledger);
+    /// # drop(worker);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(feature = "sqlite")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    pub fn in_transaction(inbox: I, handler: H) -> Self {
+        Worker::with_job(inbox, InTransaction(handler))
     }
 }
 
@@ -452,7 +511,7 @@ fn report_inbox_error(operation: &str, error: &BoxError) {
 }
 
 /// Reports an entry an operator discarded (each backend's `discard` calls it).
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(super) fn report_discard(id: EntryId, key: DeliveryKey, reason: &str) {
     #[cfg(feature = "tracing")]
     events::discarded(id, key, reason);

@@ -1,0 +1,428 @@
+//! The inbox in PostgreSQL (feature `postgres`), through sqlx: for several instances.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+
+use super::{
+    Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
+    Next, Taken,
+};
+use crate::error::BoxError;
+use crate::idempotency::DeliveryKey;
+use crate::{CallbackStatus, PayoutCallback};
+
+/// The schema version this crate writes and reads.
+const SCHEMA_VERSION: i32 = 1;
+
+/// The advisory lock that serializes schema creation between instances starting at once.
+const SCHEMA_LOCK: i64 = 0x6372_6567_6973_0001;
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE cregis_inbox (
+        id          bigserial   PRIMARY KEY,
+        pid         bigint      NOT NULL,
+        cid         bigint      NOT NULL,
+        status      integer     NOT NULL,
+        fingerprint bytea       NOT NULL,
+        body        bytea       NOT NULL,
+        state       text        NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts    integer     NOT NULL DEFAULT 0,
+        due_at      timestamptz NOT NULL,
+        lease_until timestamptz,
+        last_error  text,
+        accepted_at timestamptz NOT NULL,
+        finished_at timestamptz,
+        UNIQUE (pid, cid, status)
+    )",
+    "CREATE INDEX cregis_inbox_due ON cregis_inbox (due_at, id) WHERE state = 'pending'",
+];
+
+/// Milliseconds, as PostgreSQL interval arithmetic takes them (`$n * interval '1 ms'`).
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn duration_ms(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// The inbox in PostgreSQL: one table that every instance shares.
+///
+/// Every time (due dates, leases, ages) is the database's `now()`, so the instances' own clocks
+/// never matter: an instance whose clock jumps cannot take over a live lease. A worker takes
+/// an entry with `FOR UPDATE SKIP LOCKED`, so any number of workers, in any number of
+/// instances, take distinct entries without waiting for each other. The table is created, and
+/// its schema version checked, under an advisory lock, so instances may start at once.
+///
+/// Connections use TLS when the URL asks for it (`sslmode=require`, `verify-full`, ...), as
+/// production databases require; with `sslmode=prefer` (the default) TLS is used if the server
+/// offers it.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use cregis_payout_callback::inbox::{EntryState, Inbox, PgInbox};
+///
+/// let inbox = PgInbox::connect("postgres://app@db.internal/payments?sslmode=verify-full").await?;
+/// for dead in inbox.list(&[EntryState::Dead]).await? {
+///     println!("{}: {}", dead.key, dead.last_error.unwrap_or_default());
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgInbox {
+    pool: PgPool,
+}
+
+impl PgInbox {
+    /// Connects to the database at `url` with a pool of 8 connections, and creates the table
+    /// if needed.
+    ///
+    /// # Example
+    ///
+    /// See [`PgInbox`].
+    ///
+    /// # Errors
+    ///
+    /// The URL is invalid, the database cannot be reached, or it holds a newer schema than this
+    /// crate's.
+    pub async fn connect(url: &str) -> Result<PgInbox, BoxError> {
+        let pool = PgPoolOptions::new().max_connections(8).connect(url).await?;
+        PgInbox::from_pool(pool).await
+    }
+
+    /// The inbox in the host's own `pool`, creating the table if needed.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::inbox::PgInbox;
+    ///
+    /// let pool = sqlx::PgPool::connect("postgres://app@127.0.0.1/payments").await?;
+    /// let inbox = PgInbox::from_pool(pool.clone()).await?;
+    /// # drop(inbox);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The database failed, or holds a newer schema than this crate's.
+    pub async fn from_pool(pool: PgPool) -> Result<PgInbox, BoxError> {
+        migrate(&pool).await?;
+        Ok(PgInbox { pool })
+    }
+
+    /// The pool, to share with the host's own queries.
+    ///
+    /// # Example
+    ///
+    /// See [`from_pool`](PgInbox::from_pool).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Marks `taken` done on `connection` (in the handler's transaction, for
+    /// [`InTransaction`]); `false` if the run no longer holds it.
+    async fn mark_done(connection: &mut PgConnection, taken: &Taken) -> Result<bool, BoxError> {
+        let done = sqlx::query(
+            "UPDATE cregis_inbox
+             SET state = 'done', lease_until = NULL, last_error = NULL, finished_at = now()
+             WHERE id = $1 AND attempts = $2 AND state = 'pending' AND lease_until IS NOT NULL",
+        )
+        .bind(taken.id.0)
+        .bind(attempts(taken.attempt))
+        .execute(&mut *connection)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn attempts(attempt: u32) -> i32 {
+    i32::try_from(attempt).unwrap_or(i32::MAX)
+}
+
+/// Creates the table if it is missing and checks the schema's version, in one transaction
+/// under an advisory lock: several instances starting at once take turns.
+async fn migrate(pool: &PgPool) -> Result<(), BoxError> {
+    let mut connection = pool.acquire().await?;
+    let mut tx = connection.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SCHEMA_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS cregis_inbox_schema (version integer NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    let version: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM cregis_inbox_schema")
+        .fetch_one(&mut *tx)
+        .await?;
+    match version {
+        None => {
+            for statement in SCHEMA {
+                sqlx::query(*statement).execute(&mut *tx).await?;
+            }
+            sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES ($1)")
+                .bind(SCHEMA_VERSION)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Some(SCHEMA_VERSION) => {}
+        Some(other) => {
+            return Err(format!(
+                "the inbox's schema is version {other}; this crate knows version {SCHEMA_VERSION}"
+            )
+            .into());
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn key_of(row: &PgRow) -> Result<DeliveryKey, BoxError> {
+    let code: i32 = row.try_get("status")?;
+    Ok(DeliveryKey {
+        pid: row.try_get("pid")?,
+        cid: row.try_get("cid")?,
+        status: CallbackStatus::try_from(code)?,
+    })
+}
+
+fn attempts_of(row: &PgRow) -> Result<u32, BoxError> {
+    let attempts: i32 = row.try_get("attempts")?;
+    Ok(u32::try_from(attempts)?)
+}
+
+impl Inbox for PgInbox {
+    async fn accept(&self, entry: &NewEntry<'_>) -> Result<Accepted, BoxError> {
+        let key = entry.key;
+        // An entry is never changed by `accept`, and only removed by `discard`: if the insert
+        // finds a row and the row is then discarded before it is read, try again.
+        for _ in 0..3 {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO cregis_inbox
+                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now())
+                 ON CONFLICT (pid, cid, status) DO NOTHING
+                 RETURNING id",
+            )
+            .bind(key.pid)
+            .bind(key.cid)
+            .bind(key.status.code())
+            .bind(&entry.fingerprint.as_bytes()[..])
+            .bind(entry.body)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(id) = inserted {
+                return Ok(Accepted::New(EntryId(id)));
+            }
+            let found = sqlx::query(
+                "SELECT id, fingerprint FROM cregis_inbox
+                 WHERE pid = $1 AND cid = $2 AND status = $3",
+            )
+            .bind(key.pid)
+            .bind(key.cid)
+            .bind(key.status.code())
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = found {
+                let id = EntryId(row.try_get("id")?);
+                let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+                return Ok(if fingerprint == entry.fingerprint.as_bytes() {
+                    Accepted::Duplicate(id)
+                } else {
+                    Accepted::Conflict(id)
+                });
+            }
+        }
+        Err(format!("the entry for {key} kept changing").into())
+    }
+
+    async fn take(&self, lease: Duration) -> Result<Option<Taken>, BoxError> {
+        let row = sqlx::query(
+            "UPDATE cregis_inbox
+             SET attempts = attempts + 1, lease_until = now() + $1 * interval '1 millisecond'
+             WHERE id = (
+                 SELECT id FROM cregis_inbox
+                 WHERE state = 'pending' AND due_at <= now()
+                   AND (lease_until IS NULL OR lease_until < now())
+                 ORDER BY due_at, id
+                 LIMIT 1
+                 FOR UPDATE SKIP LOCKED
+             )
+             RETURNING id, pid, cid, status, body, attempts,
+                       (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms",
+        )
+        .bind(millis(lease))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Taken {
+            id: EntryId(row.try_get("id")?),
+            key: key_of(&row)?,
+            body: row.try_get("body")?,
+            attempt: attempts_of(&row)?,
+            age: duration_ms(row.try_get("age_ms")?),
+        }))
+    }
+
+    async fn renew(&self, taken: &Taken, lease: Duration) -> Result<bool, BoxError> {
+        let renewed = sqlx::query(
+            "UPDATE cregis_inbox SET lease_until = now() + $1 * interval '1 millisecond'
+             WHERE id = $2 AND attempts = $3 AND state = 'pending' AND lease_until IS NOT NULL",
+        )
+        .bind(millis(lease))
+        .bind(taken.id.0)
+        .bind(attempts(taken.attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
+        let mut connection = self.pool.acquire().await?;
+        PgInbox::mark_done(&mut connection, taken).await
+    }
+
+    async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
+        let (dead, delay) = match next {
+            Next::RetryAfter(delay) => (false, millis(delay)),
+            Next::Dead => (true, 0),
+        };
+        let failed = sqlx::query(
+            "UPDATE cregis_inbox
+             SET state = CASE WHEN $1 THEN 'dead' ELSE 'pending' END,
+                 due_at = CASE WHEN $1 THEN due_at ELSE now() + $2 * interval '1 millisecond' END,
+                 finished_at = CASE WHEN $1 THEN now() END,
+                 lease_until = NULL,
+                 last_error = $3
+             WHERE id = $4 AND attempts = $5 AND state = 'pending' AND lease_until IS NOT NULL",
+        )
+        .bind(dead)
+        .bind(delay)
+        .bind(error)
+        .bind(taken.id.0)
+        .bind(attempts(taken.attempt))
+        .execute(&self.pool)
+        .await?;
+        Ok(failed.rows_affected() == 1)
+    }
+
+    async fn list(&self, states: &[EntryState]) -> Result<Vec<EntrySummary>, BoxError> {
+        let rows = sqlx::query(
+            "SELECT id, pid, cid, status, state, attempts, last_error,
+                    coalesce(lease_until >= now(), false) AS running,
+                    (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms,
+                    (extract(epoch FROM due_at - now()) * 1000)::bigint AS due_in_ms
+             FROM cregis_inbox ORDER BY accepted_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let stored: String = row.try_get("state")?;
+            let running: bool = row.try_get("running")?;
+            let due_in_ms: i64 = row.try_get("due_in_ms")?;
+            let state = match stored.as_str() {
+                "done" => EntryState::Done,
+                "dead" => EntryState::Dead,
+                _ if running => EntryState::Running,
+                _ if due_in_ms > 0 => EntryState::Waiting,
+                _ => EntryState::Pending,
+            };
+            if !states.contains(&state) {
+                continue;
+            }
+            entries.push(EntrySummary {
+                id: EntryId(row.try_get("id")?),
+                key: key_of(&row)?,
+                state,
+                attempts: attempts_of(&row)?,
+                last_error: row.try_get("last_error")?,
+                age: duration_ms(row.try_get("age_ms")?),
+                due_in: (state == EntryState::Waiting).then(|| duration_ms(due_in_ms)),
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn replay(&self, id: EntryId) -> Result<bool, BoxError> {
+        let replayed = sqlx::query(
+            "UPDATE cregis_inbox SET state = 'pending', due_at = now(), finished_at = NULL
+             WHERE id = $1 AND state = 'dead'",
+        )
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(replayed.rows_affected() == 1)
+    }
+
+    async fn discard(&self, id: EntryId, reason: &str) -> Result<bool, BoxError> {
+        let removed = sqlx::query(
+            "DELETE FROM cregis_inbox
+             WHERE id = $1 AND NOT (state = 'pending' AND coalesce(lease_until >= now(), false))
+             RETURNING pid, cid, status",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        match removed {
+            Some(row) => {
+                super::worker::report_discard(id, key_of(&row)?, reason);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// A handler whose effect is written in the inbox's own PostgreSQL database, in the
+/// transaction that marks the entry done: see [`Worker::in_transaction`](super::Worker::in_transaction).
+///
+/// # Example
+///
+/// See [`Worker::in_transaction`](super::Worker::in_transaction).
+pub trait PgHandler: Send + Sync + 'static {
+    /// The handler's error; its text is kept as the entry's last error.
+    type Error: Display + Send;
+
+    /// Applies `callback` with `tx`, the transaction that then marks the entry done. Returning
+    /// an error (or panicking) rolls the transaction back: nothing of this run remains.
+    fn handle(
+        &self,
+        callback: &PayoutCallback,
+        tx: &mut PgConnection,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl<H: PgHandler> Job<PgInbox> for InTransaction<H> {
+    async fn run(
+        &self,
+        inbox: &PgInbox,
+        taken: &Taken,
+        callback: &PayoutCallback,
+    ) -> Result<bool, JobError> {
+        let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
+        let mut tx = inbox.pool.begin().await.map_err(inbox_error)?;
+        self.0
+            .handle(callback, &mut tx)
+            .await
+            .map_err(|error| JobError::Handler(error.to_string()))?;
+        if !PgInbox::mark_done(&mut tx, taken)
+            .await
+            .map_err(JobError::Inbox)?
+        {
+            // Lost the lease: roll the effect back (dropping the transaction does).
+            return Ok(false);
+        }
+        tx.commit().await.map_err(inbox_error)?;
+        Ok(true)
+    }
+}
