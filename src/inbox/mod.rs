@@ -1,5 +1,6 @@
 //! The durable inbox: record each authentic callback, acknowledge it, then run the handler
-//! until it succeeds (feature `inbox`, with a backend such as `sqlite`).
+//! until it succeeds (feature `inbox`, with a backend: `sqlite` for one instance, `postgres`
+//! for several).
 //!
 //! Cregis never retries a callback: a delivery answered with an error waits until an operator
 //! re-pushes it from the console. In the direct mode ([`Verifier::process_async`](crate::Verifier::process_async)), every
@@ -26,9 +27,10 @@
 //! Every authentic callback that was acknowledged is in the inbox and is run until it succeeds
 //! or is dead. The handler may run more than once for one entry: after a failure (by design),
 //! and when a worker dies after the handler's effect but before the entry was marked done.
-//! An effect in the host's own database is applied exactly once if the handler checks what it
-//! already applied (the fact's [`DeliveryKey`] is a natural unique key); an effect outside any
-//! database (an email, a message to another service) is at-least-once.
+//! An effect in the inbox's own database is applied exactly once with
+//! [`Worker::in_transaction`]: the effect and "entry done" commit in one transaction, or
+//! neither does. An effect outside the database (an email, a message to another service) is
+//! at-least-once under the lease ([`Worker::new`]): key it on the fact's [`DeliveryKey`].
 //!
 //! # States
 //!
@@ -246,8 +248,8 @@ pub struct EntrySummary {
 }
 
 /// Where accepted callbacks wait for a worker. Implemented by [`SqliteInbox`] (feature
-/// `sqlite`); implement it for another database with the same contract, atomically, on one
-/// clock (the database's, where it has one).
+/// `sqlite`) and [`PgInbox`] (feature `postgres`); implement it for another database with the
+/// same contract, atomically, on one clock (the database's, where it has one).
 ///
 /// A clone of an inbox (all of them are cheap handles) is the same inbox.
 ///
