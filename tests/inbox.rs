@@ -372,6 +372,39 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
 }
 
 #[tokio::test]
+async fn a_pending_or_waiting_entry_can_be_discarded_but_not_a_running_one() {
+    let clock = ManualClock::new(t0());
+    let (inbox, _dir) = inbox_on(&clock).await;
+    let Accepted::New(pending) = inbox.accept(&entry(1, 1)).await.unwrap() else {
+        panic!()
+    };
+    assert!(inbox.discard(pending, "sent by mistake").await.unwrap());
+    assert_eq!(state_of(&inbox, pending).await, None);
+
+    let Accepted::New(waiting) = inbox.accept(&entry(2, 1)).await.unwrap() else {
+        panic!()
+    };
+    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    assert!(!inbox.discard(waiting, "running").await.unwrap());
+    assert!(
+        inbox
+            .fail(&taken, "ledger is down", Next::RetryAfter(LEASE))
+            .await
+            .unwrap()
+    );
+    assert_eq!(state_of(&inbox, waiting).await, Some(EntryState::Waiting));
+    assert!(inbox.discard(waiting, "refunded by hand").await.unwrap());
+    assert_eq!(state_of(&inbox, waiting).await, None);
+    // A lapsed lease is not running any more: discardable too.
+    let Accepted::New(lapsed) = inbox.accept(&entry(3, 1)).await.unwrap() else {
+        panic!()
+    };
+    let _held = inbox.take(LEASE).await.unwrap().unwrap();
+    clock.advance(LEASE + Duration::from_millis(1));
+    assert!(inbox.discard(lapsed, "its worker died").await.unwrap());
+}
+
+#[tokio::test]
 async fn the_schema_is_created_once_and_a_newer_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inbox.db");

@@ -192,6 +192,20 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
         inbox.accept(&entry(again.key.cid, 1)).await.unwrap(),
         Accepted::New(new) if new != again.id
     ));
+    // A pending entry, and a waiting one, can be discarded too.
+    let Accepted::New(pending) = inbox.accept(&entry(9, 1)).await.unwrap() else {
+        panic!()
+    };
+    assert!(inbox.discard(pending, "sent by mistake").await.unwrap());
+    inbox.accept(&entry(10, 1)).await.unwrap();
+    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    assert!(
+        inbox
+            .fail(&taken, "busy", Next::RetryAfter(LEASE))
+            .await
+            .unwrap()
+    );
+    assert!(inbox.discard(taken.id, "refunded by hand").await.unwrap());
 }
 
 #[tokio::test]

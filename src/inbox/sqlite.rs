@@ -545,7 +545,7 @@ impl Inbox for SqliteInbox {
     async fn discard(&self, id: EntryId, reason: &str) -> Result<bool, BoxError> {
         let removed = sqlx::query(
             "DELETE FROM cregis_inbox
-             WHERE id = ?1 AND NOT (state = 'pending' AND lease_until_ms >= ?2)
+             WHERE id = ?1 AND NOT (state = 'pending' AND coalesce(lease_until_ms >= ?2, 0))
              RETURNING pid, cid, status",
         )
         .bind(id.0)
