@@ -45,17 +45,6 @@ const PAYOUTS: &str = "
         txid           TEXT
     )";
 
-/// How far along its life a status is: a payout only ever moves forward, and a final status
-/// (rank 3) never changes.
-fn rank(status: CallbackStatus) -> u8 {
-    match status {
-        CallbackStatus::PendingApproval => 0,
-        CallbackStatus::SignatureApproved => 1,
-        CallbackStatus::PendingSignature => 2,
-        _ => 3,
-    }
-}
-
 /// A row of `payouts`: amount, currency, address, Cregis's `cid` and the last status.
 type PayoutRow = (String, String, String, Option<i64>, Option<i32>);
 
@@ -115,14 +104,14 @@ async fn apply(callback: &PayoutCallback, tx: &mut SqliteConnection) -> Result<(
     let current = current.map_err(|e| format!("payout {id}: stored status: {e}"))?;
     match current {
         Some(current) if current == callback.status => return Ok(()), // nothing new
-        Some(current) if rank(current) == 3 => {
+        Some(current) if current.is_final() => {
             return Err(format!(
                 "payout {id} is already {current}; refusing to change it to {}",
                 callback.status
             ));
         }
         // An older status arriving late: the payout has moved on.
-        Some(current) if rank(current) >= rank(callback.status) => return Ok(()),
+        Some(current) if !current.can_move_to(callback.status) => return Ok(()),
         _ => {}
     }
     sqlx::query("UPDATE payouts SET status = ?, cid = ?, txid = ? WHERE third_party_id = ?")

@@ -13,6 +13,11 @@
 //! applies it later. The record lives in the same database as the business data, so the two can
 //! never disagree: that is why this is a transactional handler rather than a separate
 //! `IdempotencyStore`.
+//!
+//! The handler is the part to copy: it checks the callback against the host's own row (the
+//! amount), refuses loudly a callback that would change a final status or that repeats a fact
+//! with other content (500: the console shows it), and never moves a payout backwards (an
+//! older status arriving late is recorded and changes nothing).
 
 use std::fmt;
 use std::path::Path;
@@ -21,7 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
-use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
+use cregis_payout_callback::{
+    ApiKey, AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Where Cregis POSTs the callbacks.
@@ -45,6 +52,8 @@ const SCHEMA: &str = "
         cid            INTEGER NOT NULL,
         status         INTEGER NOT NULL,
         third_party_id TEXT NOT NULL,
+        amount         TEXT NOT NULL,
+        txid           TEXT,
         processed_ms   INTEGER NOT NULL,
         PRIMARY KEY (pid, cid, status)
     );
@@ -70,6 +79,26 @@ pub struct Payout {
 pub enum LedgerError {
     /// The callback names a payout this host does not have (yet).
     UnknownPayout(String),
+    /// The callback's amount is not the one this host recorded for the payout.
+    AmountMismatch {
+        /// The payout.
+        third_party_id: String,
+        /// What the callback says.
+        callback: String,
+        /// What the host recorded.
+        ours: String,
+    },
+    /// The payout already has a final status, and the callback reports another.
+    AlreadyFinal {
+        /// The payout.
+        third_party_id: String,
+        /// Its final status.
+        status: CallbackStatus,
+        /// What the callback reports.
+        reported: CallbackStatus,
+    },
+    /// The same fact (`pid`, `cid`, `status`) was applied before with other content.
+    Conflict(String),
     /// The database failed.
     Sqlite(rusqlite::Error),
     /// The blocking task running the transaction died.
@@ -80,6 +109,25 @@ impl fmt::Display for LedgerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LedgerError::UnknownPayout(id) => write!(f, "no payout {id:?} in the ledger"),
+            LedgerError::AmountMismatch {
+                third_party_id,
+                callback,
+                ours,
+            } => write!(
+                f,
+                "payout {third_party_id:?}: the callback says {callback}, our ledger says {ours}"
+            ),
+            LedgerError::AlreadyFinal {
+                third_party_id,
+                status,
+                reported,
+            } => write!(
+                f,
+                "payout {third_party_id:?} is already {status}; refusing to change it to {reported}"
+            ),
+            LedgerError::Conflict(key) => {
+                write!(f, "delivery {key} was applied before with other content")
+            }
             LedgerError::Sqlite(e) => write!(f, "sqlite: {e}"),
             LedgerError::Task(e) => write!(f, "ledger task: {e}"),
         }
@@ -90,7 +138,7 @@ impl std::error::Error for LedgerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             LedgerError::Sqlite(e) => Some(e),
-            LedgerError::UnknownPayout(_) | LedgerError::Task(_) => None,
+            _ => None,
         }
     }
 }
@@ -166,48 +214,91 @@ impl SqliteLedger {
             })
     }
 
-    /// Applies `callback` once: in one transaction, records the delivery and updates the payout.
-    /// Returns whether it changed anything (`false` for a duplicate).
+    /// Applies `callback` once: in one transaction, checks it against the host's own row,
+    /// records the delivery and moves the payout forward. Returns whether it changed anything
+    /// (`false` for a duplicate, or an older status arriving late).
     ///
     /// # Errors
     ///
-    /// The payout is unknown or the database failed; nothing was changed.
+    /// The payout is unknown, the callback disagrees with the ledger (its amount, a final
+    /// status it would change, a fact applied before with other content), or the database
+    /// failed; nothing was changed.
     pub fn apply(&self, callback: &PayoutCallback) -> Result<bool, LedgerError> {
         let mut conn = self.conn();
         // IMMEDIATE takes the write lock up front: concurrent deliveries queue here.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = &callback.third_party_id;
+        let row: Option<(String, Option<i32>)> = tx
+            .query_row(
+                "SELECT amount, status FROM payouts WHERE third_party_id = ?1",
+                [id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((amount, status)) = row else {
+            return Err(LedgerError::UnknownPayout(id.clone()));
+        };
+        if amount != callback.amount {
+            return Err(LedgerError::AmountMismatch {
+                third_party_id: id.clone(),
+                callback: callback.amount.clone(),
+                ours: amount,
+            });
+        }
+        // The same fact again: a duplicate if its content is the same, else a conflict.
+        let seen: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT amount, txid FROM processed_deliveries
+                 WHERE pid = ?1 AND cid = ?2 AND status = ?3",
+                params![callback.pid, callback.cid, callback.status.code()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some(seen) = seen {
+            if seen != (callback.amount.clone(), callback.txid.clone()) {
+                return Err(LedgerError::Conflict(callback.delivery_key().to_string()));
+            }
+            return Ok(false);
+        }
+        let current = status.map(CallbackStatus::try_from).transpose();
+        let current = current.map_err(|e| LedgerError::Task(e.to_string()))?;
+        if let Some(current) = current.filter(|current| current.is_final()) {
+            if current != callback.status {
+                return Err(LedgerError::AlreadyFinal {
+                    third_party_id: id.clone(),
+                    status: current,
+                    reported: callback.status,
+                });
+            }
+        }
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let recorded = tx.execute(
-            "INSERT INTO processed_deliveries (pid, cid, status, third_party_id, processed_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        tx.execute(
+            "INSERT INTO processed_deliveries
+                 (pid, cid, status, third_party_id, amount, txid, processed_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 callback.pid,
                 callback.cid,
                 callback.status.code(),
-                callback.third_party_id,
+                id,
+                callback.amount,
+                callback.txid,
                 now_ms
             ],
         )?;
-        if recorded == 0 {
-            return Ok(false); // Already applied; dropping `tx` rolls back nothing.
-        }
-        let updated = tx.execute(
-            "UPDATE payouts SET status = ?1, txid = ?2, status_changes = status_changes + 1
-             WHERE third_party_id = ?3",
-            params![
-                callback.status.code(),
-                callback.txid,
-                callback.third_party_id
-            ],
-        )?;
-        if updated == 0 {
-            // Dropping `tx` rolls back the delivery record too: a re-push can apply it later.
-            return Err(LedgerError::UnknownPayout(callback.third_party_id.clone()));
+        // Forward only: an older status arriving late is recorded, and changes nothing.
+        let forward = current.is_none_or(|current| current.can_move_to(callback.status));
+        if forward {
+            tx.execute(
+                "UPDATE payouts SET status = ?1, txid = ?2, status_changes = status_changes + 1
+                 WHERE third_party_id = ?3",
+                params![callback.status.code(), callback.txid, id],
+            )?;
         }
         tx.commit()?;
-        Ok(true)
+        Ok(forward)
     }
 }
 
@@ -219,7 +310,9 @@ impl AsyncCallbackHandler for SqliteLedger {
         // SQLite blocks: keep it off the async workers.
         let applied = tokio::task::spawn_blocking(move || ledger.apply(&owned))
             .await
-            .map_err(|e| LedgerError::Task(e.to_string()))??;
+            .map_err(|e| LedgerError::Task(e.to_string()))?
+            // Loudly: a refused callback is a payout someone must look at.
+            .inspect_err(|error| eprintln!("REFUSED {error}"))?;
         if applied {
             println!(
                 "payout {} is now {}",

@@ -78,16 +78,68 @@ async fn a_restarted_app_still_applies_each_callback_once() {
     let (ledger, url, _server) = start(&path).await;
     assert_eq!(post(&url, body).await.body, "success");
     assert_eq!(ledger.payout(PAYOUT).unwrap().unwrap().status_changes, 1);
-    // A new fact about the same payout is applied.
+    // A contradictory fact about the same payout (failed after successful) is refused loudly
+    // (500, so the console shows it), and the final status stays.
     let failed = signed_body(&example_with_status("7"), KEY);
-    assert_eq!(post(&url, failed).await.body, "success");
+    assert_eq!(post(&url, failed).await.status, 500);
     assert_eq!(
         ledger.payout(PAYOUT).unwrap(),
         Some(Payout {
-            status: Some(7),
-            status_changes: 2
+            status: Some(6),
+            status_changes: 1
         })
     );
+}
+
+#[tokio::test]
+async fn a_callback_that_disagrees_with_the_ledger_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, url, _server) = start(&dir.path().join("ledger.sqlite3")).await;
+    ledger.add_payout(PAYOUT, "1.1").unwrap();
+    // Another amount than the host created the payout with.
+    let other_amount = signed_body(
+        &common::with_field(&example_with_status("6"), "amount", r#""1000""#),
+        KEY,
+    );
+    assert_eq!(post(&url, other_amount).await.status, 500);
+    assert_eq!(ledger.payout(PAYOUT).unwrap().unwrap().status_changes, 0);
+    assert_eq!(ledger.processed_deliveries().unwrap(), 0);
+    // The fact applied, then again with another transaction hash: a conflict, not a duplicate.
+    assert_eq!(post(&url, successful()).await.body, "success");
+    let other_txid = signed_body(
+        &common::with_field(
+            &example_with_status("6"),
+            "txid",
+            r#""0000000000000000000000000000000000000000000000000000000000000000""#,
+        ),
+        KEY,
+    );
+    assert_eq!(post(&url, other_txid).await.status, 500);
+    assert_eq!(ledger.payout(PAYOUT).unwrap().unwrap().status_changes, 1);
+    assert_eq!(ledger.processed_deliveries().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_older_status_arriving_late_never_moves_the_payout_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, url, _server) = start(&dir.path().join("ledger.sqlite3")).await;
+    ledger.add_payout(PAYOUT, "1.1").unwrap();
+    let pending_signature = signed_body(&example_with_status("5"), KEY);
+    let signature_approved = signed_body(&example_with_status("1"), KEY);
+    assert_eq!(post(&url, pending_signature).await.body, "success");
+    // Status 1 comes after 5: acknowledged and recorded, but the payout stays at 5.
+    assert_eq!(post(&url, signature_approved).await.body, "success");
+    assert_eq!(
+        ledger.payout(PAYOUT).unwrap(),
+        Some(Payout {
+            status: Some(5),
+            status_changes: 1
+        })
+    );
+    assert_eq!(ledger.processed_deliveries().unwrap(), 2);
+    // The final status still applies.
+    assert_eq!(post(&url, successful()).await.body, "success");
+    assert_eq!(ledger.payout(PAYOUT).unwrap().unwrap().status, Some(6));
 }
 
 #[tokio::test]

@@ -210,3 +210,19 @@ fn statuses_are_distinct_copy_and_hashable() {
     assert_ne!(status, CallbackStatus::TransactionSuccessful);
     assert_eq!(format!("{status:?}"), "TransactionFailed");
 }
+
+#[test]
+fn a_payout_moves_only_forward_and_never_leaves_a_final_status() {
+    use CallbackStatus::*;
+    for &from in CallbackStatus::ALL {
+        for &to in CallbackStatus::ALL {
+            let expected = match (from, to) {
+                (from, _) if from.is_final() => false,
+                (PendingApproval, SignatureApproved | PendingSignature)
+                | (SignatureApproved, PendingSignature) => true,
+                (_, to) => to.is_final(),
+            };
+            assert_eq!(from.can_move_to(to), expected, "{from} -> {to}");
+        }
+    }
+}

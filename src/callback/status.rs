@@ -85,6 +85,32 @@ impl CallbackStatus {
         self as i32
     }
 
+    /// Whether a payout whose last known status is `self` may move to `next`: forward through
+    /// its life (pending approval, then signature approved, then pending signature, then a final
+    /// status), never back, and never away from a final status. A host applying callbacks
+    /// checks it so that a late callback (an older status arriving after a newer one) cannot
+    /// move a payout backwards, and a contradictory one (failed after successful) is refused.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::CallbackStatus::*;
+    ///
+    /// assert!(PendingApproval.can_move_to(TransactionSuccessful));
+    /// assert!(!PendingSignature.can_move_to(SignatureApproved)); // backwards: a late callback
+    /// assert!(!TransactionSuccessful.can_move_to(TransactionFailed)); // final: it stays
+    /// assert!(!TransactionSuccessful.can_move_to(TransactionSuccessful)); // nothing new
+    /// ```
+    pub fn can_move_to(self, next: CallbackStatus) -> bool {
+        let stage = |status: CallbackStatus| match status {
+            CallbackStatus::PendingApproval => 0,
+            CallbackStatus::SignatureApproved => 1,
+            CallbackStatus::PendingSignature => 2,
+            _ => 3,
+        };
+        !self.is_final() && stage(next) > stage(self)
+    }
+
     /// Whether the payout can no longer change: codes 2, 3, 4, 6 and 7.
     ///
     /// # Example
