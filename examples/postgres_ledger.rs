@@ -10,6 +10,9 @@
 //! Every instance points at the same database. The handler applies each callback in one
 //! transaction: `INSERT ... ON CONFLICT DO NOTHING` into `processed_deliveries` (keyed by
 //! `pid`, `cid`, `status`), then the update of the host's own `payouts` row, then `COMMIT`.
+//! The handler checks the callback against that row (locked for the transaction): the amount
+//! must match, a final status never changes, a repeated fact with other content is refused,
+//! and an older status arriving late is recorded without moving the payout back.
 //! When two instances receive the same callback at once, the second insert waits on the first
 //! one's uncommitted row: if the first commits, the second finds the conflict and changes
 //! nothing; if it rolls back, the second applies the callback. Either way it lands once.
@@ -22,7 +25,9 @@ use std::str::FromStr;
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
-use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
+use cregis_payout_callback::{
+    ApiKey, AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier,
+};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use tokio_postgres::NoTls;
 
@@ -47,6 +52,8 @@ const SCHEMA: &str = "
         cid            BIGINT NOT NULL,
         status         INTEGER NOT NULL,
         third_party_id TEXT NOT NULL,
+        amount         TEXT NOT NULL,
+        txid           TEXT,
         processed_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
         PRIMARY KEY (pid, cid, status)
     );
@@ -81,6 +88,28 @@ pub struct Payout {
 pub enum LedgerError {
     /// The callback names a payout this host does not have (yet).
     UnknownPayout(String),
+    /// The callback's amount is not the one this host recorded for the payout.
+    AmountMismatch {
+        /// The payout.
+        third_party_id: String,
+        /// What the callback says.
+        callback: String,
+        /// What the host recorded.
+        ours: String,
+    },
+    /// The payout already has a final status, and the callback reports another.
+    AlreadyFinal {
+        /// The payout.
+        third_party_id: String,
+        /// Its final status.
+        status: CallbackStatus,
+        /// What the callback reports.
+        reported: CallbackStatus,
+    },
+    /// The same fact (`pid`, `cid`, `status`) was applied before with other content.
+    Conflict(String),
+    /// A stored status is not a documented one.
+    StoredStatus(String),
     /// No connection could be had.
     Pool(PoolError),
     /// The database failed.
@@ -91,6 +120,26 @@ impl fmt::Display for LedgerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LedgerError::UnknownPayout(id) => write!(f, "no payout {id:?} in the ledger"),
+            LedgerError::AmountMismatch {
+                third_party_id,
+                callback,
+                ours,
+            } => write!(
+                f,
+                "payout {third_party_id:?}: the callback says {callback}, our ledger says {ours}"
+            ),
+            LedgerError::AlreadyFinal {
+                third_party_id,
+                status,
+                reported,
+            } => write!(
+                f,
+                "payout {third_party_id:?} is already {status}; refusing to change it to {reported}"
+            ),
+            LedgerError::Conflict(key) => {
+                write!(f, "delivery {key} was applied before with other content")
+            }
+            LedgerError::StoredStatus(e) => write!(f, "stored status: {e}"),
             LedgerError::Pool(e) => write!(f, "connection pool: {e}"),
             LedgerError::Postgres(e) => write!(f, "postgres: {e}"),
         }
@@ -198,47 +247,88 @@ impl PgLedger {
         Ok(row.get(0))
     }
 
-    /// Applies `callback` once: in one transaction, records the delivery and updates the payout.
-    /// Returns whether it changed anything (`false` for a duplicate).
+    /// Applies `callback` once: in one transaction, checks it against the host's own row
+    /// (locked, so that concurrent deliveries of one payout take turns), records the delivery
+    /// and moves the payout forward. Returns whether it changed anything (`false` for a
+    /// duplicate, or an older status arriving late).
     ///
     /// # Errors
     ///
-    /// The payout is unknown or the database failed; nothing was changed.
+    /// The payout is unknown, the callback disagrees with the ledger (its amount, a final
+    /// status it would change, a fact applied before with other content), or the database
+    /// failed; nothing was changed.
     pub async fn apply(&self, callback: &PayoutCallback) -> Result<bool, LedgerError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let recorded = tx
-            .execute(
-                "INSERT INTO processed_deliveries (pid, cid, status, third_party_id)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[
-                    &callback.pid,
-                    &callback.cid,
-                    &callback.status.code(),
-                    &callback.third_party_id,
-                ],
+        let id = &callback.third_party_id;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT amount, status FROM payouts WHERE third_party_id = $1 FOR UPDATE",
+                &[id],
+            )
+            .await?
+        else {
+            return Err(LedgerError::UnknownPayout(id.clone()));
+        };
+        let (amount, status): (String, Option<i32>) = (row.get(0), row.get(1));
+        if amount != callback.amount {
+            return Err(LedgerError::AmountMismatch {
+                third_party_id: id.clone(),
+                callback: callback.amount.clone(),
+                ours: amount,
+            });
+        }
+        // The same fact again: a duplicate if its content is the same, else a conflict.
+        let seen = tx
+            .query_opt(
+                "SELECT amount, txid FROM processed_deliveries
+                 WHERE pid = $1 AND cid = $2 AND status = $3",
+                &[&callback.pid, &callback.cid, &callback.status.code()],
             )
             .await?;
-        if recorded == 0 {
-            return Ok(false); // Already applied; dropping `tx` rolls back nothing.
+        if let Some(seen) = seen {
+            let seen: (String, Option<String>) = (seen.get(0), seen.get(1));
+            if seen != (callback.amount.clone(), callback.txid.clone()) {
+                return Err(LedgerError::Conflict(callback.delivery_key().to_string()));
+            }
+            return Ok(false);
         }
-        let updated = tx
-            .execute(
+        let current = status.map(CallbackStatus::try_from).transpose();
+        let current = current.map_err(|e| LedgerError::StoredStatus(e.to_string()))?;
+        if let Some(current) = current.filter(|current| current.is_final()) {
+            if current != callback.status {
+                return Err(LedgerError::AlreadyFinal {
+                    third_party_id: id.clone(),
+                    status: current,
+                    reported: callback.status,
+                });
+            }
+        }
+        tx.execute(
+            "INSERT INTO processed_deliveries (pid, cid, status, third_party_id, amount, txid)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &callback.pid,
+                &callback.cid,
+                &callback.status.code(),
+                id,
+                &callback.amount,
+                &callback.txid,
+            ],
+        )
+        .await?;
+        // Forward only: an older status arriving late is recorded, and changes nothing.
+        let forward = current.is_none_or(|current| current.can_move_to(callback.status));
+        if forward {
+            tx.execute(
                 "UPDATE payouts SET status = $1, txid = $2, status_changes = status_changes + 1
                  WHERE third_party_id = $3",
-                &[
-                    &callback.status.code(),
-                    &callback.txid,
-                    &callback.third_party_id,
-                ],
+                &[&callback.status.code(), &callback.txid, id],
             )
             .await?;
-        if updated == 0 {
-            // Dropping `tx` rolls back the delivery record too: a re-push can apply it later.
-            return Err(LedgerError::UnknownPayout(callback.third_party_id.clone()));
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(forward)
     }
 }
 
@@ -246,7 +336,12 @@ impl AsyncCallbackHandler for PgLedger {
     type Error = LedgerError;
 
     async fn handle(&self, callback: &PayoutCallback) -> Result<(), LedgerError> {
-        if self.apply(callback).await? {
+        let applied = self.apply(callback).await;
+        // Loudly: a refused callback is a payout someone must look at.
+        if let Err(error) = &applied {
+            eprintln!("REFUSED {error}");
+        }
+        if applied? {
             println!(
                 "payout {} is now {}",
                 callback.third_party_id, callback.status

@@ -150,3 +150,46 @@ async fn a_forged_callback_changes_nothing() {
     assert_eq!(post(&url, pairs_body).await.status, 401);
     assert_eq!(ledger.payout(&id).await.unwrap().unwrap().status_changes, 0);
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn a_callback_that_disagrees_with_the_ledger_is_refused_and_changes_nothing() {
+    let (ledger, url, _server) = instance().await;
+    let (id, cid) = fresh_payout();
+    ledger.add_payout(&id, "2.5").await.unwrap();
+    // Another amount than the host created the payout with (the callback says 1.1).
+    assert_eq!(post(&url, callback(&id, cid, 6)).await.status, 500);
+    assert_eq!(ledger.processed_deliveries(&id).await.unwrap(), 0);
+    let (id, cid) = fresh_payout();
+    ledger.add_payout(&id, "1.1").await.unwrap();
+    assert_eq!(post(&url, callback(&id, cid, 6)).await.body, "success");
+    // Failed after successful: a final status never changes.
+    assert_eq!(post(&url, callback(&id, cid, 7)).await.status, 500);
+    assert_eq!(
+        ledger.payout(&id).await.unwrap(),
+        Some(Payout {
+            status: Some(6),
+            status_changes: 1
+        })
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn an_older_status_arriving_late_never_moves_the_payout_back() {
+    let (ledger, url, _server) = instance().await;
+    let (id, cid) = fresh_payout();
+    ledger.add_payout(&id, "1.1").await.unwrap();
+    assert_eq!(post(&url, callback(&id, cid, 5)).await.body, "success");
+    assert_eq!(post(&url, callback(&id, cid, 1)).await.body, "success");
+    assert_eq!(
+        ledger.payout(&id).await.unwrap(),
+        Some(Payout {
+            status: Some(5),
+            status_changes: 1
+        })
+    );
+    assert_eq!(ledger.processed_deliveries(&id).await.unwrap(), 2);
+    assert_eq!(post(&url, callback(&id, cid, 6)).await.body, "success");
+    assert_eq!(ledger.payout(&id).await.unwrap().unwrap().status, Some(6));
+}
