@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteHandler, SqliteInbox, Worker};
+use cregis_payout_callback::inbox::{SqliteHandler, SqliteInbox, Worker};
 use cregis_payout_callback::{PayoutCallback, Verifier};
 use faults::{Fate, PAYOUTS, Sent, Servers, start_server};
 use sqlx::SqliteConnection;
@@ -131,33 +131,14 @@ fn a_thousand_payouts_survive_kills_and_failures_exactly_once() {
 /// Waits until every entry is done (through the restarted server's worker), then checks that
 /// none is dead and that each payout's effect is in the ledger once.
 async fn assert_applied_exactly_once(db: &Path) {
-    // Every entry reaches done, through the restarted server's worker.
     let inbox = SqliteInbox::open(db).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let done = inbox.list(&[EntryState::Done]).await.unwrap().len();
-        if done == usize::try_from(PAYOUTS).unwrap() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {done} entries done");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(inbox.list(&[EntryState::Dead]).await.unwrap().is_empty());
+    let runs = faults::wait_all_done(&inbox).await;
     let effects: Vec<(i64, i64)> =
         sqlx::query_as("SELECT cid, count(*) FROM effects GROUP BY cid ORDER BY cid")
             .fetch_all(inbox.pool())
             .await
             .unwrap();
-    assert_eq!(effects.len(), usize::try_from(PAYOUTS).unwrap());
-    let twice: Vec<_> = effects.iter().filter(|(_, n)| *n != 1).collect();
-    assert!(twice.is_empty(), "applied more than once: {twice:?}");
+    faults::assert_each_applied_once(&effects);
     // The handler really failed and panicked along the way: more runs than payouts.
-    let runs: u32 = inbox
-        .list(&[EntryState::Done])
-        .await
-        .unwrap()
-        .iter()
-        .map(|entry| entry.attempts)
-        .sum();
     assert!(runs > 1300, "{runs} runs");
 }

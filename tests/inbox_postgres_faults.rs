@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use cregis_payout_callback::inbox::{EntryState, Inbox, PgHandler, PgInbox, Worker};
+use cregis_payout_callback::inbox::{PgHandler, PgInbox, Worker};
 use cregis_payout_callback::{PayoutCallback, Verifier};
 use faults::{Fate, PAYOUTS, Sent, Servers, start_server};
 use sqlx::PgConnection;
@@ -135,24 +135,17 @@ fn a_thousand_payouts_survive_kills_and_a_database_restart() {
         killer.await.unwrap();
 
         let inbox = PgInbox::connect(&url).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let done = inbox.list(&[EntryState::Done]).await.unwrap().len();
-            if done == usize::try_from(PAYOUTS).unwrap() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "only {done} entries done");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(inbox.list(&[EntryState::Dead]).await.unwrap().is_empty());
+        let runs = faults::wait_all_done(&inbox).await;
         let effects: Vec<(i64, i64)> =
             sqlx::query_as("SELECT cid, count(*) FROM fault_effects GROUP BY cid ORDER BY cid")
                 .fetch_all(inbox.pool())
                 .await
                 .unwrap();
-        assert_eq!(effects.len(), usize::try_from(PAYOUTS).unwrap());
-        let twice: Vec<_> = effects.iter().filter(|(_, n)| *n != 1).collect();
-        assert!(twice.is_empty(), "applied more than once: {twice:?}");
+        faults::assert_each_applied_once(&effects);
+        assert!(
+            runs > 1300,
+            "{runs} runs: the handler failed less than it should"
+        );
     });
     servers.write().unwrap().clear();
     assert_eq!(

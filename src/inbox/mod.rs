@@ -158,6 +158,48 @@ impl fmt::Display for EntryState {
     }
 }
 
+/// What every SQL backend shares: how a stored row reads, and the schema's version check.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+mod stored {
+    use super::{Accepted, EntryId, EntryState};
+    use crate::error::BoxError;
+    use crate::idempotency::Fingerprint;
+
+    /// The state of an entry stored as `stored` (`pending`, `done` or `dead`), whose lease is
+    /// live (`running`) or whose retry is due later (`waiting`).
+    pub(crate) fn state(stored: &str, running: bool, waiting: bool) -> EntryState {
+        match stored {
+            "done" => EntryState::Done,
+            "dead" => EntryState::Dead,
+            _ if running => EntryState::Running,
+            _ if waiting => EntryState::Waiting,
+            _ => EntryState::Pending,
+        }
+    }
+
+    /// What accepting an entry with `fingerprint` is when entry `id`, with `stored`, already
+    /// holds its key.
+    pub(crate) fn existing(id: EntryId, stored: &[u8], fingerprint: &Fingerprint) -> Accepted {
+        if stored == fingerprint.as_bytes() {
+            Accepted::Duplicate(id)
+        } else {
+            Accepted::Conflict(id)
+        }
+    }
+
+    /// Whether the tables must be created, given the schema version found (`None`: none yet).
+    pub(crate) fn must_create(found: Option<i64>, known: i64) -> Result<bool, BoxError> {
+        match found {
+            None => Ok(true),
+            Some(version) if version == known => Ok(false),
+            Some(other) => Err(format!(
+                "the inbox's schema is version {other}; this crate knows version {known}"
+            )
+            .into()),
+        }
+    }
+}
+
 /// An authentic, well-formed callback to record: what the handler needs (its raw body) and
 /// what identifies it.
 ///

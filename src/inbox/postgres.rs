@@ -9,7 +9,7 @@ use sqlx::{Connection, Row};
 
 use super::{
     Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
-    Next, Taken,
+    Next, Taken, stored,
 };
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
@@ -164,23 +164,14 @@ async fn migrate(pool: &PgPool) -> Result<(), BoxError> {
     let version: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM cregis_inbox_schema")
         .fetch_one(&mut *tx)
         .await?;
-    match version {
-        None => {
-            for statement in SCHEMA {
-                sqlx::query(*statement).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES ($1)")
-                .bind(SCHEMA_VERSION)
-                .execute(&mut *tx)
-                .await?;
+    if stored::must_create(version.map(i64::from), i64::from(SCHEMA_VERSION))? {
+        for statement in SCHEMA {
+            sqlx::query(*statement).execute(&mut *tx).await?;
         }
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => {
-            return Err(format!(
-                "the inbox's schema is version {other}; this crate knows version {SCHEMA_VERSION}"
-            )
-            .into());
-        }
+        sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES ($1)")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -234,12 +225,8 @@ impl Inbox for PgInbox {
             .await?;
             if let Some(row) = found {
                 let id = EntryId(row.try_get("id")?);
-                let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
-                return Ok(if fingerprint == entry.fingerprint.as_bytes() {
-                    Accepted::Duplicate(id)
-                } else {
-                    Accepted::Conflict(id)
-                });
+                let stored: Vec<u8> = row.try_get("fingerprint")?;
+                return Ok(stored::existing(id, &stored, &entry.fingerprint));
             }
         }
         Err(format!("the entry for {key} kept changing").into())
@@ -330,13 +317,7 @@ impl Inbox for PgInbox {
             let stored: String = row.try_get("state")?;
             let running: bool = row.try_get("running")?;
             let due_in_ms: i64 = row.try_get("due_in_ms")?;
-            let state = match stored.as_str() {
-                "done" => EntryState::Done,
-                "dead" => EntryState::Dead,
-                _ if running => EntryState::Running,
-                _ if due_in_ms > 0 => EntryState::Waiting,
-                _ => EntryState::Pending,
-            };
+            let state = stored::state(&stored, running, due_in_ms > 0);
             if !states.contains(&state) {
                 continue;
             }

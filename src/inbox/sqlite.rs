@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
-    Next, Taken,
+    Next, Taken, stored,
 };
 use crate::error::BoxError;
-use crate::idempotency::DeliveryKey;
+use crate::idempotency::{DeliveryKey, Fingerprint};
 use crate::verifier::{Clock, SystemClock};
 use crate::{CallbackStatus, PayoutCallback};
 
@@ -92,7 +92,7 @@ pub struct SqliteInbox {
 #[derive(Debug)]
 struct Write {
     key: DeliveryKey,
-    fingerprint: Vec<u8>,
+    fingerprint: Fingerprint,
     body: Vec<u8>,
     now_ms: i64,
     done: oneshot::Sender<Result<Accepted, String>>,
@@ -288,23 +288,14 @@ async fn migrate(pool: &SqlitePool) -> Result<(), BoxError> {
     let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM cregis_inbox_schema")
         .fetch_one(&mut *tx)
         .await?;
-    match version {
-        None => {
-            for statement in SCHEMA {
-                sqlx::query(*statement).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (?)")
-                .bind(SCHEMA_VERSION)
-                .execute(&mut *tx)
-                .await?;
+    if stored::must_create(version, SCHEMA_VERSION)? {
+        for statement in SCHEMA {
+            sqlx::query(*statement).execute(&mut *tx).await?;
         }
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => {
-            return Err(format!(
-                "the inbox's schema is version {other}; this crate knows version {SCHEMA_VERSION}"
-            )
-            .into());
-        }
+        sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (?)")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -372,7 +363,7 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
     .bind(key.pid)
     .bind(key.cid)
     .bind(i64::from(key.status.code()))
-    .bind(&write.fingerprint)
+    .bind(&write.fingerprint.as_bytes()[..])
     .bind(&write.body)
     .bind(write.now_ms)
     .bind(write.now_ms)
@@ -390,12 +381,8 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
     .fetch_one(&mut *tx)
     .await?;
     let id = EntryId(row.try_get("id")?);
-    let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
-    Ok(if fingerprint == write.fingerprint {
-        Accepted::Duplicate(id)
-    } else {
-        Accepted::Conflict(id)
-    })
+    let stored: Vec<u8> = row.try_get("fingerprint")?;
+    Ok(stored::existing(id, &stored, &write.fingerprint))
 }
 
 impl Inbox for SqliteInbox {
@@ -403,7 +390,7 @@ impl Inbox for SqliteInbox {
         let (done, accepted) = oneshot::channel();
         let write = Write {
             key: entry.key,
-            fingerprint: entry.fingerprint.as_bytes().to_vec(),
+            fingerprint: entry.fingerprint,
             body: entry.body.to_vec(),
             now_ms: self.now_ms(),
             done,
@@ -506,13 +493,8 @@ impl Inbox for SqliteInbox {
             let stored: String = row.try_get("state")?;
             let due_ms: i64 = row.try_get("due_ms")?;
             let lease_until_ms: Option<i64> = row.try_get("lease_until_ms")?;
-            let state = match stored.as_str() {
-                "done" => EntryState::Done,
-                "dead" => EntryState::Dead,
-                _ if lease_until_ms.is_some_and(|until| until >= now) => EntryState::Running,
-                _ if due_ms > now => EntryState::Waiting,
-                _ => EntryState::Pending,
-            };
+            let running = lease_until_ms.is_some_and(|until| until >= now);
+            let state = stored::state(&stored, running, due_ms > now);
             if !states.contains(&state) {
                 continue;
             }

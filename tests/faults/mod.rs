@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use cregis_payout_callback::inbox::RetryPolicy;
+use cregis_payout_callback::inbox::{EntryState, Inbox, RetryPolicy};
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{CallbackStatus, PayoutCallback};
 
@@ -210,4 +210,31 @@ pub fn wait_for_acknowledged(sent: &Sent, at: usize) {
     while sent.acknowledged.load(Ordering::SeqCst) < at {
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Waits (up to 2 minutes) until every payout's entry is done, through the servers' workers;
+/// checks that none is dead, and returns how many runs they took in all.
+pub async fn wait_all_done(inbox: &impl Inbox) -> u32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let done = inbox.list(&[EntryState::Done]).await.unwrap();
+        if done.len() == usize::try_from(PAYOUTS).unwrap() {
+            break done;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} entries done",
+            done.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(inbox.list(&[EntryState::Dead]).await.unwrap().is_empty());
+    done.iter().map(|entry| entry.attempts).sum()
+}
+
+/// Checks that the ledger's effects, counted per payout (`cid`, count), hold each payout once.
+pub fn assert_each_applied_once(effects: &[(i64, i64)]) {
+    assert_eq!(effects.len(), usize::try_from(PAYOUTS).unwrap());
+    let twice: Vec<_> = effects.iter().filter(|(_, n)| *n != 1).collect();
+    assert!(twice.is_empty(), "applied more than once: {twice:?}");
 }
