@@ -397,6 +397,32 @@ impl StoreOperation {
     }
 }
 
+/// Why a framework route stopped a handler: it was still running when its claim's lease
+/// ended ([`VerifierBuilder::claim_lease`](crate::verifier::VerifierBuilder::claim_lease)),
+/// after which a re-push could take the claim over and run it a second time at once. The
+/// cause of the reply's [`Error::HandlerFailed`] (500): the claim is released, so a re-push
+/// runs the handler again.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use cregis_payout_callback::error::{Cause, PastLease};
+///
+/// let cause = Cause::new(PastLease { lease: Duration::from_secs(60) });
+/// assert_eq!(cause.downcast_ref::<PastLease>().map(|p| p.lease), Some(Duration::from_secs(60)));
+/// assert!(cause.to_string().starts_with("the handler was stopped"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error(
+    "the handler was stopped: it was still running when its claim's lease of {lease:?} ended, \
+     after which a re-push could run it a second time"
+)]
+pub struct PastLease {
+    /// The claim lease the handler ran past.
+    pub lease: std::time::Duration,
+}
+
 /// `the handler panicked: {message}`, for a panic's payload (its message, when it is text).
 #[cfg(any(feature = "axum", feature = "actix-web", feature = "inbox"))]
 pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {

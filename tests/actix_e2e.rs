@@ -19,7 +19,8 @@ use actix_web::dev::Service;
 use actix_web::{App, HttpServer};
 use common::{KEY, example_with_status, signed_body};
 use cregis_payout_callback::{
-    AsyncCallbackHandler, CallbackStatus, Verifier, idempotency::MemoryIdempotencyStore,
+    AsyncCallbackHandler, CallbackStatus, Verifier,
+    idempotency::{DEFAULT_CLAIM_LEASE, MemoryIdempotencyStore, Store},
     verifier::DEFAULT_MAX_BODY_BYTES,
 };
 use cregis_payout_callback::{Error, actix_web::callback_route};
@@ -29,9 +30,7 @@ use example::{Ledger, ROUTE, server};
 /// Runs the example's server on an ephemeral loopback port, in the background, as its `main`
 /// does (with the memory idempotency store).
 fn serve<H: AsyncCallbackHandler + Send + 'static>(handler: Arc<H>) -> (SocketAddr, ServerHandle) {
-    let verifier = Verifier::builder(common::key())
-        .idempotency(MemoryIdempotencyStore::default())
-        .build();
+    let verifier = e2e::memory_verifier(DEFAULT_CLAIM_LEASE);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = server(listener, verifier, handler).unwrap();
@@ -45,9 +44,14 @@ fn serve<H: AsyncCallbackHandler + Send + 'static>(handler: Arc<H>) -> (SocketAd
 fn serve_seen<H: AsyncCallbackHandler + Send + 'static>(
     handler: Arc<H>,
 ) -> (SocketAddr, ServerHandle, Seen) {
-    let verifier = Verifier::builder(common::key())
-        .idempotency(MemoryIdempotencyStore::default())
-        .build();
+    serve_seen_with(e2e::memory_verifier(DEFAULT_CLAIM_LEASE), handler)
+}
+
+/// [`serve_seen`] with `verifier`.
+fn serve_seen_with<H: AsyncCallbackHandler + Send + 'static>(
+    verifier: Verifier<Store<MemoryIdempotencyStore>>,
+    handler: Arc<H>,
+) -> (SocketAddr, ServerHandle, Seen) {
     let seen = Seen::default();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -124,6 +128,15 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
     let failing = Arc::new(Failing::default());
     let (addr, server) = serve(Arc::clone(&failing));
     checks::failing_handler_gets_500(addr, ROUTE, &failing).await;
+    server.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_handler_past_its_claim_lease_is_stopped_and_never_runs_twice_at_once() {
+    let lease = Duration::from_millis(300);
+    let slow = Arc::new(Slow::new(Duration::from_secs(2)));
+    let (addr, server, seen) = serve_seen_with(e2e::memory_verifier(lease), Arc::clone(&slow));
+    checks::handler_past_its_lease_is_stopped(addr, ROUTE, &slow, &seen, lease).await;
     server.stop(true).await;
 }
 

@@ -15,7 +15,8 @@ use axum::response::Response;
 use common::{KEY, example_with_status, signed_body};
 use cregis_payout_callback::Error;
 use cregis_payout_callback::{
-    AsyncCallbackHandler, Verifier, idempotency::MemoryIdempotencyStore,
+    AsyncCallbackHandler, Verifier,
+    idempotency::{DEFAULT_CLAIM_LEASE, MemoryIdempotencyStore, Store},
     verifier::DEFAULT_MAX_BODY_BYTES,
 };
 use e2e::{ByHand, Failing, Panicking, Seen, Slow, checks, post};
@@ -29,9 +30,14 @@ async fn serve(handler: impl AsyncCallbackHandler + Send + 'static) -> SocketAdd
 
 /// [`serve`], behind a logging layer that records each response's error.
 async fn serve_seen(handler: impl AsyncCallbackHandler + Send + 'static) -> (SocketAddr, Seen) {
-    let verifier = Verifier::builder(common::key())
-        .idempotency(MemoryIdempotencyStore::default())
-        .build();
+    serve_seen_with(e2e::memory_verifier(DEFAULT_CLAIM_LEASE), handler).await
+}
+
+/// [`serve_seen`] with `verifier`.
+async fn serve_seen_with(
+    verifier: Verifier<Store<MemoryIdempotencyStore>>,
+    handler: impl AsyncCallbackHandler + Send + 'static,
+) -> (SocketAddr, Seen) {
     let seen = Seen::default();
     let log = {
         let seen = seen.clone();
@@ -91,6 +97,14 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
     let failing = Arc::new(Failing::default());
     let addr = serve(Arc::clone(&failing)).await;
     checks::failing_handler_gets_500(addr, ROUTE, &failing).await;
+}
+
+#[tokio::test]
+async fn a_handler_past_its_claim_lease_is_stopped_and_never_runs_twice_at_once() {
+    let lease = Duration::from_millis(300);
+    let slow = Arc::new(Slow::new(Duration::from_secs(2)));
+    let (addr, seen) = serve_seen_with(e2e::memory_verifier(lease), Arc::clone(&slow)).await;
+    checks::handler_past_its_lease_is_stopped(addr, ROUTE, &slow, &seen, lease).await;
 }
 
 #[tokio::test]

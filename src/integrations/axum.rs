@@ -38,7 +38,9 @@ use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::{announced_len, announced_too_large, cut_short, joined, refuse, streamed_too_large};
+use super::{
+    announced_len, announced_too_large, cut_short, delivered, joined, refuse, streamed_too_large,
+};
 use crate::idempotency::AsyncStoreSlot;
 use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 
@@ -53,6 +55,10 @@ use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 ///    if the client disconnects, the request is dropped but the task still finishes and
 ///    settles its idempotency claim, so a re-push is then acknowledged as a duplicate instead
 ///    of answered 409;
+///    with a store, the handler is stopped if it is still running when its claim's lease
+///    ends ([`VerifierBuilder::claim_lease`](crate::verifier::VerifierBuilder::claim_lease)):
+///    500, [`PastLease`](crate::error::PastLease) in the cause, the claim released, so that a
+///    re-push never runs it twice at once;
 /// 3. answers with the [`Reply`]. A handler that panics is answered 500
 ///    ([`Error::HandlerFailed`], the panic's message in its cause); a task cancelled before it
 ///    finished (the runtime shutting down) is answered 503 ([`Error::HandlerCancelled`]).
@@ -105,7 +111,7 @@ where
     // the handler, which settles its claim whatever happens to the connection.
     let task = {
         let (verifier, body) = (verifier.clone(), body.clone());
-        tokio::spawn(async move { verifier.process_async(&body, &*handler).await })
+        tokio::spawn(async move { delivered(&verifier, &body, &*handler).await })
     };
     joined(&verifier, &body, task.await)
 }

@@ -5,14 +5,67 @@
 //! `Content-Length`, or once more than the limit has streamed in), runs the delivery in a
 //! task of its own so that a client hanging up cannot cancel the handler half-way, and tells
 //! a panicking handler (500, with the panic's message in the cause) from a cancelled task
-//! (503).
+//! (503). With an idempotency store, the handler is also bounded by its claim's lease
+//! ([`delivered`]), so that a re-push never runs it a second time while the first still runs.
 
 #[cfg(feature = "actix-web")]
 pub mod actix_web;
 #[cfg(feature = "axum")]
 pub mod axum;
 
-use crate::{Error, Reply, Verifier};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::{BoxError, PastLease};
+use crate::idempotency::AsyncStoreSlot;
+use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
+
+/// What a route's task runs: [`Verifier::process_async`] with `handler`, bounded by the claim's
+/// lease when the verifier has a store.
+///
+/// The lease is how long the claim holds off other deliveries of the same fact: past it, a
+/// re-push takes the claim over and runs the handler again. So a handler still running when
+/// the lease ends is stopped there (its future dropped at its next `.await`), its claim
+/// released, and the delivery answered 500 [`Error::HandlerFailed`] with [`PastLease`] as the
+/// cause: never two runs at once. The deadline counts from before the claim, so it falls
+/// before the lease the store measures. A blocking call inside the handler cannot be
+/// stopped at all: keep those shorter than the lease.
+async fn delivered<St, H>(verifier: &Verifier<St>, body: &[u8], handler: &H) -> Reply
+where
+    St: AsyncStoreSlot,
+    H: AsyncCallbackHandler,
+{
+    if !verifier.has_store() {
+        return verifier.process_async(body, handler).await;
+    }
+    let lease = verifier.claim_lease_setting();
+    let bounded = WithinLease {
+        handler,
+        lease,
+        deadline: Instant::now() + lease,
+    };
+    verifier.process_async(body, &bounded).await
+}
+
+/// A handler stopped at its claim's deadline (see [`delivered`]).
+struct WithinLease<'h, H> {
+    handler: &'h H,
+    lease: Duration,
+    deadline: Instant,
+}
+
+impl<H: AsyncCallbackHandler> AsyncCallbackHandler for WithinLease<'_, H> {
+    // Boxed as it is, the handler's own error still downcasts to its type in the reply's cause.
+    type Error = BoxError;
+
+    async fn handle(&self, callback: &PayoutCallback) -> Result<(), BoxError> {
+        match tokio::time::timeout_at(self.deadline, self.handler.handle(callback)).await {
+            Ok(outcome) => outcome.map_err(Into::into),
+            Err(_) => Err(Box::new(PastLease { lease: self.lease })),
+        }
+    }
+}
 
 /// The body length a request announced (its `Content-Length` header), if it did.
 fn announced_len(content_length: Option<&[u8]>) -> Option<usize> {

@@ -107,7 +107,12 @@ impl<T> VerifierBuilder<Store<T>> {
     /// ([`DEFAULT_CLAIM_LEASE`]). Only a verifier with a store has a lease.
     ///
     /// Make it longer than your handler can ever take: a delivery that takes over a claim
-    /// whose handler is in fact still running would run the handler a second time.
+    /// whose handler is in fact still running would run the handler a second time. The axum
+    /// and actix-web routes enforce it: a handler still running when its lease ends is stopped
+    /// (answered 500 with [`PastLease`](crate::error::PastLease) as the cause, its claim
+    /// released). With [`Verifier::process`](crate::Verifier::process) or your own glue
+    /// around [`Verifier::process_async`](crate::Verifier::process_async), bound the handler
+    /// yourself.
     ///
     /// # Example
     ///

@@ -177,6 +177,20 @@ impl<T> Verifier<Store<T>> {
     }
 }
 
+/// What the framework adapters need to bound a handler by its claim's lease.
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+impl<S: crate::idempotency::AsyncStoreSlot> Verifier<S> {
+    /// Whether deliveries are claimed in a store (and so under a lease).
+    pub(crate) fn has_store(&self) -> bool {
+        self.store.store().is_some()
+    }
+
+    /// The claim lease, whatever the store slot.
+    pub(crate) fn claim_lease_setting(&self) -> Duration {
+        self.settings.claim_lease
+    }
+}
+
 impl<S> Verifier<S> {
     /// The largest body accepted, in bytes (see [`VerifierBuilder::max_body_bytes`]).
     ///

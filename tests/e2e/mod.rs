@@ -10,10 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use cregis_payout_callback::{AsyncCallbackHandler, Error, PayoutCallback};
+use cregis_payout_callback::idempotency::{MemoryIdempotencyStore, Store};
+use cregis_payout_callback::{AsyncCallbackHandler, Error, PayoutCallback, Verifier};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The verifier the end-to-end servers use: the tests' key, the memory store, claims held
+/// for `lease`.
+pub fn memory_verifier(lease: Duration) -> Verifier<Store<MemoryIdempotencyStore>> {
+    Verifier::builder(crate::common::key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .claim_lease(lease)
+        .build()
+}
 
 /// An HTTP answer, as the client saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +225,10 @@ impl Slow {
         }
     }
 
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+
     pub fn started(&self) -> usize {
         self.started.load(Ordering::SeqCst)
     }
@@ -328,6 +342,35 @@ pub mod checks {
             assert_eq!(answer.body, "internal error");
             assert_eq!(failing.calls(), attempt);
         }
+    }
+
+    /// A handler still running when its claim's `lease` ends is stopped there: 500 with
+    /// `PastLease` as the cause, the claim released. A re-push runs it again (not 409), and no
+    /// run ever reaches its end, so none ran past the lease while another could start.
+    pub async fn handler_past_its_lease_is_stopped(
+        addr: SocketAddr,
+        path: &str,
+        slow: &Slow,
+        seen: &Seen,
+        lease: Duration,
+    ) {
+        let url = format!("http://{addr}{path}");
+        let body = signed_body(DOC_EXAMPLE, KEY);
+        for run in 1..=2 {
+            let answer = post(&url, body.clone()).await;
+            assert_refused(&answer, 500);
+            assert_eq!(answer.body, "internal error");
+            let errors = seen.wait_for(run).await;
+            let Some(Error::HandlerFailed { cause, .. }) = &errors[run - 1] else {
+                panic!("{errors:?}")
+            };
+            let past = cause.downcast_ref::<cregis_payout_callback::error::PastLease>();
+            assert_eq!(past.map(|p| p.lease), Some(lease), "{cause}");
+            assert_eq!(slow.started(), run, "the re-push found the claim released");
+        }
+        // Past the handler's own delay: had either run gone on, it would have ended by now.
+        tokio::time::sleep(slow.delay() + Duration::from_millis(200)).await;
+        assert_eq!(slow.finished(), 0, "a run went on past its lease");
     }
 
     /// A panicking handler gets 500, and the server goes on answering. The response's error
