@@ -1,4 +1,4 @@
-//! The PostgreSQL idempotency store example against a real server: two instances, one table.
+//! `PgIdempotencyStore` and its example against a real server: two instances, one table.
 //!
 //! These tests need a PostgreSQL server, so plain `cargo test` skips them; `.ci/run` starts one
 //! and runs them with `--ignored`. Given `DATABASE_URL`, they fail (never skip) if the
@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use common::{DOC_EXAMPLE, KEY, signed_body, with_field};
 use cregis_payout_callback::idempotency::{
-    AsyncIdempotencyStore, Attempt, Claim, DeliveryKey, Fingerprint,
+    AsyncIdempotencyStore, Attempt, Claim, DeliveryKey, Fingerprint, PgIdempotencyStore,
 };
 use cregis_payout_callback::{AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier};
 use e2e::{post, post_and_hang_up};
-use example::{PgIdempotencyStore, ROUTE, app};
+use example::{ROUTE, app};
 
 /// Long enough that the re-push within it lands in time on a loaded machine.
 const LEASE: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ fn database_url() -> String {
 }
 
 async fn store() -> PgIdempotencyStore {
-    PgIdempotencyStore::connect(&database_url(), 8)
+    PgIdempotencyStore::connect(&database_url())
         .await
         .expect("PostgreSQL is reachable at DATABASE_URL")
 }
@@ -256,14 +256,13 @@ async fn the_host_releases_a_stuck_claim_by_key() {
 #[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
 async fn the_store_keeps_the_contract_and_says_when_it_takes_a_claim_over() {
     let store = store().await;
-    let (key, lease) = (key(fresh_cid()), Duration::from_secs(60));
+    // Leases run on the database's clock: this test waits for them in real time.
+    let (key, lease) = (key(fresh_cid()), Duration::from_millis(800));
     let (content, other) = (
         Fingerprint::from_bytes([1; 16]),
         Fingerprint::from_bytes([2; 16]),
     );
-    let t0 = std::time::SystemTime::now();
-    let at =
-        |fingerprint, secs| Attempt::new(key, fingerprint, t0 + Duration::from_secs(secs), lease);
+    let at = |fingerprint| Attempt::new(key, fingerprint, std::time::SystemTime::now(), lease);
     let held = |store: &PgIdempotencyStore| {
         let store = store.clone();
         async move {
@@ -273,35 +272,51 @@ async fn the_store_keeps_the_contract_and_says_when_it_takes_a_claim_over() {
     };
 
     // A new key is claimed; released, it is claimed anew (not taken over).
-    let first = at(content, 0);
+    let first = at(content);
     assert_eq!(store.claim(&first).await.unwrap(), Claim::Claimed);
     store.release(&first).await.unwrap();
     assert!(!held(&store).await);
-    let first = at(content, 0);
+    let first = at(content);
     assert_eq!(store.claim(&first).await.unwrap(), Claim::Claimed);
     // Within the lease: the same content is in progress, other content a conflict.
-    assert_eq!(
-        store.claim(&at(content, 30)).await.unwrap(),
-        Claim::InProgress
-    );
-    assert_eq!(store.claim(&at(other, 30)).await.unwrap(), Claim::Conflict);
+    assert_eq!(store.claim(&at(content)).await.unwrap(), Claim::InProgress);
+    assert_eq!(store.claim(&at(other)).await.unwrap(), Claim::Conflict);
     // After the lease: taken over, and the claim says so; other content is still a conflict.
-    assert_eq!(store.claim(&at(other, 61)).await.unwrap(), Claim::Conflict);
-    let second = at(content, 61);
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
+    assert_eq!(store.claim(&at(other)).await.unwrap(), Claim::Conflict);
+    let second = at(content);
     assert_eq!(store.claim(&second).await.unwrap(), Claim::TakenOver);
     // The attempt that lost its claim cannot free the one that took it.
     store.release(&first).await.unwrap();
     assert!(held(&store).await);
-    assert_eq!(
-        store.claim(&at(content, 62)).await.unwrap(),
-        Claim::InProgress
-    );
+    assert_eq!(store.claim(&at(content)).await.unwrap(), Claim::InProgress);
     // Completed: the same content is done, other content a conflict.
     store.complete(&second).await.unwrap();
     assert!(!held(&store).await);
+    assert_eq!(store.claim(&at(content)).await.unwrap(), Claim::AlreadyDone);
+    assert_eq!(store.claim(&at(other)).await.unwrap(), Claim::Conflict);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn an_instance_whose_clock_jumped_ahead_cannot_take_over_a_live_claim() {
+    let store = store().await;
+    let key = key(fresh_cid());
+    let content = Fingerprint::from_bytes([3; 16]);
+    let lease = Duration::from_secs(60);
+    let now = std::time::SystemTime::now();
+    let live = Attempt::new(key, content, now, lease);
+    assert_eq!(store.claim(&live).await.unwrap(), Claim::Claimed);
+    // Another instance whose clock stepped an hour forward (NTP): by its clock the lease has
+    // long ended, by the database's it has not.
+    let jumped = Attempt::new(key, content, now + Duration::from_secs(3600), lease);
+    assert_eq!(store.claim(&jumped).await.unwrap(), Claim::InProgress);
+    let claims = store.claims_in_progress().await.unwrap();
+    let claim = claims.iter().find(|claim| claim.key == key).unwrap();
     assert_eq!(
-        store.claim(&at(content, 200)).await.unwrap(),
-        Claim::AlreadyDone
+        claim.lease_until.duration_since(claim.started).unwrap(),
+        lease
     );
-    assert_eq!(store.claim(&at(other, 200)).await.unwrap(), Claim::Conflict);
+    store.complete(&live).await.unwrap();
+    assert_eq!(store.claim(&jumped).await.unwrap(), Claim::AlreadyDone);
 }

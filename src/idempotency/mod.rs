@@ -41,11 +41,16 @@ use crate::error::BoxError;
 use crate::wire::Params;
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod slot;
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 mod spawn_blocking;
 
 pub use memory::{ClaimInProgress, DEFAULT_MEMORY_STORE_CAPACITY, MemoryIdempotencyStore};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgIdempotencyStore;
 pub use slot::{AsyncStoreSlot, NoStore, Store, SyncStoreSlot};
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 pub use spawn_blocking::SpawnBlocking;

@@ -81,7 +81,7 @@
 mod accept;
 mod policy;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;
@@ -187,13 +187,18 @@ mod stored {
         }
     }
 
-    /// Whether the tables must be created, given the schema version found (`None`: none yet).
-    pub(crate) fn must_create(found: Option<i64>, known: i64) -> Result<bool, BoxError> {
+    /// Whether `what`'s tables must be created, given the schema version found (`None`: none
+    /// yet).
+    pub(crate) fn must_create(
+        what: &str,
+        found: Option<i64>,
+        known: i64,
+    ) -> Result<bool, BoxError> {
         match found {
             None => Ok(true),
             Some(version) if version == known => Ok(false),
             Some(other) => Err(format!(
-                "the inbox's schema is version {other}; this crate knows version {known}"
+                "the {what}'s schema is version {other}; this crate knows version {known}"
             )
             .into()),
         }

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Row};
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::{
     Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
@@ -15,14 +15,26 @@ use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
 use crate::{CallbackStatus, PayoutCallback};
 
-/// The schema version this crate writes and reads.
-const SCHEMA_VERSION: i32 = 1;
+/// A set of tables the crate creates, and the version of them it writes and reads.
+pub(crate) struct Schema {
+    /// What the tables are, for errors ("inbox").
+    pub(crate) name: &'static str,
+    /// The one-column table that records the version created.
+    pub(crate) version_table: &'static str,
+    pub(crate) version: i32,
+    /// What creates the tables at `version`.
+    pub(crate) statements: &'static [&'static str],
+}
 
 /// The advisory lock that serializes schema creation between instances starting at once.
 const SCHEMA_LOCK: i64 = 0x6372_6567_6973_0001;
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE cregis_inbox (
+const SCHEMA: Schema = Schema {
+    name: "inbox",
+    version_table: "cregis_inbox_schema",
+    version: 1,
+    statements: &[
+        "CREATE TABLE cregis_inbox (
         id          bigserial   PRIMARY KEY,
         pid         bigint      NOT NULL,
         cid         bigint      NOT NULL,
@@ -38,8 +50,9 @@ const SCHEMA: &[&str] = &[
         finished_at timestamptz,
         UNIQUE (pid, cid, status)
     )",
-    "CREATE INDEX cregis_inbox_due ON cregis_inbox (due_at, id) WHERE state = 'pending'",
-];
+        "CREATE INDEX cregis_inbox_due ON cregis_inbox (due_at, id) WHERE state = 'pending'",
+    ],
+};
 
 /// Milliseconds, as PostgreSQL interval arithmetic takes them (`$n * interval '1 ms'`).
 fn millis(duration: Duration) -> i64 {
@@ -116,7 +129,7 @@ impl PgInbox {
     ///
     /// The database failed, or holds a newer schema than this crate's.
     pub async fn from_pool(pool: PgPool) -> Result<PgInbox, BoxError> {
-        migrate(&pool).await?;
+        migrate(&pool, &SCHEMA).await?;
         Ok(PgInbox { pool })
     }
 
@@ -149,27 +162,33 @@ fn attempts(attempt: u32) -> i32 {
     i32::try_from(attempt).unwrap_or(i32::MAX)
 }
 
-/// Creates the table if it is missing and checks the schema's version, in one transaction
-/// under an advisory lock: several instances starting at once take turns.
-async fn migrate(pool: &PgPool) -> Result<(), BoxError> {
+/// Creates `schema`'s tables if they are missing and checks their version, in one
+/// transaction under an advisory lock: several instances starting at once take turns.
+pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), BoxError> {
     let mut connection = pool.acquire().await?;
     let mut tx = connection.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS cregis_inbox_schema (version integer NOT NULL)")
-        .execute(&mut *tx)
-        .await?;
-    let version: Option<i32> = sqlx::query_scalar("SELECT max(version) FROM cregis_inbox_schema")
+    // The table's name is one of the crate's constants, never input.
+    let table = schema.version_table;
+    let sql = |text: String| AssertSqlSafe(text);
+    sqlx::query(sql(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (version integer NOT NULL)"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let version: Option<i32> = sqlx::query_scalar(sql(format!("SELECT max(version) FROM {table}")))
         .fetch_one(&mut *tx)
         .await?;
-    if stored::must_create(version.map(i64::from), i64::from(SCHEMA_VERSION))? {
-        for statement in SCHEMA {
+    let known = i64::from(schema.version);
+    if stored::must_create(schema.name, version.map(i64::from), known)? {
+        for statement in schema.statements {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
-        sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES ($1)")
-            .bind(SCHEMA_VERSION)
+        sqlx::query(sql(format!("INSERT INTO {table} (version) VALUES ($1)")))
+            .bind(schema.version)
             .execute(&mut *tx)
             .await?;
     }

@@ -288,7 +288,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), BoxError> {
     let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM cregis_inbox_schema")
         .fetch_one(&mut *tx)
         .await?;
-    if stored::must_create(version, SCHEMA_VERSION)? {
+    if stored::must_create("inbox", version, SCHEMA_VERSION)? {
         for statement in SCHEMA {
             sqlx::query(*statement).execute(&mut *tx).await?;
         }
