@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! DATABASE_URL=postgres://user:pass@127.0.0.1/db CREGIS_API_KEY=... PORT=3000 \
-//!     cargo run --example postgres_ledger
+//!     cargo run --example postgres_ledger --features axum,postgres
 //! # in another terminal (the demo creates payouts order-1 to order-100):
 //! cargo run --example simulate -- --id order-7
 //! ```
@@ -17,19 +17,22 @@
 //! one's uncommitted row: if the first commits, the second finds the conflict and changes
 //! nothing; if it rolls back, the second applies the callback. Either way it lands once.
 //!
-//! Driver: `tokio-postgres` (the maintained rust-postgres project; async, pure Rust, no build-
-//! time database or query macros), pooled by `deadpool-postgres`.
+//! Driver: sqlx 0.9, the crate's own for the inbox: a URL with `sslmode=require` (or
+//! `verify-full`) connects over TLS (rustls), as production databases require.
+//!
+//! This is the direct mode: a failure of the handler is answered 500, and only an operator's
+//! re-push from the Cregis console brings the callback back. `examples/inbox_postgres.rs`
+//! acknowledges once the callback is stored, then retries the handler itself.
 
 use std::fmt;
-use std::str::FromStr;
 
 use axum::Router;
 use cregis_payout_callback::axum::callback_route;
 use cregis_payout_callback::{
     ApiKey, AsyncCallbackHandler, CallbackStatus, PayoutCallback, Verifier,
 };
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
-use tokio_postgres::NoTls;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
 
 /// Where Cregis POSTs the callbacks.
 pub const ROUTE: &str = "/cregis/payout-callback";
@@ -39,15 +42,15 @@ const KEY_MISSING: &str = "set CREGIS_API_KEY to your project's API key (to try 
     locally: CREGIS_API_KEY=fake-demo-key-0123456789abcdef, the key `simulate` signs with when \
     none is set)";
 
-const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS payouts (
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS payouts (
         third_party_id TEXT PRIMARY KEY,
         amount         TEXT NOT NULL,
         status         INTEGER,
         txid           TEXT,
         status_changes BIGINT NOT NULL DEFAULT 0
-    );
-    CREATE TABLE IF NOT EXISTS processed_deliveries (
+    )",
+    "CREATE TABLE IF NOT EXISTS processed_deliveries (
         pid            BIGINT NOT NULL,
         cid            BIGINT NOT NULL,
         status         INTEGER NOT NULL,
@@ -56,22 +59,14 @@ const SCHEMA: &str = "
         txid           TEXT,
         processed_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
         PRIMARY KEY (pid, cid, status)
-    );
-";
+    )",
+];
 
 /// The host's payouts and the record of processed deliveries, in PostgreSQL.
-#[derive(Clone)]
+/// (sqlx's `Debug` of the pool shows its options, never the password.)
+#[derive(Debug, Clone)]
 pub struct PgLedger {
-    pool: Pool,
-}
-
-impl fmt::Debug for PgLedger {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The pool's configuration holds the database password: show its size only.
-        f.debug_struct("PgLedger")
-            .field("pool_size", &self.pool.status().max_size)
-            .finish_non_exhaustive()
-    }
+    pool: PgPool,
 }
 
 /// One row of `payouts`.
@@ -110,10 +105,8 @@ pub enum LedgerError {
     Conflict(String),
     /// A stored status is not a documented one.
     StoredStatus(String),
-    /// No connection could be had.
-    Pool(PoolError),
     /// The database failed.
-    Postgres(tokio_postgres::Error),
+    Postgres(sqlx::Error),
 }
 
 impl fmt::Display for LedgerError {
@@ -140,7 +133,6 @@ impl fmt::Display for LedgerError {
                 write!(f, "delivery {key} was applied before with other content")
             }
             LedgerError::StoredStatus(e) => write!(f, "stored status: {e}"),
-            LedgerError::Pool(e) => write!(f, "connection pool: {e}"),
             LedgerError::Postgres(e) => write!(f, "postgres: {e}"),
         }
     }
@@ -148,14 +140,8 @@ impl fmt::Display for LedgerError {
 
 impl std::error::Error for LedgerError {}
 
-impl From<PoolError> for LedgerError {
-    fn from(e: PoolError) -> Self {
-        LedgerError::Pool(e)
-    }
-}
-
-impl From<tokio_postgres::Error> for LedgerError {
-    fn from(e: tokio_postgres::Error) -> Self {
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
         LedgerError::Postgres(e)
     }
 }
@@ -169,26 +155,22 @@ impl PgLedger {
     /// The URL is invalid, or the database cannot be reached.
     pub async fn connect(
         database_url: &str,
-        pool_size: usize,
+        pool_size: u32,
     ) -> Result<PgLedger, Box<dyn std::error::Error>> {
-        let config = tokio_postgres::Config::from_str(database_url)?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager).max_size(pool_size).build()?;
-        let ledger = PgLedger { pool };
-        let mut client = ledger.pool.get().await?;
-        let tx = client.transaction().await?;
-        // One instance at a time creates the tables.
-        tx.execute("SELECT pg_advisory_xact_lock(7171717171)", &[])
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .connect(database_url)
             .await?;
-        tx.batch_execute(SCHEMA).await?;
+        let mut tx = pool.begin().await?;
+        // One instance at a time creates the tables.
+        sqlx::query("SELECT pg_advisory_xact_lock(7171717171)")
+            .execute(&mut *tx)
+            .await?;
+        for statement in SCHEMA {
+            sqlx::query(*statement).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
-        Ok(ledger)
+        Ok(PgLedger { pool })
     }
 
     /// Records a payout the host created (what `third_party_id` in callbacks refers to).
@@ -197,14 +179,13 @@ impl PgLedger {
     ///
     /// The database failed.
     pub async fn add_payout(&self, third_party_id: &str, amount: &str) -> Result<(), LedgerError> {
-        self.pool
-            .get()
-            .await?
-            .execute(
-                "INSERT INTO payouts (third_party_id, amount) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&third_party_id, &amount],
-            )
-            .await?;
+        sqlx::query(
+            "INSERT INTO payouts (third_party_id, amount) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(third_party_id)
+        .bind(amount)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -214,18 +195,14 @@ impl PgLedger {
     ///
     /// The database failed.
     pub async fn payout(&self, third_party_id: &str) -> Result<Option<Payout>, LedgerError> {
-        let row = self
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                "SELECT status, status_changes FROM payouts WHERE third_party_id = $1",
-                &[&third_party_id],
-            )
-            .await?;
-        Ok(row.map(|row| Payout {
-            status: row.get(0),
-            status_changes: row.get(1),
+        let row: Option<(Option<i32>, i64)> =
+            sqlx::query_as("SELECT status, status_changes FROM payouts WHERE third_party_id = $1")
+                .bind(third_party_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(status, status_changes)| Payout {
+            status,
+            status_changes,
         }))
     }
 
@@ -235,16 +212,13 @@ impl PgLedger {
     ///
     /// The database failed.
     pub async fn processed_deliveries(&self, third_party_id: &str) -> Result<i64, LedgerError> {
-        let row = self
-            .pool
-            .get()
-            .await?
-            .query_one(
-                "SELECT count(*) FROM processed_deliveries WHERE third_party_id = $1",
-                &[&third_party_id],
-            )
-            .await?;
-        Ok(row.get(0))
+        let count = sqlx::query_scalar(
+            "SELECT count(*) FROM processed_deliveries WHERE third_party_id = $1",
+        )
+        .bind(third_party_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
     }
 
     /// Applies `callback` once: in one transaction, checks it against the host's own row
@@ -258,19 +232,18 @@ impl PgLedger {
     /// status it would change, a fact applied before with other content), or the database
     /// failed; nothing was changed.
     pub async fn apply(&self, callback: &PayoutCallback) -> Result<bool, LedgerError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
+        let mut connection = self.pool.acquire().await?;
+        let mut tx = connection.begin().await?;
         let id = &callback.third_party_id;
-        let Some(row) = tx
-            .query_opt(
-                "SELECT amount, status FROM payouts WHERE third_party_id = $1 FOR UPDATE",
-                &[id],
-            )
-            .await?
-        else {
+        let row =
+            sqlx::query("SELECT amount, status FROM payouts WHERE third_party_id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else {
             return Err(LedgerError::UnknownPayout(id.clone()));
         };
-        let (amount, status): (String, Option<i32>) = (row.get(0), row.get(1));
+        let (amount, status): (String, Option<i32>) = (row.try_get(0)?, row.try_get(1)?);
         if amount != callback.amount {
             return Err(LedgerError::AmountMismatch {
                 third_party_id: id.clone(),
@@ -279,15 +252,16 @@ impl PgLedger {
             });
         }
         // The same fact again: a duplicate if its content is the same, else a conflict.
-        let seen = tx
-            .query_opt(
-                "SELECT amount, txid FROM processed_deliveries
-                 WHERE pid = $1 AND cid = $2 AND status = $3",
-                &[&callback.pid, &callback.cid, &callback.status.code()],
-            )
-            .await?;
+        let seen: Option<(String, Option<String>)> = sqlx::query_as(
+            "SELECT amount, txid FROM processed_deliveries
+             WHERE pid = $1 AND cid = $2 AND status = $3",
+        )
+        .bind(callback.pid)
+        .bind(callback.cid)
+        .bind(callback.status.code())
+        .fetch_optional(&mut *tx)
+        .await?;
         if let Some(seen) = seen {
-            let seen: (String, Option<String>) = (seen.get(0), seen.get(1));
             if seen != (callback.amount.clone(), callback.txid.clone()) {
                 return Err(LedgerError::Conflict(callback.delivery_key().to_string()));
             }
@@ -304,27 +278,29 @@ impl PgLedger {
                 });
             }
         }
-        tx.execute(
+        sqlx::query(
             "INSERT INTO processed_deliveries (pid, cid, status, third_party_id, amount, txid)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
-                &callback.pid,
-                &callback.cid,
-                &callback.status.code(),
-                id,
-                &callback.amount,
-                &callback.txid,
-            ],
         )
+        .bind(callback.pid)
+        .bind(callback.cid)
+        .bind(callback.status.code())
+        .bind(id)
+        .bind(&callback.amount)
+        .bind(callback.txid.as_deref())
+        .execute(&mut *tx)
         .await?;
         // Forward only: an older status arriving late is recorded, and changes nothing.
         let forward = current.is_none_or(|current| current.can_move_to(callback.status));
         if forward {
-            tx.execute(
+            sqlx::query(
                 "UPDATE payouts SET status = $1, txid = $2, status_changes = status_changes + 1
                  WHERE third_party_id = $3",
-                &[&callback.status.code(), &callback.txid, id],
             )
+            .bind(callback.status.code())
+            .bind(callback.txid.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;

@@ -68,7 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store = PgIdempotencyStore::connect(&url).await?;
     for stuck in store.claims_in_progress().await? {
         // The database's times: compare them with each other, not with this host's clock.
-        let held = stuck.lease_until.duration_since(stuck.started).unwrap_or_default();
+        let held = stuck
+            .lease_until
+            .duration_since(stuck.started)
+            .unwrap_or_default();
         eprintln!("claim in progress: {} (lease {held:?})", stuck.key);
     }
     let verifier = Verifier::builder(api_key).idempotency(store).build();

@@ -335,3 +335,34 @@ impl PgHandler for SharedLedger {
         self.0.handle(callback, tx).await
     }
 }
+
+/// Whether the pool's connection is encrypted, as the server sees it.
+async fn over_tls(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres"]
+async fn connections_use_tls_when_the_url_asks_for_it() {
+    let url = std::env::var("DATABASE_URL").unwrap();
+    let ca = std::env::var("CREGIS_PG_CA")
+        .expect("CREGIS_PG_CA names the server's certificate (see .ci/with-postgres)");
+    // The server's certificate checked against its CA and its address, as in production.
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
+    let inbox = PgInbox::connect(&verified).await.unwrap();
+    assert!(over_tls(inbox.pool()).await);
+    let store = cregis_payout_callback::idempotency::PgIdempotencyStore::connect(&verified)
+        .await
+        .unwrap();
+    assert!(over_tls(store.pool()).await);
+    // `sslmode=disable` is plain text; a certificate the URL does not trust is refused.
+    let plain = PgInbox::connect(&format!("{url}?sslmode=disable"))
+        .await
+        .unwrap();
+    assert!(!over_tls(plain.pool()).await);
+    let untrusted = PgInbox::connect(&format!("{url}?sslmode=verify-full")).await;
+    assert!(untrusted.is_err(), "a self-signed certificate was trusted");
+}
