@@ -715,3 +715,37 @@ async fn the_worker_runs_handlers_concurrently_and_stops_gracefully() {
     assert!((4..12).contains(&done), "{done} done");
     assert!(inbox.list(&[EntryState::Running]).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_runs_a_new_entry_at_once_not_at_its_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"))
+        .await
+        .unwrap();
+    let flaky = Arc::new(Flaky::default());
+    // A poll an hour away: only the inbox's news of the entry can wake the worker in time.
+    let worker = spawn_worker(
+        Worker::new(inbox.clone(), Arc::clone(&flaky)).poll_interval(Duration::from_secs(3600)),
+    );
+    // The worker's first look found nothing; it is idle until the poll.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let verifier = Verifier::new(common::key());
+    for cid in [1, 2] {
+        let reply = verifier.accept(body(cid, 0).as_bytes(), &inbox).await;
+        assert!(reply.is_ack(), "{reply:?}");
+        eventually("the new entry ran", async || {
+            flaky.runs(&format!("order-{cid}")) == 1
+        })
+        .await;
+    }
+    // A duplicate is no news.
+    assert!(
+        verifier
+            .accept(body(1, 1).as_bytes(), &inbox)
+            .await
+            .is_ack()
+    );
+    worker.stop().await;
+    assert_eq!(inbox.list(&[EntryState::Done]).await.unwrap().len(), 2);
+    assert_eq!(flaky.runs("order-1"), 1);
+}

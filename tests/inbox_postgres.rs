@@ -366,3 +366,57 @@ async fn connections_use_tls_when_the_url_asks_for_it() {
     let untrusted = PgInbox::connect(&format!("{url}?sslmode=verify-full")).await;
     assert!(untrusted.is_err(), "a self-signed certificate was trusted");
 }
+
+/// Counts the runs of each payout.
+#[derive(Default)]
+struct Runs(Mutex<HashMap<i64, u32>>);
+
+impl cregis_payout_callback::AsyncCallbackHandler for Runs {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+        *self.0.lock().unwrap().entry(callback.cid).or_insert(0) += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres"]
+async fn an_entry_accepted_by_one_instance_wakes_the_idle_worker_of_another() {
+    let receiving = inbox().await;
+    let url = std::env::var("DATABASE_URL").unwrap();
+    // The worker's instance: its own pool. Its poll is an hour away, so only the NOTIFY of
+    // the receiving instance's accept can wake it in time.
+    let working = PgInbox::connect(&url).await.unwrap();
+    let runs = Arc::new(Runs::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::new(working, Arc::clone(&runs))
+            .poll_interval(Duration::from_secs(3600))
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    // Let the worker make its first (empty) look and start listening.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let verifier = Verifier::new(common::key());
+    for cid in [11, 12] {
+        assert!(
+            verifier
+                .accept(body(cid).as_bytes(), &receiving)
+                .await
+                .is_ack()
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while runs.0.lock().unwrap().get(&cid).is_none() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cid {cid} never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let _ = stop.send(());
+    worker.await.unwrap();
+    assert_eq!(count(&receiving, EntryState::Done).await, 2);
+}

@@ -79,6 +79,7 @@
 //! ```
 
 mod accept;
+mod arrivals;
 mod policy;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
@@ -90,6 +91,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+pub use arrivals::{Announcer, Arrivals};
 pub use policy::{DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, RetryPolicy};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -412,6 +414,18 @@ pub trait Inbox: Clone + Send + Sync + 'static {
             }
             Ok(replayed)
         }
+    }
+
+    /// News of entries accepted from now on, so that an idle [`Worker`] runs them at once
+    /// rather than at its next poll. [`SqliteInbox`] announces what this process accepts;
+    /// [`PgInbox`] what any instance accepts (`LISTEN`/`NOTIFY`). Defaults to
+    /// [`Arrivals::none`]: the workers find new entries by polling.
+    ///
+    /// # Example
+    ///
+    /// See [`Announcer`].
+    fn arrivals(&self) -> Arrivals {
+        Arrivals::none()
     }
 
     /// Removes an entry that is not running (dead, usually), for `reason`, which the `tracing`

@@ -2,14 +2,15 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::{
-    Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
-    Next, Taken, stored,
+    Accepted, Announcer, Arrivals, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job,
+    JobError, NewEntry, Next, Taken, stored,
 };
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
@@ -91,6 +92,58 @@ fn duration_ms(ms: i64) -> Duration {
 #[derive(Debug, Clone)]
 pub struct PgInbox {
     pool: PgPool,
+    /// Wakes idle workers when any instance accepts an entry (`LISTEN`).
+    news: Arc<News>,
+}
+
+/// The channel every instance's `accept` notifies and every worker's instance listens on.
+const CHANNEL: &str = "cregis_inbox";
+
+/// The announcer of this instance's workers, and the task that listens for `NOTIFY`s from
+/// every instance once a worker asks for news; the task ends with the last clone of the inbox.
+#[derive(Debug, Default)]
+struct News {
+    announcer: Announcer,
+    listener: OnceLock<AbortOnDrop>,
+}
+
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Listens on [`CHANNEL`] on a connection of its own (not one of the host's pool), and
+/// announces each notification. A lost connection is taken up again; since notifications
+/// sent meanwhile are lost, it announces once more then, and the worker looks for itself.
+async fn listen(options: PgConnectOptions, announcer: Announcer) {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(options);
+    let mut listener = loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(CHANNEL).await {
+                Ok(()) => break listener,
+                Err(error) => super::worker::report_inbox_error("listen", &error.into()),
+            },
+            Err(error) => super::worker::report_inbox_error("listen", &error.into()),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    loop {
+        match listener.try_recv().await {
+            // A notification, or a lost connection (taken up again by the next call).
+            Ok(_) => announcer.announce(),
+            Err(error) => {
+                super::worker::report_inbox_error("listen", &error.into());
+                announcer.announce();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 impl PgInbox {
@@ -130,7 +183,10 @@ impl PgInbox {
     /// The database failed, or holds a newer schema than this crate's.
     pub async fn from_pool(pool: PgPool) -> Result<PgInbox, BoxError> {
         migrate(&pool, &SCHEMA).await?;
-        Ok(PgInbox { pool })
+        Ok(PgInbox {
+            pool,
+            news: Arc::default(),
+        })
     }
 
     /// The pool, to share with the host's own queries.
@@ -216,12 +272,16 @@ impl Inbox for PgInbox {
         // An entry is never changed by `accept`, and only removed by `discard`: if the insert
         // finds a row and the row is then discarded before it is read, try again.
         for _ in 0..3 {
+            // A new entry notifies the workers of every instance, on commit.
             let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO cregis_inbox
-                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now())
-                 ON CONFLICT (pid, cid, status) DO NOTHING
-                 RETURNING id",
+                "WITH new AS (
+                     INSERT INTO cregis_inbox
+                         (pid, cid, status, fingerprint, body, state, due_at, accepted_at)
+                     VALUES ($1, $2, $3, $4, $5, 'pending', now(), now())
+                     ON CONFLICT (pid, cid, status) DO NOTHING
+                     RETURNING id
+                 )
+                 SELECT id FROM new, pg_notify('cregis_inbox', '')",
             )
             .bind(key.pid)
             .bind(key.cid)
@@ -249,6 +309,18 @@ impl Inbox for PgInbox {
             }
         }
         Err(format!("the entry for {key} kept changing").into())
+    }
+
+    fn arrivals(&self) -> Arrivals {
+        let arrivals = self.news.announcer.subscribe();
+        // Outside a runtime there is no task to listen: the worker polls.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.news.listener.get_or_init(|| {
+                let options = PgConnectOptions::clone(&self.pool.connect_options());
+                AbortOnDrop(runtime.spawn(listen(options, self.news.announcer.clone())))
+            });
+        }
+        arrivals
     }
 
     async fn take(&self, lease: Duration) -> Result<Option<Taken>, BoxError> {

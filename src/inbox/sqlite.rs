@@ -15,8 +15,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Accepted, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job, JobError, NewEntry,
-    Next, Taken, stored,
+    Accepted, Announcer, Arrivals, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job,
+    JobError, NewEntry, Next, Taken, stored,
 };
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
@@ -86,6 +86,8 @@ pub struct SqliteInbox {
     clock: Arc<dyn Clock>,
     /// The queue of the task that writes accepted entries in batches (group commit).
     writer: mpsc::Sender<Write>,
+    /// Wakes this process's idle workers when an entry is accepted.
+    announcer: Announcer,
 }
 
 /// An entry waiting for the writer, and where to say what became of it.
@@ -189,6 +191,7 @@ impl SqliteInbox {
             pool,
             clock: Arc::new(SystemClock),
             writer,
+            announcer: Announcer::new(),
         })
     }
 
@@ -397,10 +400,15 @@ impl Inbox for SqliteInbox {
         };
         let stopped = || BoxError::from("the inbox's writer has stopped (its runtime shut down)");
         self.writer.send(write).await.map_err(|_| stopped())?;
-        accepted
-            .await
-            .map_err(|_| stopped())?
-            .map_err(BoxError::from)
+        let accepted = accepted.await.map_err(|_| stopped())?;
+        if let Ok(Accepted::New(_)) = accepted {
+            self.announcer.announce();
+        }
+        accepted.map_err(BoxError::from)
+    }
+
+    fn arrivals(&self) -> Arrivals {
+        self.announcer.subscribe()
     }
 
     async fn take(&self, lease: Duration) -> Result<Option<Taken>, BoxError> {

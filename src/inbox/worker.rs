@@ -281,7 +281,9 @@ where
     }
 
     /// Sets how long an idle worker waits before it looks for due entries again. Defaults to
-    /// [`DEFAULT_POLL_INTERVAL`]: an entry accepted while the worker is idle runs within it.
+    /// [`DEFAULT_POLL_INTERVAL`]. An entry accepted while the worker is idle runs at once when
+    /// the inbox announces it ([`Inbox::arrivals`]), else within the interval; a retry runs
+    /// within it of falling due.
     ///
     /// # Example
     ///
@@ -317,6 +319,7 @@ where
         let shared = Arc::new(self);
         let mut shutdown = std::pin::pin!(shutdown);
         let mut running = JoinSet::new();
+        let mut arrivals = shared.inbox.arrivals();
         loop {
             while running.len() < shared.concurrency {
                 match shared.inbox.take(shared.lease).await {
@@ -333,6 +336,7 @@ where
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = arrivals.next() => {}
                 () = tokio::time::sleep(shared.poll_interval) => {}
             }
         }
@@ -504,7 +508,7 @@ fn report_lost(taken: &Taken) {
     let _ = taken;
 }
 
-fn report_inbox_error(operation: &str, error: &BoxError) {
+pub(super) fn report_inbox_error(operation: &str, error: &BoxError) {
     #[cfg(feature = "tracing")]
     events::inbox_error(operation, error);
     let _ = (operation, error);
