@@ -15,7 +15,7 @@
 //! both, which is what makes the exactly-once commit possible.
 //!
 //! The handler is the part to copy: it checks the callback against the host's own row (amount,
-//! currency, address), refuses a mismatch loudly (the entry fails, then is dead, and the error
+//! currency, address; `PayoutCallback::check_against`), refuses a mismatch loudly (the entry fails, then is dead, and the error
 //! is logged), and never moves a payout backwards or from one final status to another.
 
 use std::time::Duration;
@@ -23,18 +23,21 @@ use std::time::Duration;
 use axum::Router;
 use cregis_payout_callback::axum::inbox_route;
 use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteHandler, SqliteInbox, Worker};
-use cregis_payout_callback::{ApiKey, CallbackStatus, PayoutCallback, Verifier};
+use cregis_payout_callback::{
+    ApiKey, CallbackStatus, PayoutCallback, PayoutRecord, Verdict, Verifier,
+};
 use sqlx::SqliteConnection;
 
 /// Where Cregis POSTs the callbacks.
-const ROUTE: &str = "/cregis/payout-callback";
+pub const ROUTE: &str = "/cregis/payout-callback";
 
 /// What to say when `CREGIS_API_KEY` is not set.
 const KEY_MISSING: &str = "set CREGIS_API_KEY to your project's API key (to try the examples \
     locally: CREGIS_API_KEY=fake-demo-key-0123456789abcdef, the key `simulate` signs with when \
     none is set)";
 
-const PAYOUTS: &str = "
+/// The host's own payouts, as it recorded them when it created each.
+pub const PAYOUTS: &str = "
     CREATE TABLE IF NOT EXISTS payouts (
         third_party_id TEXT PRIMARY KEY,
         amount         TEXT NOT NULL,
@@ -49,7 +52,8 @@ const PAYOUTS: &str = "
 type PayoutRow = (String, String, String, Option<i64>, Option<i32>);
 
 /// Applies payout callbacks to the host's `payouts` table, in the inbox's transaction.
-struct Payouts;
+#[derive(Debug)]
+pub struct Payouts;
 
 impl SqliteHandler for Payouts {
     type Error = String;
@@ -80,39 +84,21 @@ async fn apply(callback: &PayoutCallback, tx: &mut SqliteConnection) -> Result<(
     let Some((amount, currency, address, cid, status)) = row else {
         return Err(format!("payout {id}: not in our records"));
     };
-    // The callback must describe the payout this host created, to the character.
-    if (amount.as_str(), currency.as_str(), address.as_str())
-        != (
-            callback.amount.as_str(),
-            callback.currency.as_str(),
-            callback.address.as_str(),
-        )
-    {
-        return Err(format!(
-            "payout {id}: the callback says {} {} to {}, our records say {amount} {currency} to {address}",
-            callback.amount, callback.currency, callback.address
-        ));
-    }
-    if cid.is_some_and(|cid| cid != callback.cid) {
-        return Err(format!(
-            "payout {id}: the callback is for Cregis payout {}, ours is {}",
-            callback.cid,
-            cid.unwrap_or_default()
-        ));
-    }
-    let current = status.map(CallbackStatus::try_from).transpose();
-    let current = current.map_err(|e| format!("payout {id}: stored status: {e}"))?;
-    match current {
-        Some(current) if current == callback.status => return Ok(()), // nothing new
-        Some(current) if current.is_final() => {
-            return Err(format!(
-                "payout {id} is already {current}; refusing to change it to {}",
-                callback.status
-            ));
-        }
-        // An older status arriving late: the payout has moved on.
-        Some(current) if !current.can_move_to(callback.status) => return Ok(()),
-        _ => {}
+    let status = status.map(CallbackStatus::try_from).transpose();
+    let status = status.map_err(|e| format!("payout {id}: stored status: {e}"))?;
+    let ours = PayoutRecord {
+        amount: &amount,
+        currency: &currency,
+        address: &address,
+        cid,
+        status,
+    };
+    // The callback must describe the payout this host created, to the character, and move it
+    // forward: never back, never from one final status to another.
+    match callback.check_against(&ours).map_err(|e| e.to_string())? {
+        Verdict::Apply => {}
+        // Nothing new, or an older status arriving late: the payout has moved on.
+        _ => return Ok(()),
     }
     sqlx::query("UPDATE payouts SET status = ?, cid = ?, txid = ? WHERE third_party_id = ?")
         .bind(callback.status.code())

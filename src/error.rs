@@ -16,6 +16,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub use crate::callback::Disagreement;
+
 /// Everything that can go wrong while signing, verifying or parsing a callback.
 ///
 /// Errors fall into classes that a host answers differently (see [`Error::http_status`]):

@@ -110,7 +110,7 @@ mod trace;
 pub mod verifier;
 mod wire;
 
-pub use callback::{CallbackStatus, PayoutCallback};
+pub use callback::{CallbackStatus, PayoutCallback, PayoutRecord, Verdict};
 pub use error::Error;
 pub use handler::{AsyncCallbackHandler, CallbackHandler, async_handler_fn, handler_fn};
 #[cfg(feature = "actix-web")]

@@ -3,6 +3,9 @@
 #![cfg(feature = "sqlite")]
 
 mod common;
+#[path = "../examples/inbox.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -748,4 +751,74 @@ async fn an_idle_worker_runs_a_new_entry_at_once_not_at_its_next_poll() {
     worker.stop().await;
     assert_eq!(inbox.list(&[EntryState::Done]).await.unwrap().len(), 2);
     assert_eq!(flaky.runs("order-1"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_applies_a_matching_callback_and_refuses_a_mismatch_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(dir.path().join("inbox.db"))
+        .await
+        .unwrap();
+    sqlx::query(example::PAYOUTS)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    // order-1 as the callbacks describe it; order-2 recorded with another amount.
+    for (id, amount) in [("order-1", "1.1"), ("order-2", "2.5")] {
+        sqlx::query(
+            "INSERT INTO payouts (third_party_id, amount, currency, address)
+             VALUES (?, ?, 'TRX', 'TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS')",
+        )
+        .bind(id)
+        .bind(amount)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    let verifier = Verifier::new(common::key());
+    for cid in [1, 2] {
+        assert!(
+            verifier
+                .accept(body(cid, 0).as_bytes(), &inbox)
+                .await
+                .is_ack()
+        );
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::in_transaction(inbox.clone(), example::Payouts)
+            .retry(RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            })
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    eventually("both entries settled", async || {
+        let settled = [EntryState::Done, EntryState::Dead];
+        inbox.list(&settled).await.unwrap().len() == 2
+    })
+    .await;
+    let _ = stop.send(());
+    worker.await.unwrap();
+    let statuses: Vec<(String, Option<i32>, Option<i64>)> =
+        sqlx::query_as("SELECT third_party_id, status, cid FROM payouts ORDER BY third_party_id")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            ("order-1".to_owned(), Some(6), Some(1)),
+            ("order-2".to_owned(), None, None)
+        ]
+    );
+    let dead = inbox.list(&[EntryState::Dead]).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, key(2));
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some("payout order-2: the callback says amount 1.1, our record says 2.5")
+    );
 }

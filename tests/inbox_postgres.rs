@@ -8,6 +8,9 @@
 #![cfg(feature = "postgres")]
 
 mod common;
+#[path = "../examples/inbox_postgres.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -419,4 +422,75 @@ async fn an_entry_accepted_by_one_instance_wakes_the_idle_worker_of_another() {
     let _ = stop.send(());
     worker.await.unwrap();
     assert_eq!(count(&receiving, EntryState::Done).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres"]
+async fn the_example_applies_a_matching_callback_and_refuses_a_mismatch_loudly() {
+    let inbox = inbox().await;
+    sqlx::query("DROP TABLE IF EXISTS payouts")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    sqlx::query(example::PAYOUTS)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    // order-21 as the callback describes it; order-22 recorded to another address.
+    for (id, address) in [
+        ("order-21", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS"),
+        ("order-22", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FT"),
+    ] {
+        sqlx::query(
+            "INSERT INTO payouts (third_party_id, amount, currency, address)
+             VALUES ($1, '1.1', 'TRX', $2)",
+        )
+        .bind(id)
+        .bind(address)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    }
+    let verifier = Verifier::new(common::key());
+    for cid in [21, 22] {
+        assert!(verifier.accept(body(cid).as_bytes(), &inbox).await.is_ack());
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::in_transaction(inbox.clone(), example::Payouts)
+            .retry(cregis_payout_callback::inbox::RetryPolicy {
+                max_attempts: 1,
+                ..Default::default()
+            })
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count(&inbox, EntryState::Done).await + count(&inbox, EntryState::Dead).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    worker.await.unwrap();
+    let statuses: Vec<(String, Option<i32>)> =
+        sqlx::query_as("SELECT third_party_id, status FROM payouts ORDER BY third_party_id")
+            .fetch_all(inbox.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            ("order-21".to_owned(), Some(6)),
+            ("order-22".to_owned(), None)
+        ]
+    );
+    let dead = inbox.list(&[EntryState::Dead]).await.unwrap();
+    assert_eq!(
+        dead[0].last_error.as_deref(),
+        Some(
+            "payout order-22: the callback says address TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS, \
+             our record says TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FT"
+        )
+    );
 }

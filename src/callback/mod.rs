@@ -12,9 +12,11 @@ use crate::wire::Params;
 
 mod fields;
 mod integer;
+mod record;
 mod status;
 
 pub(crate) use fields::required_integer;
+pub use record::{Disagreement, PayoutRecord, Verdict};
 pub use status::CallbackStatus;
 
 /// A payout callback, as Cregis sends it once the payout reaches a final state.

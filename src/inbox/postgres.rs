@@ -99,11 +99,19 @@ pub struct PgInbox {
 /// The channel every instance's `accept` notifies and every worker's instance listens on.
 const CHANNEL: &str = "cregis_inbox";
 
-/// The announcer of this instance's workers, and the task that listens for `NOTIFY`s from
-/// every instance once a worker asks for news; the task ends with the last clone of the inbox.
+/// How the instances' workers hear of new entries: this instance's workers at once (through
+/// `local`), every instance's through a `NOTIFY` that a task of its own sends after the
+/// accepts (`outgoing`, coalesced: one `NOTIFY` for all the accepts of a 20 ms window), and a task that `LISTEN`s once a worker asks for news. Both tasks end with
+/// the last clone of the inbox.
+///
+/// The `NOTIFY` is not in the accepting statement: PostgreSQL serializes the commits of
+/// notifying transactions under one lock, which would hold each accept's commit (and its
+/// fsync) behind every other's.
 #[derive(Debug, Default)]
 struct News {
-    announcer: Announcer,
+    local: Announcer,
+    outgoing: Announcer,
+    notifier: OnceLock<AbortOnDrop>,
     listener: OnceLock<AbortOnDrop>,
 }
 
@@ -113,6 +121,28 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The least time between two `NOTIFY`s of one instance: each takes a lock that every
+/// notifying commit in the database waits for, so under load one serves many accepts. An idle
+/// worker elsewhere hears of a new entry at most this much later.
+const NOTIFY_GAP: Duration = Duration::from_millis(20);
+
+/// Sends one `NOTIFY` on [`CHANNEL`] for each wave of `accepted` entries, at most one per
+/// [`NOTIFY_GAP`].
+async fn notify(pool: PgPool, mut accepted: Arrivals) {
+    loop {
+        accepted.next().await;
+        tokio::time::sleep(NOTIFY_GAP).await;
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await;
+        if let Err(error) = sent {
+            // The other instances' workers find the entry at their next poll.
+            super::worker::report_inbox_error("notify", &error.into());
+        }
     }
 }
 
@@ -198,6 +228,19 @@ impl PgInbox {
         &self.pool
     }
 
+    /// Tells the workers of this instance, and (by a `NOTIFY` sent after this) of every
+    /// other, that a new entry was committed.
+    fn announce(&self) {
+        self.news.local.announce();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.news.notifier.get_or_init(|| {
+                let accepted = self.news.outgoing.subscribe();
+                AbortOnDrop(runtime.spawn(notify(self.pool.clone(), accepted)))
+            });
+        }
+        self.news.outgoing.announce();
+    }
+
     /// Marks `taken` done on `connection` (in the handler's transaction, for
     /// [`InTransaction`]); `false` if the run no longer holds it.
     async fn mark_done(connection: &mut PgConnection, taken: &Taken) -> Result<bool, BoxError> {
@@ -272,16 +315,12 @@ impl Inbox for PgInbox {
         // An entry is never changed by `accept`, and only removed by `discard`: if the insert
         // finds a row and the row is then discarded before it is read, try again.
         for _ in 0..3 {
-            // A new entry notifies the workers of every instance, on commit.
             let inserted: Option<i64> = sqlx::query_scalar(
-                "WITH new AS (
-                     INSERT INTO cregis_inbox
-                         (pid, cid, status, fingerprint, body, state, due_at, accepted_at)
-                     VALUES ($1, $2, $3, $4, $5, 'pending', now(), now())
-                     ON CONFLICT (pid, cid, status) DO NOTHING
-                     RETURNING id
-                 )
-                 SELECT id FROM new, pg_notify('cregis_inbox', '')",
+                "INSERT INTO cregis_inbox
+                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now())
+                 ON CONFLICT (pid, cid, status) DO NOTHING
+                 RETURNING id",
             )
             .bind(key.pid)
             .bind(key.cid)
@@ -291,6 +330,7 @@ impl Inbox for PgInbox {
             .fetch_optional(&self.pool)
             .await?;
             if let Some(id) = inserted {
+                self.announce();
                 return Ok(Accepted::New(EntryId(id)));
             }
             let found = sqlx::query(
@@ -312,12 +352,12 @@ impl Inbox for PgInbox {
     }
 
     fn arrivals(&self) -> Arrivals {
-        let arrivals = self.news.announcer.subscribe();
+        let arrivals = self.news.local.subscribe();
         // Outside a runtime there is no task to listen: the worker polls.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.news.listener.get_or_init(|| {
                 let options = PgConnectOptions::clone(&self.pool.connect_options());
-                AbortOnDrop(runtime.spawn(listen(options, self.news.announcer.clone())))
+                AbortOnDrop(runtime.spawn(listen(options, self.news.local.clone())))
             });
         }
         arrivals
