@@ -16,7 +16,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-pub use crate::callback::Disagreement;
+pub use crate::callback::{Disagreement, UnknownKind};
 
 /// Everything that can go wrong while signing, verifying or parsing a callback.
 ///
@@ -26,7 +26,7 @@ pub use crate::callback::Disagreement;
 /// |---|---|---|
 /// | not authentic, or not fresh | [`MissingSign`](Error::MissingSign), [`MalformedSign`](Error::MalformedSign), [`SignatureMismatch`](Error::SignatureMismatch), [`TimestampTooOld`](Error::TimestampTooOld), [`TimestampInFuture`](Error::TimestampInFuture) | 401 |
 /// | malformed body | [`InvalidJson`](Error::InvalidJson), [`NotAnObject`](Error::NotAnObject), [`DuplicateKey`](Error::DuplicateKey), [`NestedValue`](Error::NestedValue) | 400 |
-/// | authentic but not as documented or expected | [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch) | 400 |
+/// | authentic but not as documented or expected | [`InvalidField`](Error::InvalidField), [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch), [`WrongKind`](Error::WrongKind) | 400 |
 /// | body over the size limit | [`BodyTooLarge`](Error::BodyTooLarge) | 413 |
 /// | the body could not be read to its end (the client hung up) | [`BodyUnreadable`](Error::BodyUnreadable) | 400 |
 /// | the same delivery is being handled right now, or the same fact came with other content | [`DeliveryInProgress`](Error::DeliveryInProgress), [`ConflictingDelivery`](Error::ConflictingDelivery) | 409 |
@@ -130,6 +130,16 @@ pub enum Error {
         found: i64,
     },
 
+    /// The callback is authentic but of another kind than the verifier's (a sub-address payout
+    /// callback sent to the wallet payout route, say): the body reads as `found`, not as
+    /// `expected`. Usually a `callback_url` pointing at the wrong route.
+    WrongKind {
+        /// The kind the verifier reads ([`Callback::KIND`](crate::Callback::KIND) of its type).
+        expected: crate::CallbackKind,
+        /// The kind the body reads as.
+        found: crate::CallbackKind,
+    },
+
     /// The callback's `timestamp` is older than
     /// [`VerifierBuilder::max_age`](crate::verifier::VerifierBuilder::max_age) allows: a replay, or a delivery re-pushed long after it was made.
     TimestampTooOld {
@@ -210,6 +220,10 @@ impl fmt::Display for Error {
             Error::PidMismatch { expected, found } => write!(
                 f,
                 "callback is for project {found}, not the expected project {expected}"
+            ),
+            Error::WrongKind { expected, found } => write!(
+                f,
+                "body is a {found} callback, not a {expected} callback: check the callback_url"
             ),
             Error::TimestampTooOld { max_age } => {
                 write!(f, "timestamp is older than the maximum age of {max_age:?}")
@@ -425,6 +439,27 @@ pub struct PastLease {
     pub lease: std::time::Duration,
 }
 
+/// Why a framework route stopped an approval handler: it had not decided within
+/// [`VerifierBuilder::approval_timeout`](crate::verifier::VerifierBuilder::approval_timeout).
+/// The cause of the reply's [`Error::HandlerFailed`] (500, body `deny`): the payout is denied,
+/// and the decision is not remembered, so the same request asked again asks the handler again.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use cregis_payout_callback::error::{Cause, PastTimeout};
+///
+/// let cause = Cause::new(PastTimeout { timeout: Duration::from_secs(3) });
+/// assert_eq!(cause.to_string(), "the approval handler did not decide within 3s: denied");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("the approval handler did not decide within {timeout:?}: denied")]
+pub struct PastTimeout {
+    /// The timeout the handler ran past.
+    pub timeout: std::time::Duration,
+}
+
 /// `the handler panicked: {message}`, for a panic's payload (its message, when it is text).
 #[cfg(any(feature = "axum", feature = "actix-web", feature = "inbox"))]
 pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
@@ -578,6 +613,7 @@ impl Error {
             Error::InvalidField { .. } => "InvalidField",
             Error::UnknownStatus { .. } => "UnknownStatus",
             Error::PidMismatch { .. } => "PidMismatch",
+            Error::WrongKind { .. } => "WrongKind",
             Error::TimestampTooOld { .. } => "TimestampTooOld",
             Error::TimestampInFuture { .. } => "TimestampInFuture",
             Error::DeliveryInProgress => "DeliveryInProgress",
@@ -615,7 +651,8 @@ impl Error {
 
     /// Whether the callback is authentic but does not match the documented contract or the
     /// verifier's expectations ([`InvalidField`](Error::InvalidField),
-    /// [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch)).
+    /// [`UnknownStatus`](Error::UnknownStatus), [`PidMismatch`](Error::PidMismatch),
+    /// [`WrongKind`](Error::WrongKind)).
     ///
     /// These mean Cregis sent something this crate does not expect (a protocol change, say):
     /// worth an alert, not a security incident.
@@ -631,7 +668,10 @@ impl Error {
     pub fn is_contract(&self) -> bool {
         matches!(
             self,
-            Error::InvalidField { .. } | Error::UnknownStatus { .. } | Error::PidMismatch { .. }
+            Error::InvalidField { .. }
+                | Error::UnknownStatus { .. }
+                | Error::PidMismatch { .. }
+                | Error::WrongKind { .. }
         )
     }
 

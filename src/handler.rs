@@ -9,6 +9,11 @@ use crate::error::BoxError;
 
 /// Acts on a verified payout callback: the host's business logic.
 ///
+/// `C` is the kind of callback: [`PayoutCallback`] by default, or
+/// [`WithdrawalCallback`](crate::WithdrawalCallback) for a verifier made with
+/// [`for_kind`](crate::Verifier::for_kind) (`impl CallbackHandler<WithdrawalCallback> for ..`,
+/// or a closure taking `&WithdrawalCallback`).
+///
 /// [`Verifier::process`](crate::Verifier::process) calls it only for an authentic, well-formed
 /// callback, and answers `success` only if it returns `Ok`. Return `Err` when the effect did not
 /// happen (a database write failed, say): Cregis is then told the delivery failed, and an
@@ -76,7 +81,7 @@ use crate::error::BoxError;
             to leave out its types",
     note = "an async handler goes to `process_async`, which takes an `AsyncCallbackHandler`"
 )]
-pub trait CallbackHandler {
+pub trait CallbackHandler<C = PayoutCallback> {
     /// The handler's failure: any error type or message. Its `Display` text is kept in the
     /// [`Reply`](crate::Reply) for logging, never sent back to Cregis.
     type Error: Display + Into<BoxError>;
@@ -86,25 +91,25 @@ pub trait CallbackHandler {
     /// # Errors
     ///
     /// Whatever kept the host from acting on the callback; the delivery is then answered 500.
-    fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error>;
+    fn handle(&self, callback: &C) -> Result<(), Self::Error>;
 }
 
-impl<F, E> CallbackHandler for F
+impl<F, E, C> CallbackHandler<C> for F
 where
-    F: Fn(&PayoutCallback) -> Result<(), E>,
+    F: Fn(&C) -> Result<(), E>,
     E: Display + Into<BoxError>,
 {
     type Error = E;
 
-    fn handle(&self, callback: &PayoutCallback) -> Result<(), E> {
+    fn handle(&self, callback: &C) -> Result<(), E> {
         self(callback)
     }
 }
 
-impl<H: CallbackHandler + ?Sized> CallbackHandler for Arc<H> {
+impl<C, H: CallbackHandler<C> + ?Sized> CallbackHandler<C> for Arc<H> {
     type Error = H::Error;
 
-    fn handle(&self, callback: &PayoutCallback) -> Result<(), Self::Error> {
+    fn handle(&self, callback: &C) -> Result<(), Self::Error> {
         (**self).handle(callback)
     }
 }
@@ -201,7 +206,8 @@ where
 ///
 /// [`Verifier::process_async`](crate::Verifier::process_async) calls it with the same rules as
 /// [`CallbackHandler`]. Its future must be `Send`, so that it runs inside axum, actix-web or
-/// any multi-threaded runtime; handlers are shared between requests, hence `Sync`.
+/// any multi-threaded runtime; handlers are shared between requests, hence `Sync`. `C` is the
+/// kind of callback, as for [`CallbackHandler`].
 ///
 /// What implements it:
 /// - a type of yours, as in the example;
@@ -265,7 +271,7 @@ where
             in `async_handler_fn(..)` to leave out its types",
     note = "the handler must be `Sync` and its error any error type or message"
 )]
-pub trait AsyncCallbackHandler: Sync {
+pub trait AsyncCallbackHandler<C = PayoutCallback>: Sync {
     /// The handler's failure: any error type or message. Its `Display` text is kept in the
     /// [`Reply`](crate::Reply) for logging, never sent back to Cregis.
     type Error: Display + Into<BoxError>;
@@ -275,16 +281,13 @@ pub trait AsyncCallbackHandler: Sync {
     /// # Errors
     ///
     /// Whatever kept the host from acting on the callback; the delivery is then answered 500.
-    fn handle(
-        &self,
-        callback: &PayoutCallback,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn handle(&self, callback: &C) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// A function from a borrowed callback to a `Send` future that may borrow it: what closures
 /// and async closures must be to be [`AsyncCallbackHandler`]s.
-pub trait AsyncHandlerFn<'a>:
-    Fn(&'a PayoutCallback) -> <Self as AsyncHandlerFn<'a>>::Future
+pub trait AsyncHandlerFn<'a, C: 'a = PayoutCallback>:
+    Fn(&'a C) -> <Self as AsyncHandlerFn<'a, C>>::Future
 {
     /// The future the function returns.
     type Future: Future<Output = Result<(), Self::Error>> + Send + 'a;
@@ -292,36 +295,33 @@ pub trait AsyncHandlerFn<'a>:
     type Error;
 }
 
-impl<'a, F, Fut, E> AsyncHandlerFn<'a> for F
+impl<'a, C: 'a, F, Fut, E> AsyncHandlerFn<'a, C> for F
 where
-    F: Fn(&'a PayoutCallback) -> Fut,
+    F: Fn(&'a C) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'a,
 {
     type Future = Fut;
     type Error = E;
 }
 
-impl<F, E> AsyncCallbackHandler for F
+impl<F, E, C> AsyncCallbackHandler<C> for F
 where
-    F: for<'a> AsyncHandlerFn<'a, Error = E> + Sync,
+    F: for<'a> AsyncHandlerFn<'a, C, Error = E> + Sync,
     E: Display + Into<BoxError>,
 {
     type Error = E;
 
-    fn handle(&self, callback: &PayoutCallback) -> impl Future<Output = Result<(), E>> + Send {
+    fn handle(&self, callback: &C) -> impl Future<Output = Result<(), E>> + Send {
         self(callback)
     }
 }
 
 /// A shared handler: the host keeps a handle on it (to read its state, say) while the
 /// verifier or a framework route calls it.
-impl<H: AsyncCallbackHandler + Send + ?Sized> AsyncCallbackHandler for Arc<H> {
+impl<C, H: AsyncCallbackHandler<C> + Send + ?Sized> AsyncCallbackHandler<C> for Arc<H> {
     type Error = H::Error;
 
-    fn handle(
-        &self,
-        callback: &PayoutCallback,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+    fn handle(&self, callback: &C) -> impl Future<Output = Result<(), Self::Error>> + Send {
         (**self).handle(callback)
     }
 }

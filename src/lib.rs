@@ -94,6 +94,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod approval;
 mod callback;
 pub mod error;
 pub mod handler;
@@ -110,7 +111,10 @@ mod trace;
 pub mod verifier;
 mod wire;
 
-pub use callback::{CallbackStatus, PayoutCallback, PayoutRecord, Verdict};
+pub use callback::{
+    ApprovalRequest, Callback, CallbackKind, CallbackStatus, Notification, PayoutCallback,
+    PayoutRecord, Verdict, WithdrawalCallback,
+};
 pub use error::Error;
 pub use handler::{AsyncCallbackHandler, CallbackHandler, async_handler_fn, handler_fn};
 #[cfg(feature = "actix-web")]

@@ -45,11 +45,22 @@ pub struct Reply {
     delivery: Option<DeliveryKey>,
     signed_with: Option<MatchedKey>,
     took_over: bool,
+    /// For an approval the handler denied: its reason, for the host's logs.
+    // Boxed: one pointer keeps `Reply`, the error of every verification step, small.
+    #[allow(clippy::box_collection)]
+    denial: Option<Box<String>>,
 }
 
 impl Reply {
     /// The only reply body Cregis counts as a successful delivery: `success`.
     pub const SUCCESS_ACK: &'static str = "success";
+
+    /// The reply body that approves a payout external verification request: `ok`.
+    pub const APPROVE: &'static str = "ok";
+
+    /// The reply body that denies a payout external verification request: `deny`. Every
+    /// refused or failed approval answers it, with the status code of its error.
+    pub const DENY: &'static str = "deny";
 
     /// The `Content-Type` of every reply body: `text/plain; charset=utf-8`.
     pub const CONTENT_TYPE: &'static str = "text/plain; charset=utf-8";
@@ -72,6 +83,7 @@ impl Reply {
             delivery: None,
             signed_with: None,
             took_over: false,
+            denial: None,
         }
     }
 
@@ -140,7 +152,37 @@ impl Reply {
     /// assert!(!Reply::from(Error::SignatureMismatch).is_ack());
     /// ```
     pub fn is_ack(&self) -> bool {
-        self.status == 200
+        self.status == 200 && self.body == Reply::SUCCESS_ACK
+    }
+
+    /// Whether this reply approves a payout external verification request (status 200, body
+    /// `ok`): only an approval its handler gave for an authentic, well-formed request.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Error, Reply};
+    ///
+    /// assert!(!Reply::from(Error::SignatureMismatch).is_approved());
+    /// assert!(!Reply::ack().is_approved());
+    /// ```
+    pub fn is_approved(&self) -> bool {
+        self.status == 200 && self.body == Reply::APPROVE
+    }
+
+    /// For an approval request its handler denied: the reason the handler gave (Cregis sees
+    /// only `deny`). `None` for every other reply, a refused request included (see
+    /// [`error`](Self::error) for those).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::Reply;
+    ///
+    /// assert_eq!(Reply::ack().denial(), None);
+    /// ```
+    pub fn denial(&self) -> Option<&str> {
+        self.denial.as_deref().map(String::as_str)
     }
 
     /// Whether this acknowledges a delivery already handled before, without calling the handler
@@ -189,7 +231,7 @@ impl Reply {
     /// let verifier = Verifier::new(key.clone());
     /// let body = CallbackBuilder::new().cid(1391751691788288).body(&key)?;
     /// let reply = verifier.process(body.as_bytes(), &|_: &PayoutCallback| Err::<(), _>("database is down"));
-    /// assert_eq!(reply.delivery().unwrap().to_string(), "1382528827416576/1391751691788288/6");
+    /// assert_eq!(reply.delivery().unwrap().to_string(), "payout/1382528827416576/1391751691788288/6");
     /// assert_eq!(verifier.process(b"{}", &|_: &PayoutCallback| Ok::<(), String>(())).delivery(), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -272,6 +314,51 @@ impl Reply {
     pub(crate) fn with_takeover(self, took_over: bool) -> Reply {
         Reply { took_over, ..self }
     }
+
+    /// This reply, marking a decision made before (the handler was not asked).
+    pub(crate) fn into_duplicate(self) -> Reply {
+        Reply {
+            duplicate: true,
+            ..self
+        }
+    }
+
+    /// This reply, with `error` for the host's logs (its status and body unchanged).
+    pub(crate) fn with_error(self, error: Error) -> Reply {
+        Reply {
+            error: Some(error),
+            ..self
+        }
+    }
+
+    /// The answer to an approval request the handler approved.
+    pub(crate) fn approved() -> Reply {
+        Reply {
+            body: Cow::Borrowed(Reply::APPROVE),
+            ..Reply::ack()
+        }
+    }
+
+    /// The answer to an approval request the handler denied, for `reason`.
+    pub(crate) fn denied(reason: Option<String>) -> Reply {
+        Reply {
+            body: Cow::Borrowed(Reply::DENY),
+            denial: reason.map(Box::new),
+            ..Reply::ack()
+        }
+    }
+
+    /// This reply, as the answer to an approval request: its status code and error kept, its
+    /// body `deny` unless it approves.
+    pub(crate) fn for_approval(self) -> Reply {
+        if self.is_approved() {
+            return self;
+        }
+        Reply {
+            body: Cow::Borrowed(Reply::DENY),
+            ..self
+        }
+    }
 }
 
 impl From<Error> for Reply {
@@ -293,6 +380,7 @@ impl From<Error> for Reply {
             delivery: None,
             signed_with: None,
             took_over: false,
+            denial: None,
         }
     }
 }

@@ -1,12 +1,15 @@
 //! One structured `tracing` event per delivery (feature `tracing`).
 //!
-//! Every reply of `Verifier::process*` is reported once, at the end, with what a host needs to
-//! log, alert and count: the outcome, the HTTP status, the error's kind and text, whether it
-//! was a duplicate, and the fact (`pid`, `cid`, `status`) once the callback was read, with the
+//! Every reply of `Verifier::process*`, `accept` and `decide` is reported once, at the end, with
+//! what a host needs to log, alert and count: the outcome (`acknowledged`, `duplicate`,
+//! `refused`; for approvals `approved` or `denied`, with the handler's `denial` reason), the
+//! HTTP status, the error's kind and text, whether it was a duplicate, and the fact
+//! (`callback_kind`, `pid`, `cid`, `status`) once the callback was read, with the
 //! key that signed it (`signed_with`: `current key` or `previous key N`) and whether its claim
 //! took over an expired one. No event ever carries the API key or the expected signature: the
 //! error texts never contain them, and a key from the body appears only as a short excerpt.
 
+#[cfg(not(feature = "tracing"))]
 use crate::Reply;
 
 /// The target of every event: filter on it (`cregis_payout_callback=info`).
@@ -17,14 +20,19 @@ pub(crate) const TARGET: &str = "cregis_payout_callback";
 /// (503: the host is shutting down), ERROR when the host failed (500), even on an acknowledged
 /// delivery whose store failed to record it.
 #[cfg(feature = "tracing")]
-pub(crate) fn delivery(reply: &Reply) {
+pub(crate) fn delivery(reply: &crate::Reply) {
     use tracing::Level;
 
+    use crate::CallbackStatus;
+
     let outcome = match (reply.is_ack(), reply.is_duplicate()) {
+        _ if reply.is_approved() => "approved",
+        _ if reply.body() == crate::Reply::DENY => "denied",
         (true, true) => "duplicate",
         (true, false) => "acknowledged",
         (false, _) => "refused",
     };
+    let denial = reply.denial();
     let error = reply.error();
     let kind = error.map_or("none", crate::Error::kind);
     let signed_with = reply.signed_with().map(tracing::field::display);
@@ -37,11 +45,12 @@ pub(crate) fn delivery(reply: &Reply) {
     };
     // Known once the callback was read; a `None` field is left out of the event.
     let key = reply.delivery();
-    let (pid, cid, status) = (
+    let (callback_kind, pid, cid) = (
+        key.map(|k| k.kind.as_str()),
         key.map(|k| k.pid),
         key.map(|k| k.cid),
-        key.map(|k| k.status.code()),
     );
+    let status = key.and_then(|k| k.fact.status()).map(CallbackStatus::code);
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
@@ -52,10 +61,12 @@ pub(crate) fn delivery(reply: &Reply) {
                 duplicate = reply.is_duplicate(),
                 error_kind = kind,
                 error = %message,
+                callback_kind,
                 pid,
                 cid,
                 status,
                 signed_with,
+                denial,
                 took_over = reply.took_over(),
                 "cregis payout callback {outcome}"
             )

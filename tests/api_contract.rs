@@ -5,6 +5,8 @@
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 
+use cregis_payout_callback::CallbackKind;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::{
     ApiKey, CallbackHandler, CallbackStatus, Error, PayoutCallback, Reply, Verifier,
     error::KeyError,
@@ -399,11 +401,12 @@ fn async_stores_keep_process_async_send_and_the_store_types_are_shareable() {
         .build();
     let claims: Vec<ClaimInProgress> = store.claims_in_progress();
     let _: Option<Duration> = claims.first().map(|c| c.age(SystemTime::now()));
-    let released: bool = store.release_claim(&DeliveryKey {
-        pid: 1,
-        cid: 2,
-        status: cregis_payout_callback::CallbackStatus::TransactionSuccessful,
-    });
+    let released: bool = store.release_claim(&DeliveryKey::new(
+        CallbackKind::Payout,
+        1,
+        2,
+        Fact::Status(cregis_payout_callback::CallbackStatus::TransactionSuccessful),
+    ));
     assert!(!released);
     let _: fn(&MemoryIdempotencyStore, &Attempt) -> Result<Claim, BoxError> =
         <MemoryIdempotencyStore as IdempotencyStore>::claim;

@@ -9,6 +9,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, signed_example};
+use cregis_payout_callback::CallbackKind;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::{
     ApiKey, CallbackStatus, Error, PayoutCallback, Reply, Verifier,
     error::{BoxError, Cause, KeyError, StoreOperation},
@@ -152,11 +154,12 @@ fn a_panicking_handler_leaves_its_claim_in_progress() {
     assert_eq!(reply.error(), Some(&Error::DeliveryInProgress));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     // Once the host has checked, it releases the claim and a re-push is handled.
-    let key = DeliveryKey {
-        pid: 1382528827416576,
-        cid: 1391751691788288,
-        status: CallbackStatus::PendingApproval,
-    };
+    let key = DeliveryKey::new(
+        CallbackKind::Payout,
+        1382528827416576,
+        1391751691788288,
+        Fact::Status(CallbackStatus::PendingApproval),
+    );
     assert_eq!(store.claims_in_progress()[0].key, key);
     assert!(store.release_claim(&key));
     assert_handled(&verifier.process(body.as_bytes(), &counting(&calls)));
@@ -339,11 +342,12 @@ fn unverified_deliveries_never_touch_the_store() {
 
 /// An attempt at key (1, `cid`, 6), begun at `sent_at()`, with a 5-minute lease.
 fn attempt(cid: i64) -> Attempt {
-    let key = DeliveryKey {
-        pid: 1,
+    let key = DeliveryKey::new(
+        CallbackKind::Payout,
+        1,
         cid,
-        status: CallbackStatus::TransactionSuccessful,
-    };
+        Fact::Status(CallbackStatus::TransactionSuccessful),
+    );
     Attempt::new(
         key,
         Fingerprint::from_bytes([1; 16]),

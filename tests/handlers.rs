@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::KEY;
+use cregis_payout_callback::CallbackKind;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{
     ApiKey, AsyncCallbackHandler, CallbackHandler, Error, PayoutCallback, Reply, Verifier,
@@ -213,11 +215,12 @@ fn a_reply_names_its_delivery_once_the_callback_is_read() {
         .idempotency(Arc::clone(&store))
         .build();
     let body = CallbackBuilder::new().cid(42).body(&common::key()).unwrap();
-    let key = DeliveryKey {
-        pid: 1382528827416576,
-        cid: 42,
-        status: cregis_payout_callback::CallbackStatus::TransactionSuccessful,
-    };
+    let key = DeliveryKey::new(
+        CallbackKind::Payout,
+        1382528827416576,
+        42,
+        Fact::Status(cregis_payout_callback::CallbackStatus::TransactionSuccessful),
+    );
     let ok = |_: &PayoutCallback| Ok::<(), String>(());
     let failing = |_: &PayoutCallback| Err::<(), _>("down");
     assert_eq!(

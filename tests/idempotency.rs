@@ -12,6 +12,8 @@ use std::task::{Context, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, with_field};
+use cregis_payout_callback::CallbackKind;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::{
     CallbackStatus, Error, PayoutCallback, Reply, Verifier,
     error::{BoxError, Cause, StoreOperation},
@@ -35,11 +37,12 @@ fn success_body() -> String {
     signed_body(&example_with_status("6"), KEY)
 }
 
-const SUCCESS_KEY: DeliveryKey = DeliveryKey {
-    pid: 1382528827416576,
-    cid: 1391751691788288,
-    status: CallbackStatus::TransactionSuccessful,
-};
+const SUCCESS_KEY: DeliveryKey = DeliveryKey::new(
+    CallbackKind::Payout,
+    1382528827416576,
+    1391751691788288,
+    Fact::Status(CallbackStatus::TransactionSuccessful),
+);
 
 /// A handler that counts its calls and succeeds.
 fn counting(calls: &AtomicUsize) -> impl Fn(&PayoutCallback) -> Result<(), String> + '_ {
@@ -245,7 +248,7 @@ fn the_same_fact_with_other_content_is_a_conflict_neither_handled_nor_acknowledg
         );
         assert_eq!(
             reply.body(),
-            "delivery 1382528827416576/1391751691788288/6 was already received with different content"
+            "delivery payout/1382528827416576/1391751691788288/6 was already received with different content"
         );
         assert!(!reply.is_ack());
     }
@@ -686,7 +689,7 @@ fn sixteen_threads_blocking_on_an_async_store_run_the_handler_once() {
 #[test]
 fn a_full_memory_store_frees_an_expired_claim_before_forgetting_a_handled_delivery() {
     let store = MemoryIdempotencyStore::new(2);
-    let key = |cid| DeliveryKey { cid, ..SUCCESS_KEY };
+    let key = |cid| DeliveryKey::new(CallbackKind::Payout, SUCCESS_KEY.pid, cid, SUCCESS_KEY.fact);
     let done = Attempt::new(key(1), FP, t0(), LEASE);
     assert_eq!(store.claim(&done).unwrap(), Claim::Claimed);
     store.complete(&done).unwrap();

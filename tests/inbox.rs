@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cregis_payout_callback::CallbackKind;
 use cregis_payout_callback::error::StoreOperation;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::idempotency::{DeliveryKey, Fingerprint};
 use cregis_payout_callback::inbox::{
     Accepted, AtLeastOnce, EntryId, EntryState, Inbox, NewEntry, Next, RetryPolicy, SqliteInbox,
@@ -59,11 +61,12 @@ async fn inbox_on(clock: &ManualClock) -> (SqliteInbox, tempfile::TempDir) {
 }
 
 fn key(cid: i64) -> DeliveryKey {
-    DeliveryKey {
-        pid: 1382528827416576,
+    DeliveryKey::new(
+        CallbackKind::Payout,
+        1382528827416576,
         cid,
-        status: CallbackStatus::TransactionSuccessful,
-    }
+        Fact::Status(CallbackStatus::TransactionSuccessful),
+    )
 }
 
 fn entry(cid: i64, content: u8) -> NewEntry<'static> {
@@ -177,7 +180,11 @@ async fn a_stored_entry_keeps_the_raw_body_as_received() {
             .await
             .is_ack()
     );
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(taken.body, sent.as_bytes());
     assert_eq!(taken.key, key(7));
 }
@@ -197,13 +204,21 @@ async fn pending_entries_are_taken_oldest_first_under_a_lease() {
     };
     assert_eq!(state_of(&inbox, a).await, Some(EntryState::Pending));
 
-    let first = inbox.take(LEASE).await.unwrap().unwrap();
+    let first = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((first.id, first.attempt), (a, 1));
     assert_eq!(state_of(&inbox, a).await, Some(EntryState::Running));
-    let second = inbox.take(LEASE).await.unwrap().unwrap();
+    let second = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.id, b);
     // Both running: nothing else is due.
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+    assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -213,15 +228,23 @@ async fn a_running_entry_is_held_for_its_lease_then_taken_again() {
     let Accepted::New(id) = inbox.accept(&entry(1, 1)).await.unwrap() else {
         panic!()
     };
-    let dead_worker = inbox.take(LEASE).await.unwrap().unwrap();
+    let dead_worker = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     clock.advance(LEASE);
     assert_eq!(
-        inbox.take(LEASE).await.unwrap(),
+        inbox.take(CallbackKind::Payout, LEASE).await.unwrap(),
         None,
         "still within the lease"
     );
     clock.advance(Duration::from_millis(1));
-    let next = inbox.take(LEASE).await.unwrap().unwrap();
+    let next = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((next.id, next.attempt), (id, 2));
     // The earlier run lost the entry: none of its operations apply.
     assert!(!inbox.renew(&dead_worker, LEASE).await.unwrap());
@@ -237,15 +260,26 @@ async fn renewing_extends_the_lease_from_now() {
     let clock = ManualClock::new(t0());
     let (inbox, _dir) = inbox_on(&clock).await;
     inbox.accept(&entry(1, 1)).await.unwrap();
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     for _ in 0..5 {
         clock.advance(LEASE / 2);
         assert!(inbox.renew(&taken, LEASE).await.unwrap());
-        assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+        assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
     }
     // Two and a half leases later, still held; once renewals stop, it lapses.
     clock.advance(LEASE + Duration::from_millis(1));
-    assert_eq!(inbox.take(LEASE).await.unwrap().map(|t| t.attempt), Some(2));
+    assert_eq!(
+        inbox
+            .take(CallbackKind::Payout, LEASE)
+            .await
+            .unwrap()
+            .map(|t| t.attempt),
+        Some(2)
+    );
 }
 
 #[tokio::test]
@@ -255,7 +289,11 @@ async fn a_failed_entry_waits_for_its_retry_then_is_pending() {
     let Accepted::New(id) = inbox.accept(&entry(1, 1)).await.unwrap() else {
         panic!()
     };
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     let delay = Duration::from_millis(1500);
     assert!(
         inbox
@@ -274,10 +312,17 @@ async fn a_failed_entry_waits_for_its_retry_then_is_pending() {
     assert!(!inbox.succeed(&taken).await.unwrap());
     assert!(!inbox.renew(&taken, LEASE).await.unwrap());
     clock.advance(delay.saturating_sub(Duration::from_millis(1)));
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+    assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
     clock.advance(Duration::from_millis(1));
     assert_eq!(state_of(&inbox, id).await, Some(EntryState::Pending));
-    assert_eq!(inbox.take(LEASE).await.unwrap().map(|t| t.attempt), Some(2));
+    assert_eq!(
+        inbox
+            .take(CallbackKind::Payout, LEASE)
+            .await
+            .unwrap()
+            .map(|t| t.attempt),
+        Some(2)
+    );
 }
 
 #[tokio::test]
@@ -287,7 +332,11 @@ async fn a_done_entry_stays_done_and_makes_later_deliveries_duplicates() {
     let Accepted::New(id) = inbox.accept(&entry(1, 1)).await.unwrap() else {
         panic!()
     };
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(inbox.succeed(&taken).await.unwrap());
     assert_eq!(
         inbox.accept(&entry(1, 1)).await.unwrap(),
@@ -298,7 +347,7 @@ async fn a_done_entry_stays_done_and_makes_later_deliveries_duplicates() {
         Accepted::Conflict(id)
     );
     clock.advance(LEASE * 1000);
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+    assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
     assert!(
         !inbox.replay(id).await.unwrap(),
         "only a dead entry is replayed"
@@ -314,7 +363,11 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     let Accepted::New(id) = inbox.accept(&entry(1, 1)).await.unwrap() else {
         panic!()
     };
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         inbox
             .fail(&taken, "payout row missing", Next::Dead)
@@ -326,7 +379,7 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     assert_eq!((dead[0].id, dead[0].attempts), (id, 1));
     assert_eq!(dead[0].last_error.as_deref(), Some("payout row missing"));
     // Dead entries are never taken, and a re-delivery is a duplicate.
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+    assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
     assert_eq!(
         inbox.accept(&entry(1, 1)).await.unwrap(),
         Accepted::Duplicate(id)
@@ -335,7 +388,11 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     // Replayed: due now, its attempts kept.
     assert!(inbox.replay(id).await.unwrap());
     assert!(!inbox.replay(id).await.unwrap(), "no longer dead");
-    let again = inbox.take(LEASE).await.unwrap().unwrap();
+    let again = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((again.id, again.attempt), (id, 2));
     // A running entry cannot be discarded.
     assert!(!inbox.discard(id, "test").await.unwrap());
@@ -350,7 +407,11 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     let Accepted::New(other) = inbox.accept(&entry(2, 1)).await.unwrap() else {
         panic!()
     };
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(taken.id, other);
     assert!(
         inbox
@@ -363,7 +424,11 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     assert_eq!(inbox.replay_dead().await.unwrap(), 0);
     assert_eq!(inbox.list(&[EntryState::Pending]).await.unwrap().len(), 2);
     for _ in 0..2 {
-        let taken = inbox.take(LEASE).await.unwrap().unwrap();
+        let taken = inbox
+            .take(CallbackKind::Payout, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(inbox.fail(&taken, "dead again", Next::Dead).await.unwrap());
     }
 
@@ -387,7 +452,11 @@ async fn a_pending_or_waiting_entry_can_be_discarded_but_not_a_running_one() {
     let Accepted::New(waiting) = inbox.accept(&entry(2, 1)).await.unwrap() else {
         panic!()
     };
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!inbox.discard(waiting, "running").await.unwrap());
     assert!(
         inbox
@@ -402,7 +471,11 @@ async fn a_pending_or_waiting_entry_can_be_discarded_but_not_a_running_one() {
     let Accepted::New(lapsed) = inbox.accept(&entry(3, 1)).await.unwrap() else {
         panic!()
     };
-    let _held = inbox.take(LEASE).await.unwrap().unwrap();
+    let _held = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     clock.advance(LEASE + Duration::from_millis(1));
     assert!(inbox.discard(lapsed, "its worker died").await.unwrap());
 }
@@ -615,7 +688,11 @@ async fn an_entry_held_by_a_dead_worker_runs_again_after_its_lease() {
             .is_ack()
     );
     // A worker took it and died: nothing renews its lease.
-    let _held: Taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let _held: Taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     let flaky = Arc::new(Flaky::default());
     let _worker = spawn_worker(
         Worker::new(inbox.clone(), Arc::clone(&flaky)).poll_interval(Duration::from_millis(5)),

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cregis_payout_callback::CallbackKind;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::idempotency::{DeliveryKey, Fingerprint};
 use cregis_payout_callback::inbox::{
     Accepted, EntryState, Inbox, NewEntry, Next, PgHandler, PgInbox, Worker,
@@ -52,11 +54,12 @@ async fn inbox() -> PgInbox {
 
 fn entry(cid: i64, content: u8) -> NewEntry<'static> {
     NewEntry {
-        key: DeliveryKey {
-            pid: 1382528827416576,
+        key: DeliveryKey::new(
+            CallbackKind::Payout,
+            1382528827416576,
             cid,
-            status: CallbackStatus::TransactionSuccessful,
-        },
+            Fact::Status(CallbackStatus::TransactionSuccessful),
+        ),
         fingerprint: Fingerprint::from_bytes([content; 16]),
         body: b"{}",
     }
@@ -93,13 +96,21 @@ async fn accept_take_renew_and_succeed_keep_the_contract() {
     );
     assert_eq!(count(&inbox, EntryState::Pending).await, 1);
 
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (taken.id, taken.attempt, taken.body.as_slice()),
         (id, 1, &b"{}"[..])
     );
     assert_eq!(count(&inbox, EntryState::Running).await, 1);
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None, "held by its lease");
+    assert_eq!(
+        inbox.take(CallbackKind::Payout, LEASE).await.unwrap(),
+        None,
+        "held by its lease"
+    );
     assert!(inbox.renew(&taken, LEASE).await.unwrap());
     assert!(inbox.succeed(&taken).await.unwrap());
     assert!(!inbox.succeed(&taken).await.unwrap(), "once");
@@ -108,7 +119,7 @@ async fn accept_take_renew_and_succeed_keep_the_contract() {
         inbox.accept(&entry(1, 1)).await.unwrap(),
         Accepted::Duplicate(id)
     );
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+    assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -118,7 +129,11 @@ async fn retries_and_leases_run_on_the_database_clock() {
     let Accepted::New(id) = inbox.accept(&entry(1, 1)).await.unwrap() else {
         panic!()
     };
-    let first = inbox.take(LEASE).await.unwrap().unwrap();
+    let first = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     let delay = Duration::from_millis(400);
     assert!(
         inbox
@@ -134,18 +149,26 @@ async fn retries_and_leases_run_on_the_database_clock() {
         !inbox.renew(&first, LEASE).await.unwrap(),
         "a failed run holds nothing"
     );
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None, "not yet due");
+    assert_eq!(
+        inbox.take(CallbackKind::Payout, LEASE).await.unwrap(),
+        None,
+        "not yet due"
+    );
     tokio::time::sleep(delay + Duration::from_millis(100)).await;
 
     // Taken again under a short lease, which lapses: a third run takes it over.
     let second = inbox
-        .take(Duration::from_millis(200))
+        .take(CallbackKind::Payout, Duration::from_millis(200))
         .await
         .unwrap()
         .unwrap();
     assert_eq!((second.id, second.attempt), (id, 2));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let third = inbox.take(LEASE).await.unwrap().unwrap();
+    let third = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((third.id, third.attempt), (id, 3));
     assert!(
         !inbox.succeed(&second).await.unwrap(),
@@ -165,7 +188,11 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
     let inbox = inbox().await;
     for cid in [1, 2] {
         inbox.accept(&entry(cid, 1)).await.unwrap();
-        let taken = inbox.take(LEASE).await.unwrap().unwrap();
+        let taken = inbox
+            .take(CallbackKind::Payout, LEASE)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             inbox
                 .fail(&taken, "payout row missing", Next::Dead)
@@ -176,11 +203,15 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
     let dead = inbox.list(&[EntryState::Dead]).await.unwrap();
     assert_eq!(dead.len(), 2);
     assert_eq!(dead[0].last_error.as_deref(), Some("payout row missing"));
-    assert_eq!(inbox.take(LEASE).await.unwrap(), None);
+    assert_eq!(inbox.take(CallbackKind::Payout, LEASE).await.unwrap(), None);
     assert!(inbox.replay(dead[0].id).await.unwrap());
     assert!(!inbox.replay(dead[0].id).await.unwrap());
     assert_eq!(inbox.replay_dead().await.unwrap(), 1);
-    let again = inbox.take(LEASE).await.unwrap().unwrap();
+    let again = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(again.attempt, 2);
     assert!(!inbox.discard(again.id, "running").await.unwrap());
     assert!(
@@ -201,7 +232,11 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
     };
     assert!(inbox.discard(pending, "sent by mistake").await.unwrap());
     inbox.accept(&entry(10, 1)).await.unwrap();
-    let taken = inbox.take(LEASE).await.unwrap().unwrap();
+    let taken = inbox
+        .take(CallbackKind::Payout, LEASE)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         inbox
             .fail(&taken, "busy", Next::RetryAfter(LEASE))

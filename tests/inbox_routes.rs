@@ -8,6 +8,7 @@ mod e2e;
 use std::net::{SocketAddr, TcpListener};
 
 use common::{DOC_EXAMPLE, KEY, signed_body};
+use cregis_payout_callback::CallbackKind;
 use cregis_payout_callback::Verifier;
 use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
 use cregis_payout_callback::verifier::DEFAULT_MAX_BODY_BYTES;
@@ -37,7 +38,7 @@ async fn the_route_records_what_it_acknowledges(addr: SocketAddr, inbox: &Sqlite
     let entries = inbox.list(&[EntryState::Pending]).await.unwrap();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let taken = inbox
-        .take(std::time::Duration::from_secs(60))
+        .take(CallbackKind::Payout, std::time::Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();

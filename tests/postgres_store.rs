@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{DOC_EXAMPLE, KEY, signed_body, with_field};
+use cregis_payout_callback::CallbackKind;
+use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::idempotency::{
     AsyncIdempotencyStore, Attempt, Claim, DeliveryKey, Fingerprint, PgIdempotencyStore,
 };
@@ -90,11 +92,12 @@ fn callback(cid: i64, amount: &str) -> String {
 }
 
 fn key(cid: i64) -> DeliveryKey {
-    DeliveryKey {
-        pid: 1382528827416576,
+    DeliveryKey::new(
+        CallbackKind::Payout,
+        1382528827416576,
         cid,
-        status: CallbackStatus::TransactionSuccessful,
-    }
+        Fact::Status(CallbackStatus::TransactionSuccessful),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

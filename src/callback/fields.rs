@@ -1,63 +1,91 @@
 //! Reading the documented fields from verified parameters: strings, and integers sent as JSON
-//! integers or as their decimal strings.
+//! integers or as their decimal strings. Every kind of callback reads its fields through one
+//! [`Fields`], so the reading rules are the same for all of them.
 
 use serde_json::{Map, Value};
 
 use super::integer::parse_canonical_i64;
-use super::{CallbackStatus, PayoutCallback};
 use crate::Error;
-use crate::wire::{Kind, Params, Scalar, Slot};
+use crate::wire::{KNOWN, Kind, Params, Scalar};
 
-impl PayoutCallback {
-    /// Builds the typed callback from verified parameters.
-    pub(crate) fn from_params(params: &Params<'_>) -> Result<Self, Error> {
-        use crate::wire::known as k;
-        let text = |field, place: usize| text(field, params, params.known[place]);
-        let integer = |field, place| integer_at(field, params, place);
-        // Each present field is read in key order, so that the first bad one in key order is
-        // reported, then the required ones are checked.
-        let address = text("address", k::ADDRESS)?;
-        let amount = text("amount", k::AMOUNT)?;
-        let block_height = text("block_height", k::BLOCK_HEIGHT)?;
-        let block_time = integer("block_time", k::BLOCK_TIME)?;
-        let chain_id = text("chain_id", k::CHAIN_ID)?;
-        let cid = integer("cid", k::CID)?;
-        let currency = text("currency", k::CURRENCY)?;
-        let memo = text("memo", k::MEMO)?;
-        let nonce = text("nonce", k::NONCE)?;
-        let pid = integer("pid", k::PID)?;
-        let remark = text("remark", k::REMARK)?;
-        let sign = text("sign", k::SIGN)?;
-        let status = integer("status", k::STATUS)?;
-        let third_party_id = text("third_party_id", k::THIRD_PARTY_ID)?;
-        let timestamp = integer("timestamp", k::TIMESTAMP)?;
-        let token_id = text("token_id", k::TOKEN_ID)?;
-        let txid = text("txid", k::TXID)?;
+/// The documented fields of one kind of callback, read from its verified parameters.
+///
+/// A kind reads each field it documents in key order (the order of [`KNOWN`]), so that the
+/// first bad one in key order is reported whatever the kind, then checks the required ones.
+/// Whatever it does not document (unknown keys, and documented keys of other kinds) goes to
+/// its `extra`.
+#[derive(Debug)]
+pub struct Fields<'p, 'a> {
+    params: &'p Params<'a>,
+}
+
+impl<'p, 'a> Fields<'p, 'a> {
+    pub(crate) fn new(params: &'p Params<'a>) -> Self {
+        Fields { params }
+    }
+
+    /// Whether the field at `place` in [`KNOWN`] is in the body at all (`null` and `""`
+    /// included).
+    pub(crate) fn present(&self, place: usize) -> bool {
+        self.params.known[place].kind != Kind::Absent
+    }
+
+    /// The string field at `place` in [`KNOWN`]: `None` for absent, `null` and `""`.
+    pub(crate) fn text(&self, place: usize) -> Result<Option<String>, Error> {
+        let slot = self.params.known[place];
+        match slot.kind {
+            Kind::Absent | Kind::Null => Ok(None),
+            Kind::Str if slot.len == 0 => Ok(None),
+            Kind::Str => Ok(Some(self.params.text(slot.start, slot.len).to_owned())),
+            Kind::True | Kind::False | Kind::Number | Kind::Compound => Err(Error::InvalidField {
+                field: KNOWN[place],
+                problem: "must be a string",
+            }),
+        }
+    }
+
+    /// The integer field at `place`, from a JSON integer or its decimal string: `None` for
+    /// absent, `null` and `""`.
+    pub(crate) fn integer(&self, place: usize) -> Result<Option<i64>, Error> {
+        let slot = self.params.known[place];
+        let parsed = match slot.kind {
+            Kind::Absent | Kind::Null => return Ok(None),
+            Kind::Str if slot.len == 0 => return Ok(None),
+            Kind::Str | Kind::Number => {
+                parse_canonical_i64(self.params.bytes(slot.start, slot.len))
+            }
+            Kind::True | Kind::False | Kind::Compound => None,
+        };
+        integer_or_error(KNOWN[place], parsed)
+    }
+
+    /// Every parameter that is not at one of the `documented` places (one bit per place in
+    /// [`KNOWN`]), with its value.
+    pub(crate) fn extra(&self, documented: u32) -> Map<String, Value> {
         let mut extra = Map::new();
-        for (key, value) in params.others() {
+        for (place, slot) in self.params.known.iter().enumerate() {
+            if documented & (1 << place) == 0 {
+                if let Some(value) = self.params.scalar(*slot) {
+                    extra.insert(KNOWN[place].to_owned(), json_value(value));
+                }
+            }
+        }
+        for (key, value) in self.params.others() {
             extra.insert(key.to_owned(), json_value(value));
         }
-        Ok(PayoutCallback {
-            pid: required("pid", pid)?,
-            cid: required("cid", cid)?,
-            chain_id: required("chain_id", chain_id)?,
-            token_id: required("token_id", token_id)?,
-            currency: required("currency", currency)?,
-            address: required("address", address)?,
-            amount: required("amount", amount)?,
-            third_party_id: required("third_party_id", third_party_id)?,
-            remark,
-            status: CallbackStatus::try_from(required("status", status)?)?,
-            txid,
-            block_height,
-            block_time,
-            memo,
-            nonce: required("nonce", nonce)?,
-            timestamp: required("timestamp", timestamp)?,
-            sign: required("sign", sign)?,
-            extra,
-        })
+        extra
     }
+}
+
+/// The set of `places` in [`KNOWN`], one bit each, for [`Fields::extra`].
+pub(crate) const fn places(places: &[usize]) -> u32 {
+    let mut set = 0;
+    let mut i = 0;
+    while i < places.len() {
+        set |= 1 << places[i];
+        i += 1;
+    }
+    set
 }
 
 /// The integer field `field` of verified parameters, for checks made before the full parse.
@@ -65,26 +93,15 @@ pub(crate) fn required_integer(params: &Params<'_>, field: &'static str) -> Resu
     required(field, integer(field, params.get(field))?)
 }
 
-fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
+/// A required field's value: absent, `null` and `""` are refused alike, since the signature
+/// cannot tell them apart.
+pub(crate) fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Error> {
     // Not `ok_or`: it would build (and drop) the error on every call.
     match value {
         Some(value) => Ok(value),
         None => Err(Error::InvalidField {
             field,
             problem: "is missing, null or empty",
-        }),
-    }
-}
-
-/// The string field `field`, in `slot`: `None` for absent, `null` and `""`.
-fn text(field: &'static str, params: &Params<'_>, slot: Slot) -> Result<Option<String>, Error> {
-    match slot.kind {
-        Kind::Absent | Kind::Null => Ok(None),
-        Kind::Str if slot.len == 0 => Ok(None),
-        Kind::Str => Ok(Some(params.text(slot.start, slot.len).to_owned())),
-        Kind::True | Kind::False | Kind::Number | Kind::Compound => Err(Error::InvalidField {
-            field,
-            problem: "must be a string",
         }),
     }
 }
@@ -102,22 +119,6 @@ fn integer(field: &'static str, value: Option<Scalar<'_>>) -> Result<Option<i64>
     integer_or_error(field, parsed)
 }
 
-/// [`integer`] for the documented field at `place`, read from its slot's bytes.
-fn integer_at(
-    field: &'static str,
-    params: &Params<'_>,
-    place: usize,
-) -> Result<Option<i64>, Error> {
-    let slot = params.known[place];
-    let parsed = match slot.kind {
-        Kind::Absent | Kind::Null => return Ok(None),
-        Kind::Str if slot.len == 0 => return Ok(None),
-        Kind::Str | Kind::Number => parse_canonical_i64(params.bytes(slot.start, slot.len)),
-        Kind::True | Kind::False | Kind::Compound => None,
-    };
-    integer_or_error(field, parsed)
-}
-
 fn integer_or_error(field: &'static str, parsed: Option<i64>) -> Result<Option<i64>, Error> {
     match parsed {
         Some(value) => Ok(Some(value)),
@@ -128,7 +129,7 @@ fn integer_or_error(field: &'static str, parsed: Option<i64>) -> Result<Option<i
     }
 }
 
-/// An unknown field's value, for [`PayoutCallback::extra`].
+/// An unknown field's value, for a callback's `extra`.
 ///
 /// A number whose text `serde_json` would not write back the same (`1.10`, `-0`, `1e400`, an
 /// integer beyond 64 bits) is kept as a string of that exact text instead: it signs the same,

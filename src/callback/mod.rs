@@ -1,4 +1,4 @@
-//! The typed payout callback.
+//! The typed callbacks: one model per kind, read by one field reader.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,17 +7,27 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::idempotency::DeliveryKey;
+use crate::Error;
+use crate::idempotency::{DeliveryKey, Fact};
 use crate::wire::Params;
 
+mod approval;
 mod fields;
 mod integer;
+mod kind;
 mod record;
 mod status;
+mod withdrawal;
 
+pub use approval::ApprovalRequest;
 pub(crate) use fields::required_integer;
+use fields::{Fields, places, required};
+#[cfg(any(feature = "axum", feature = "actix-web"))]
+pub(crate) use kind::sealed::Sealed;
+pub use kind::{Callback, CallbackKind, Notification, UnknownKind};
 pub use record::{Disagreement, PayoutRecord, Verdict};
 pub use status::CallbackStatus;
+pub use withdrawal::WithdrawalCallback;
 
 /// A payout callback, as Cregis sends it once the payout reaches a final state.
 ///
@@ -168,20 +178,7 @@ impl PayoutCallback {
     #[cfg(feature = "rust_decimal")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rust_decimal")))]
     pub fn amount_decimal(&self) -> Result<rust_decimal::Decimal, crate::Error> {
-        let text = &self.amount;
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
-        let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-        if !(plain(whole) && plain(fraction)) {
-            return Err(crate::Error::InvalidField {
-                field: "amount",
-                problem: "must be a plain decimal number",
-            });
-        }
-        rust_decimal::Decimal::from_str_exact(text).map_err(|_| crate::Error::InvalidField {
-            field: "amount",
-            problem: "has more digits than a decimal holds exactly",
-        })
+        decimal(&self.amount)
     }
 
     /// When Cregis sent the callback (`timestamp`), or `None` if it is out of `SystemTime`'s range.
@@ -226,16 +223,129 @@ impl PayoutCallback {
     ///
     /// // Payout 2 of project 1 succeeded (status 6).
     /// let callback = CallbackBuilder::new().pid(1).cid(2).callback()?;
-    /// assert_eq!(callback.delivery_key().to_string(), "1/2/6");
+    /// assert_eq!(callback.delivery_key().to_string(), "payout/1/2/6");
     /// # Ok::<(), cregis_payout_callback::Error>(())
     /// ```
     pub fn delivery_key(&self) -> DeliveryKey {
-        DeliveryKey {
-            pid: self.pid,
-            cid: self.cid,
-            status: self.status,
-        }
+        DeliveryKey::new(
+            CallbackKind::Payout,
+            self.pid,
+            self.cid,
+            Fact::Status(self.status),
+        )
     }
+
+    /// The documented fields of a payout callback, one bit per place in `KNOWN`.
+    const DOCUMENTED: u32 = {
+        use crate::wire::known as k;
+        places(&[
+            k::ADDRESS,
+            k::AMOUNT,
+            k::BLOCK_HEIGHT,
+            k::BLOCK_TIME,
+            k::CHAIN_ID,
+            k::CID,
+            k::CURRENCY,
+            k::MEMO,
+            k::NONCE,
+            k::PID,
+            k::REMARK,
+            k::SIGN,
+            k::STATUS,
+            k::THIRD_PARTY_ID,
+            k::TIMESTAMP,
+            k::TOKEN_ID,
+            k::TXID,
+        ])
+    };
+
+    /// Builds the typed callback from the fields of verified parameters.
+    fn from_fields(fields: &Fields<'_, '_>) -> Result<Self, Error> {
+        use crate::wire::known as k;
+        // Each present field is read in key order, so that the first bad one in key order is
+        // reported, then the required ones are checked.
+        let address = fields.text(k::ADDRESS)?;
+        let amount = fields.text(k::AMOUNT)?;
+        let block_height = fields.text(k::BLOCK_HEIGHT)?;
+        let block_time = fields.integer(k::BLOCK_TIME)?;
+        let chain_id = fields.text(k::CHAIN_ID)?;
+        let cid = fields.integer(k::CID)?;
+        let currency = fields.text(k::CURRENCY)?;
+        let memo = fields.text(k::MEMO)?;
+        let nonce = fields.text(k::NONCE)?;
+        let pid = fields.integer(k::PID)?;
+        let remark = fields.text(k::REMARK)?;
+        let sign = fields.text(k::SIGN)?;
+        let status = fields.integer(k::STATUS)?;
+        let third_party_id = fields.text(k::THIRD_PARTY_ID)?;
+        let timestamp = fields.integer(k::TIMESTAMP)?;
+        let token_id = fields.text(k::TOKEN_ID)?;
+        let txid = fields.text(k::TXID)?;
+        Ok(PayoutCallback {
+            pid: required("pid", pid)?,
+            cid: required("cid", cid)?,
+            chain_id: required("chain_id", chain_id)?,
+            token_id: required("token_id", token_id)?,
+            currency: required("currency", currency)?,
+            address: required("address", address)?,
+            amount: required("amount", amount)?,
+            third_party_id: required("third_party_id", third_party_id)?,
+            remark,
+            status: CallbackStatus::try_from(required("status", status)?)?,
+            txid,
+            block_height,
+            block_time,
+            memo,
+            nonce: required("nonce", nonce)?,
+            timestamp: required("timestamp", timestamp)?,
+            sign: required("sign", sign)?,
+            extra: fields.extra(Self::DOCUMENTED),
+        })
+    }
+}
+
+/// A callback of kind `C` from verified parameters.
+pub(crate) fn from_params<C: Callback>(params: &Params<'_>) -> Result<C, Error> {
+    C::from_fields(&Fields::new(params))
+}
+
+/// Reads a callback of kind `C` with the same rules as the verified path, without checking
+/// `sign`. A repeated key is refused, as it is on the raw body.
+fn deserialize<'de, C: Callback, D: Deserializer<'de>>(deserializer: D) -> Result<C, D::Error> {
+    let entries = deserializer.deserialize_map(EntriesVisitor)?;
+    Params::from_values(entries.iter().map(|(k, v)| (k, v)))
+        .and_then(|params| from_params(&params))
+        .map_err(de::Error::custom)
+}
+
+/// When a body is not of the kind expected (`found`): the first other kind it reads as, if any.
+pub(crate) fn other_kind(params: &Params<'_>, expected: CallbackKind) -> Option<CallbackKind> {
+    let reads = |kind| match kind {
+        CallbackKind::Payout => from_params::<PayoutCallback>(params).is_ok(),
+        CallbackKind::Withdrawal => from_params::<WithdrawalCallback>(params).is_ok(),
+        CallbackKind::Approval => from_params::<ApprovalRequest>(params).is_ok(),
+    };
+    CallbackKind::ALL
+        .into_iter()
+        .find(|&kind| kind != expected && reads(kind))
+}
+
+/// `amount` as an exact decimal number (see [`PayoutCallback::amount_decimal`]).
+#[cfg(feature = "rust_decimal")]
+fn decimal(text: &str) -> Result<rust_decimal::Decimal, crate::Error> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let plain = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !(plain(whole) && plain(fraction)) {
+        return Err(crate::Error::InvalidField {
+            field: "amount",
+            problem: "must be a plain decimal number",
+        });
+    }
+    rust_decimal::Decimal::from_str_exact(text).map_err(|_| crate::Error::InvalidField {
+        field: "amount",
+        problem: "has more digits than a decimal holds exactly",
+    })
 }
 
 fn system_time(millis: i64) -> Option<SystemTime> {
@@ -251,10 +361,7 @@ impl<'de> Deserialize<'de> for PayoutCallback {
     /// Reads a callback with the same rules as the verified path, without checking `sign`.
     /// A repeated key is refused, as it is on the raw body.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let entries = deserializer.deserialize_map(EntriesVisitor)?;
-        Params::from_values(entries.iter().map(|(k, v)| (k, v)))
-            .and_then(|params| PayoutCallback::from_params(&params))
-            .map_err(de::Error::custom)
+        deserialize(deserializer)
     }
 }
 

@@ -81,7 +81,7 @@ impl CallbackStatus {
     ///
     /// assert_eq!(CallbackStatus::ApprovalRejected.code(), 4);
     /// ```
-    pub fn code(self) -> i32 {
+    pub const fn code(self) -> i32 {
         self as i32
     }
 

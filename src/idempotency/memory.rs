@@ -15,10 +15,10 @@ use crate::error::BoxError;
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use cregis_payout_callback::{CallbackStatus, idempotency::{Attempt, DeliveryKey, Fingerprint, IdempotencyStore, MemoryIdempotencyStore}};
+/// use cregis_payout_callback::{CallbackKind, CallbackStatus, idempotency::{Attempt, DeliveryKey, Fact, Fingerprint, IdempotencyStore, MemoryIdempotencyStore}};
 ///
 /// let store = MemoryIdempotencyStore::default();
-/// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionSuccessful };
+/// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
 /// let started = SystemTime::now();
 /// store.claim(&Attempt::new(key, Fingerprint::from_bytes([0; 16]), started, Duration::from_secs(300)))?;
 ///
@@ -47,9 +47,9 @@ impl ClaimInProgress {
     ///
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
-    /// use cregis_payout_callback::{CallbackStatus, idempotency::{ClaimInProgress, DeliveryKey}};
+    /// use cregis_payout_callback::{CallbackKind, CallbackStatus, idempotency::{ClaimInProgress, DeliveryKey, Fact}};
     ///
-    /// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionFailed };
+    /// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionFailed));
     /// let started = UNIX_EPOCH + Duration::from_millis(1687850657960);
     /// let claim = ClaimInProgress::new(key, started, started + Duration::from_secs(300));
     /// assert!(claim.is_expired(started + Duration::from_secs(301)));
@@ -99,14 +99,14 @@ impl ClaimInProgress {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::{Duration, SystemTime};
-/// use cregis_payout_callback::{ApiKey, CallbackStatus, Verifier, idempotency::{Attempt, Claim, DeliveryKey, Fingerprint, IdempotencyStore, MemoryIdempotencyStore}};
+/// use cregis_payout_callback::{ApiKey, CallbackKind, CallbackStatus, Verifier, idempotency::{Attempt, Claim, DeliveryKey, Fact, Fingerprint, IdempotencyStore, MemoryIdempotencyStore}};
 ///
 /// let store = Arc::new(MemoryIdempotencyStore::new(10_000));
 /// let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
 ///     .idempotency(Arc::clone(&store))
 ///     .build();
 ///
-/// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionSuccessful };
+/// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
 /// let attempt = Attempt::new(key, Fingerprint::from_bytes([0; 16]), SystemTime::now(), Duration::from_secs(300));
 /// assert_eq!(store.claim(&attempt)?, Claim::Claimed);
 /// assert_eq!(store.claim(&Attempt::new(key, attempt.fingerprint, SystemTime::now(), attempt.lease))?, Claim::InProgress);
@@ -209,10 +209,10 @@ impl MemoryIdempotencyStore {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use cregis_payout_callback::{CallbackStatus, idempotency::{Attempt, Claim, DeliveryKey, Fingerprint, IdempotencyStore, MemoryIdempotencyStore}};
+    /// use cregis_payout_callback::{CallbackKind, CallbackStatus, idempotency::{Attempt, Claim, DeliveryKey, Fact, Fingerprint, IdempotencyStore, MemoryIdempotencyStore}};
     ///
     /// let store = MemoryIdempotencyStore::default();
-    /// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionSuccessful };
+    /// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
     /// let attempt = Attempt::new(key, Fingerprint::from_bytes([0; 16]), SystemTime::now(), Duration::from_secs(300));
     /// store.claim(&attempt)?;
     /// assert!(store.release_claim(&key));

@@ -36,9 +36,9 @@ use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
 
-use crate::CallbackStatus;
 use crate::error::BoxError;
 use crate::wire::Params;
+use crate::{CallbackKind, CallbackStatus};
 
 mod memory;
 #[cfg(feature = "postgres")]
@@ -55,33 +55,163 @@ pub use slot::{AsyncStoreSlot, NoStore, Store, SyncStoreSlot};
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 pub use spawn_blocking::SpawnBlocking;
 
-/// What identifies one fact Cregis reports: this payout (`pid`, `cid`) reached this status.
+/// What identifies one fact Cregis reports: this kind's payout (`pid`, `cid`) reached this
+/// status, or, for an approval, was approved or denied.
 ///
 /// Deliveries with the same key carry the same fact, whatever their `nonce` and `timestamp`
-/// (a re-push from the Cregis console may carry fresh ones), so handling one is enough.
+/// (a re-push from the Cregis console may carry fresh ones), so handling one is enough. Each
+/// [`CallbackKind`] has its own keys: a wallet payout and a sub-address payout with the same
+/// `cid` never collide.
 ///
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::{CallbackStatus, idempotency::DeliveryKey};
+/// use cregis_payout_callback::{CallbackKind, CallbackStatus};
+/// use cregis_payout_callback::idempotency::{DeliveryKey, Fact};
 ///
-/// let key = DeliveryKey { pid: 1, cid: 1391751691788288, status: CallbackStatus::TransactionSuccessful };
-/// assert_eq!(key.to_string(), "1/1391751691788288/6");
+/// let key = DeliveryKey::new(
+///     CallbackKind::Payout,
+///     1,
+///     1391751691788288,
+///     Fact::Status(CallbackStatus::TransactionSuccessful),
+/// );
+/// assert_eq!(key.to_string(), "payout/1/1391751691788288/6");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct DeliveryKey {
+    /// Which kind of callback reported the fact.
+    pub kind: CallbackKind,
     /// Project id.
     pub pid: i64,
     /// Cregis's id of the payout.
     pub cid: i64,
-    /// The status the payout reached.
-    pub status: CallbackStatus,
+    /// What happened to the payout.
+    pub fact: Fact,
+}
+
+impl DeliveryKey {
+    /// The key of `fact` about payout `cid` of project `pid`, reported by a callback of `kind`.
+    ///
+    /// # Example
+    ///
+    /// See [`DeliveryKey`].
+    pub const fn new(kind: CallbackKind, pid: i64, cid: i64, fact: Fact) -> DeliveryKey {
+        DeliveryKey {
+            kind,
+            pid,
+            cid,
+            fact,
+        }
+    }
+}
+
+impl DeliveryKey {
+    /// A key read back from the columns a store keeps it in: the kind's name, `pid`, `cid`
+    /// and the fact's code.
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn from_columns(
+        kind: &str,
+        pid: i64,
+        cid: i64,
+        code: i64,
+    ) -> Result<DeliveryKey, BoxError> {
+        let kind: CallbackKind = kind.parse()?;
+        let fact = i32::try_from(code)
+            .ok()
+            .and_then(|code| Fact::from_code(kind, code))
+            .ok_or_else(|| format!("{code} is not a fact of a {kind} callback"))?;
+        Ok(DeliveryKey::new(kind, pid, cid, fact))
+    }
 }
 
 impl fmt::Display for DeliveryKey {
-    /// `pid/cid/status-code`: a compact form for a database key or a log line.
+    /// `kind/pid/cid/fact`: a compact form for a database key or a log line (`fact` is the
+    /// status code, or `ok` / `deny` for an approval).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.pid, self.cid, self.status.code())
+        write!(f, "{}/{}/{}/{}", self.kind, self.pid, self.cid, self.fact)
+    }
+}
+
+/// The fact a [`DeliveryKey`] names: the status a payout reached, or an approval's decision.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::{CallbackKind, CallbackStatus, idempotency::Fact};
+///
+/// let fact = Fact::Status(CallbackStatus::TransactionFailed);
+/// assert_eq!(fact.code(), 7);
+/// assert_eq!(Fact::from_code(CallbackKind::Payout, 7), Some(fact));
+/// assert_eq!(Fact::from_code(CallbackKind::Approval, 1), Some(Fact::Approved));
+/// assert_eq!(Fact::Denied.to_string(), "deny");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fact {
+    /// A payout or sub-address payout reached this status.
+    Status(CallbackStatus),
+    /// The host approved the payout (answered `ok`).
+    Approved,
+    /// The host denied the payout (answered `deny`).
+    Denied,
+}
+
+impl Fact {
+    /// A small integer to store: the status code, or 1 for approved and 0 for denied (the
+    /// key's kind tells which).
+    ///
+    /// # Example
+    ///
+    /// See [`Fact`].
+    pub const fn code(self) -> i32 {
+        match self {
+            Fact::Status(status) => status.code(),
+            Fact::Approved => 1,
+            Fact::Denied => 0,
+        }
+    }
+
+    /// The fact stored as `code` for a key of `kind`, or `None` if `code` is not one.
+    ///
+    /// # Example
+    ///
+    /// See [`Fact`].
+    pub fn from_code(kind: CallbackKind, code: i32) -> Option<Fact> {
+        match (kind, code) {
+            (CallbackKind::Approval, 1) => Some(Fact::Approved),
+            (CallbackKind::Approval, 0) => Some(Fact::Denied),
+            (CallbackKind::Approval, _) => None,
+            (_, code) => CallbackStatus::try_from(code).ok().map(Fact::Status),
+        }
+    }
+
+    /// The status, for a fact that is one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{CallbackStatus, idempotency::Fact};
+    ///
+    /// assert_eq!(Fact::Status(CallbackStatus::TransactionFailed).status(), Some(CallbackStatus::TransactionFailed));
+    /// assert_eq!(Fact::Approved.status(), None);
+    /// ```
+    pub const fn status(self) -> Option<CallbackStatus> {
+        match self {
+            Fact::Status(status) => Some(status),
+            Fact::Approved | Fact::Denied => None,
+        }
+    }
+}
+
+impl fmt::Display for Fact {
+    /// The status code, or `ok` / `deny`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fact::Status(status) => write!(f, "{}", status.code()),
+            Fact::Approved => f.write_str("ok"),
+            Fact::Denied => f.write_str("deny"),
+        }
     }
 }
 
@@ -172,10 +302,10 @@ pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(5 * 60);
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use cregis_payout_callback::CallbackStatus;
-/// use cregis_payout_callback::idempotency::{Attempt, DeliveryKey, Fingerprint};
+/// use cregis_payout_callback::{CallbackKind, CallbackStatus};
+/// use cregis_payout_callback::idempotency::{Attempt, DeliveryKey, Fact, Fingerprint};
 ///
-/// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionSuccessful };
+/// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
 /// let now = SystemTime::now();
 /// let attempt = Attempt::new(key, Fingerprint::from_bytes([0; 16]), now, Duration::from_secs(60));
 /// assert_eq!(attempt.lease_until(), now + Duration::from_secs(60));

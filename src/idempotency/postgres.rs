@@ -7,7 +7,6 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DeliveryKey};
-use crate::CallbackStatus;
 use crate::error::BoxError;
 use crate::inbox::postgres::{Schema, migrate};
 
@@ -17,6 +16,7 @@ const SCHEMA: Schema = Schema {
     version_table: "cregis_claims_schema",
     version: 1,
     statements: &["CREATE TABLE cregis_claims (
+        kind        text        NOT NULL,
         pid         bigint      NOT NULL,
         cid         bigint      NOT NULL,
         status      integer     NOT NULL,
@@ -25,7 +25,7 @@ const SCHEMA: Schema = Schema {
         attempt     bigint      NOT NULL,
         started_at  timestamptz NOT NULL,
         lease_until timestamptz NOT NULL,
-        PRIMARY KEY (pid, cid, status)
+        PRIMARY KEY (kind, pid, cid, status)
     )"],
 };
 
@@ -34,9 +34,9 @@ const SCHEMA: Schema = Schema {
 /// whether it is new: `xmax` is 0 on a row this statement inserted, not on one it updated.
 const CLAIM: &str = "
 INSERT INTO cregis_claims AS c
-    (pid, cid, status, fingerprint, done, attempt, started_at, lease_until)
-VALUES ($1, $2, $3, $4, FALSE, $5, now(), now() + $6 * interval '1 millisecond')
-ON CONFLICT (pid, cid, status) DO UPDATE
+    (pid, cid, status, fingerprint, done, attempt, started_at, lease_until, kind)
+VALUES ($1, $2, $3, $4, FALSE, $5, now(), now() + $6 * interval '1 millisecond', $7)
+ON CONFLICT (kind, pid, cid, status) DO UPDATE
     SET attempt = EXCLUDED.attempt,
         started_at = EXCLUDED.started_at,
         lease_until = EXCLUDED.lease_until
@@ -151,7 +151,7 @@ impl PgIdempotencyStore {
     /// The database failed.
     pub async fn claims_in_progress(&self) -> Result<Vec<ClaimInProgress>, BoxError> {
         let rows = sqlx::query(
-            "SELECT pid, cid, status,
+            "SELECT kind, pid, cid, status,
                     (extract(epoch FROM started_at) * 1000)::bigint AS started_ms,
                     (extract(epoch FROM lease_until) * 1000)::bigint AS lease_until_ms
              FROM cregis_claims WHERE NOT done ORDER BY started_at",
@@ -160,12 +160,12 @@ impl PgIdempotencyStore {
         .await?;
         rows.iter()
             .map(|row| {
-                let code: i32 = row.try_get("status")?;
-                let key = DeliveryKey {
-                    pid: row.try_get("pid")?,
-                    cid: row.try_get("cid")?,
-                    status: CallbackStatus::try_from(code)?,
-                };
+                let key = DeliveryKey::from_columns(
+                    row.try_get("kind")?,
+                    row.try_get("pid")?,
+                    row.try_get("cid")?,
+                    row.try_get::<i32, _>("status")?.into(),
+                )?;
                 Ok(ClaimInProgress::new(
                     key,
                     time_of(row.try_get("started_ms")?),
@@ -196,11 +196,12 @@ impl PgIdempotencyStore {
     pub async fn release_claim(&self, key: &DeliveryKey) -> Result<bool, BoxError> {
         let deleted = sqlx::query(
             "DELETE FROM cregis_claims
-             WHERE pid = $1 AND cid = $2 AND status = $3 AND NOT done",
+             WHERE pid = $1 AND cid = $2 AND status = $3 AND kind = $4 AND NOT done",
         )
         .bind(key.pid)
         .bind(key.cid)
-        .bind(key.status.code())
+        .bind(key.fact.code())
+        .bind(key.kind.as_str())
         .execute(&self.pool)
         .await?;
         Ok(deleted.rows_affected() > 0)
@@ -230,10 +231,11 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
             let claimed: Option<bool> = sqlx::query_scalar(CLAIM)
                 .bind(key.pid)
                 .bind(key.cid)
-                .bind(key.status.code())
+                .bind(key.fact.code())
                 .bind(fingerprint)
                 .bind(attempt_id(attempt))
                 .bind(lease_ms(attempt))
+                .bind(key.kind.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
             if let Some(inserted) = claimed {
@@ -245,12 +247,13 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
             }
             let found = sqlx::query(
                 "SELECT done, fingerprint = $4 AS same FROM cregis_claims
-                 WHERE pid = $1 AND cid = $2 AND status = $3",
+                 WHERE pid = $1 AND cid = $2 AND status = $3 AND kind = $5",
             )
             .bind(key.pid)
             .bind(key.cid)
-            .bind(key.status.code())
+            .bind(key.fact.code())
             .bind(fingerprint)
+            .bind(key.kind.as_str())
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = found {
@@ -269,15 +272,16 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
         let key = &attempt.key;
         sqlx::query(
             "INSERT INTO cregis_claims
-                 (pid, cid, status, fingerprint, done, attempt, started_at, lease_until)
-             VALUES ($1, $2, $3, $4, TRUE, $5, now(), now())
-             ON CONFLICT (pid, cid, status) DO UPDATE SET done = TRUE",
+                 (pid, cid, status, fingerprint, done, attempt, started_at, lease_until, kind)
+             VALUES ($1, $2, $3, $4, TRUE, $5, now(), now(), $6)
+             ON CONFLICT (kind, pid, cid, status) DO UPDATE SET done = TRUE",
         )
         .bind(key.pid)
         .bind(key.cid)
-        .bind(key.status.code())
+        .bind(key.fact.code())
         .bind(&attempt.fingerprint.as_bytes()[..])
         .bind(attempt_id(attempt))
+        .bind(key.kind.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -287,12 +291,14 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
         let key = &attempt.key;
         sqlx::query(
             "DELETE FROM cregis_claims
-             WHERE pid = $1 AND cid = $2 AND status = $3 AND NOT done AND attempt = $4",
+             WHERE pid = $1 AND cid = $2 AND status = $3 AND NOT done AND attempt = $4
+               AND kind = $5",
         )
         .bind(key.pid)
         .bind(key.cid)
-        .bind(key.status.code())
+        .bind(key.fact.code())
         .bind(attempt_id(attempt))
+        .bind(key.kind.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -3,9 +3,9 @@
 use super::{Accepted, Inbox, NewEntry};
 use crate::error::{Cause, StoreOperation};
 use crate::idempotency::NoStore;
-use crate::{Error, Reply, Verifier};
+use crate::{Error, Notification, Reply, Verifier};
 
-impl Verifier<NoStore> {
+impl<C: Notification> Verifier<NoStore, C> {
     /// Verifies and parses `body`, records it in `inbox`, and says what to answer: 200
     /// `success` once the entry is committed (or the same delivery was recorded before, as a
     /// [duplicate](Reply::is_duplicate)), 409

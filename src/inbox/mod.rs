@@ -103,6 +103,7 @@ pub use worker::{
     AtLeastOnce, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, InTransaction, Job, JobError, Worker,
 };
 
+use crate::CallbackKind;
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
 
@@ -309,16 +310,16 @@ pub struct EntrySummary {
 /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use std::time::Duration;
 /// use cregis_payout_callback::inbox::{Accepted, EntryState, Inbox, NewEntry, Next, SqliteInbox};
-/// use cregis_payout_callback::idempotency::{DeliveryKey, Fingerprint};
-/// use cregis_payout_callback::CallbackStatus;
+/// use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
+/// use cregis_payout_callback::{CallbackKind, CallbackStatus};
 ///
 /// let inbox = SqliteInbox::open_in_memory().await?;
-/// let key = DeliveryKey { pid: 1, cid: 2, status: CallbackStatus::TransactionSuccessful };
+/// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
 /// let entry = NewEntry { key, fingerprint: Fingerprint::from_bytes([7; 16]), body: b"{}" };
 /// let Accepted::New(id) = inbox.accept(&entry).await? else { unreachable!() };
 /// assert_eq!(inbox.accept(&entry).await?, Accepted::Duplicate(id));
 ///
-/// let taken = inbox.take(Duration::from_secs(60)).await?.expect("due");
+/// let taken = inbox.take(CallbackKind::Payout, Duration::from_secs(60)).await?.expect("due");
 /// assert_eq!((taken.id, taken.attempt), (id, 1));
 /// assert!(inbox.fail(&taken, "database is down", Next::RetryAfter(Duration::from_secs(1))).await?);
 /// assert_eq!(inbox.list(&[EntryState::Waiting]).await?[0].last_error.as_deref(), Some("database is down"));
@@ -339,14 +340,18 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         entry: &NewEntry<'_>,
     ) -> impl Future<Output = Result<Accepted, BoxError>> + Send;
 
-    /// Takes the entry due longest (pending, a waiting one now due, or a running one whose
-    /// lease lapsed), under a lease of `lease`, and counts the attempt; `None` if none is due.
+    /// Takes the entry of `kind` due longest (pending, a waiting one now due, or a running one
+    /// whose lease lapsed), under a lease of `lease`, and counts the attempt; `None` if none is
+    /// due. A [`Worker`] takes the entries of its handler's kind only.
     ///
     /// # Errors
     ///
     /// The database failed.
-    fn take(&self, lease: Duration)
-    -> impl Future<Output = Result<Option<Taken>, BoxError>> + Send;
+    fn take(
+        &self,
+        kind: CallbackKind,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Option<Taken>, BoxError>> + Send;
 
     /// Extends the lease of `taken` to `lease` from now. `false` if the run no longer holds the
     /// entry (its lease lapsed and another run took it, or an operator discarded it).

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
-use crate::{CallbackStatus, PayoutCallback};
+use crate::{CallbackKind, Notification, PayoutCallback};
 
 /// A set of tables the crate creates, and the version of them it writes and reads.
 pub(crate) struct Schema {
@@ -36,6 +36,7 @@ const SCHEMA: Schema = Schema {
     version: 1,
     statements: &[
         "CREATE TABLE cregis_inbox (
+        kind        text        NOT NULL,
         id          bigserial   PRIMARY KEY,
         pid         bigint      NOT NULL,
         cid         bigint      NOT NULL,
@@ -49,9 +50,9 @@ const SCHEMA: Schema = Schema {
         last_error  text,
         accepted_at timestamptz NOT NULL,
         finished_at timestamptz,
-        UNIQUE (pid, cid, status)
+        UNIQUE (kind, pid, cid, status)
     )",
-        "CREATE INDEX cregis_inbox_due ON cregis_inbox (due_at, id) WHERE state = 'pending'",
+        "CREATE INDEX cregis_inbox_due ON cregis_inbox (kind, due_at, id) WHERE state = 'pending'",
     ],
 };
 
@@ -296,12 +297,12 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), BoxErr
 }
 
 fn key_of(row: &PgRow) -> Result<DeliveryKey, BoxError> {
-    let code: i32 = row.try_get("status")?;
-    Ok(DeliveryKey {
-        pid: row.try_get("pid")?,
-        cid: row.try_get("cid")?,
-        status: CallbackStatus::try_from(code)?,
-    })
+    DeliveryKey::from_columns(
+        row.try_get("kind")?,
+        row.try_get("pid")?,
+        row.try_get("cid")?,
+        row.try_get::<i32, _>("status")?.into(),
+    )
 }
 
 fn attempts_of(row: &PgRow) -> Result<u32, BoxError> {
@@ -317,16 +318,17 @@ impl Inbox for PgInbox {
         for _ in 0..3 {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO cregis_inbox
-                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now())
-                 ON CONFLICT (pid, cid, status) DO NOTHING
+                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now(), $6)
+                 ON CONFLICT (kind, pid, cid, status) DO NOTHING
                  RETURNING id",
             )
             .bind(key.pid)
             .bind(key.cid)
-            .bind(key.status.code())
+            .bind(key.fact.code())
             .bind(&entry.fingerprint.as_bytes()[..])
             .bind(entry.body)
+            .bind(key.kind.as_str())
             .fetch_optional(&self.pool)
             .await?;
             if let Some(id) = inserted {
@@ -335,11 +337,12 @@ impl Inbox for PgInbox {
             }
             let found = sqlx::query(
                 "SELECT id, fingerprint FROM cregis_inbox
-                 WHERE pid = $1 AND cid = $2 AND status = $3",
+                 WHERE pid = $1 AND cid = $2 AND status = $3 AND kind = $4",
             )
             .bind(key.pid)
             .bind(key.cid)
-            .bind(key.status.code())
+            .bind(key.fact.code())
+            .bind(key.kind.as_str())
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = found {
@@ -363,22 +366,23 @@ impl Inbox for PgInbox {
         arrivals
     }
 
-    async fn take(&self, lease: Duration) -> Result<Option<Taken>, BoxError> {
+    async fn take(&self, kind: CallbackKind, lease: Duration) -> Result<Option<Taken>, BoxError> {
         let row = sqlx::query(
             "UPDATE cregis_inbox
              SET attempts = attempts + 1, lease_until = now() + $1 * interval '1 millisecond'
              WHERE id = (
                  SELECT id FROM cregis_inbox
-                 WHERE state = 'pending' AND due_at <= now()
+                 WHERE state = 'pending' AND kind = $2 AND due_at <= now()
                    AND (lease_until IS NULL OR lease_until < now())
                  ORDER BY due_at, id
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
              )
-             RETURNING id, pid, cid, status, body, attempts,
+             RETURNING id, kind, pid, cid, status, body, attempts,
                        (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms",
         )
         .bind(millis(lease))
+        .bind(kind.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -435,7 +439,7 @@ impl Inbox for PgInbox {
 
     async fn list(&self, states: &[EntryState]) -> Result<Vec<EntrySummary>, BoxError> {
         let rows = sqlx::query(
-            "SELECT id, pid, cid, status, state, attempts, last_error,
+            "SELECT id, kind, pid, cid, status, state, attempts, last_error,
                     coalesce(lease_until >= now(), false) AS running,
                     (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms,
                     (extract(epoch FROM due_at - now()) * 1000)::bigint AS due_in_ms
@@ -480,7 +484,7 @@ impl Inbox for PgInbox {
         let removed = sqlx::query(
             "DELETE FROM cregis_inbox
              WHERE id = $1 AND NOT (state = 'pending' AND coalesce(lease_until >= now(), false))
-             RETURNING pid, cid, status",
+             RETURNING kind, pid, cid, status",
         )
         .bind(id.0)
         .fetch_optional(&self.pool)
@@ -501,7 +505,7 @@ impl Inbox for PgInbox {
 /// # Example
 ///
 /// See [`Worker::in_transaction`](super::Worker::in_transaction).
-pub trait PgHandler: Send + Sync + 'static {
+pub trait PgHandler<C = PayoutCallback>: Send + Sync + 'static {
     /// The handler's error; its text is kept as the entry's last error.
     type Error: Display + Send;
 
@@ -509,21 +513,18 @@ pub trait PgHandler: Send + Sync + 'static {
     /// an error (or panicking) rolls the transaction back: nothing of this run remains.
     fn handle(
         &self,
-        callback: &PayoutCallback,
+        callback: &C,
         tx: &mut PgConnection,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-impl<H: PgHandler> Job<PgInbox> for InTransaction<H> {
-    async fn run(
-        &self,
-        inbox: &PgInbox,
-        taken: &Taken,
-        callback: &PayoutCallback,
-    ) -> Result<bool, JobError> {
+impl<C: Notification, H: PgHandler<C>> Job<PgInbox> for InTransaction<H, C> {
+    type Callback = C;
+
+    async fn run(&self, inbox: &PgInbox, taken: &Taken, callback: &C) -> Result<bool, JobError> {
         let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
         let mut tx = inbox.pool.begin().await.map_err(inbox_error)?;
-        self.0
+        self.handler
             .handle(callback, &mut tx)
             .await
             .map_err(|error| JobError::Handler(error.to_string()))?;

@@ -21,7 +21,7 @@ use super::{
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
 use crate::verifier::{Clock, SystemClock};
-use crate::{CallbackStatus, PayoutCallback};
+use crate::{CallbackKind, Notification, PayoutCallback};
 
 /// The schema version this crate writes and reads.
 const SCHEMA_VERSION: i64 = 1;
@@ -30,6 +30,7 @@ const SCHEMA: &[&str] = &[
     // AUTOINCREMENT: an id is never reused, even after its entry is discarded.
     "CREATE TABLE cregis_inbox (
         id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT    NOT NULL,
         pid            INTEGER NOT NULL,
         cid            INTEGER NOT NULL,
         status         INTEGER NOT NULL,
@@ -42,9 +43,9 @@ const SCHEMA: &[&str] = &[
         last_error     TEXT,
         accepted_ms    INTEGER NOT NULL,
         finished_ms    INTEGER,
-        UNIQUE (pid, cid, status)
+        UNIQUE (kind, pid, cid, status)
     )",
-    "CREATE INDEX cregis_inbox_due ON cregis_inbox (state, due_ms)",
+    "CREATE INDEX cregis_inbox_due ON cregis_inbox (kind, state, due_ms)",
 ];
 
 /// The inbox in one SQLite file: the embedded choice for a single instance.
@@ -305,12 +306,12 @@ async fn migrate(pool: &SqlitePool) -> Result<(), BoxError> {
 }
 
 fn key_of(row: &SqliteRow) -> Result<DeliveryKey, BoxError> {
-    let code: i64 = row.try_get("status")?;
-    Ok(DeliveryKey {
-        pid: row.try_get("pid")?,
-        cid: row.try_get("cid")?,
-        status: CallbackStatus::try_from(i32::try_from(code)?)?,
-    })
+    DeliveryKey::from_columns(
+        row.try_get("kind")?,
+        row.try_get("pid")?,
+        row.try_get("cid")?,
+        row.try_get("status")?,
+    )
 }
 
 fn attempts_of(row: &SqliteRow) -> Result<u32, BoxError> {
@@ -358,14 +359,15 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
     let key = write.key;
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO cregis_inbox
-             (pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
-         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)
-         ON CONFLICT (pid, cid, status) DO NOTHING
+             (kind, pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
+         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+         ON CONFLICT (kind, pid, cid, status) DO NOTHING
          RETURNING id",
     )
+    .bind(key.kind.as_str())
     .bind(key.pid)
     .bind(key.cid)
-    .bind(i64::from(key.status.code()))
+    .bind(i64::from(key.fact.code()))
     .bind(&write.fingerprint.as_bytes()[..])
     .bind(&write.body)
     .bind(write.now_ms)
@@ -376,11 +378,13 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
         return Ok(Accepted::New(EntryId(id)));
     }
     let row = sqlx::query(
-        "SELECT id, fingerprint FROM cregis_inbox WHERE pid = ? AND cid = ? AND status = ?",
+        "SELECT id, fingerprint FROM cregis_inbox
+         WHERE kind = ? AND pid = ? AND cid = ? AND status = ?",
     )
+    .bind(key.kind.as_str())
     .bind(key.pid)
     .bind(key.cid)
-    .bind(i64::from(key.status.code()))
+    .bind(i64::from(key.fact.code()))
     .fetch_one(&mut *tx)
     .await?;
     let id = EntryId(row.try_get("id")?);
@@ -411,22 +415,23 @@ impl Inbox for SqliteInbox {
         self.announcer.subscribe()
     }
 
-    async fn take(&self, lease: Duration) -> Result<Option<Taken>, BoxError> {
+    async fn take(&self, kind: CallbackKind, lease: Duration) -> Result<Option<Taken>, BoxError> {
         let now = self.now_ms();
         let row = sqlx::query(
             "UPDATE cregis_inbox
              SET attempts = attempts + 1, lease_until_ms = ?1 + ?2
              WHERE id = (
                  SELECT id FROM cregis_inbox
-                 WHERE state = 'pending' AND due_ms <= ?1
+                 WHERE kind = ?3 AND state = 'pending' AND due_ms <= ?1
                    AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
                  ORDER BY due_ms, id
                  LIMIT 1
              )
-             RETURNING id, pid, cid, status, body, attempts, accepted_ms",
+             RETURNING id, kind, pid, cid, status, body, attempts, accepted_ms",
         )
         .bind(now)
         .bind(millis(lease))
+        .bind(kind.as_str())
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -490,7 +495,7 @@ impl Inbox for SqliteInbox {
     async fn list(&self, states: &[EntryState]) -> Result<Vec<EntrySummary>, BoxError> {
         let now = self.now_ms();
         let rows = sqlx::query(
-            "SELECT id, pid, cid, status, state, attempts, due_ms, lease_until_ms, last_error,
+            "SELECT id, kind, pid, cid, status, state, attempts, due_ms, lease_until_ms, last_error,
                     accepted_ms
              FROM cregis_inbox ORDER BY accepted_ms, id",
         )
@@ -536,7 +541,7 @@ impl Inbox for SqliteInbox {
         let removed = sqlx::query(
             "DELETE FROM cregis_inbox
              WHERE id = ?1 AND NOT (state = 'pending' AND coalesce(lease_until_ms >= ?2, 0))
-             RETURNING pid, cid, status",
+             RETURNING kind, pid, cid, status",
         )
         .bind(id.0)
         .bind(self.now_ms())
@@ -558,7 +563,7 @@ impl Inbox for SqliteInbox {
 /// # Example
 ///
 /// See [`Worker::in_transaction`](super::Worker::in_transaction).
-pub trait SqliteHandler: Send + Sync + 'static {
+pub trait SqliteHandler<C = PayoutCallback>: Send + Sync + 'static {
     /// The handler's error; its text is kept as the entry's last error.
     type Error: Display + Send;
 
@@ -566,7 +571,7 @@ pub trait SqliteHandler: Send + Sync + 'static {
     /// an error (or panicking) rolls the transaction back: nothing of this run remains.
     fn handle(
         &self,
-        callback: &PayoutCallback,
+        callback: &C,
         tx: &mut SqliteConnection,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
@@ -574,12 +579,14 @@ pub trait SqliteHandler: Send + Sync + 'static {
 /// On SQLite, the transaction begins with `BEGIN IMMEDIATE`, so it holds the write lock while
 /// the handler runs: keep the handler to its database work (no network calls inside), since
 /// accepts and other writers wait for it (up to the busy timeout, 5 s).
-impl<H: SqliteHandler> Job<SqliteInbox> for InTransaction<H> {
+impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H, C> {
+    type Callback = C;
+
     async fn run(
         &self,
         inbox: &SqliteInbox,
         taken: &Taken,
-        callback: &PayoutCallback,
+        callback: &C,
     ) -> Result<bool, JobError> {
         let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
         let mut tx = inbox
@@ -587,7 +594,7 @@ impl<H: SqliteHandler> Job<SqliteInbox> for InTransaction<H> {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(inbox_error)?;
-        self.0
+        self.handler
             .handle(callback, &mut tx)
             .await
             .map_err(|error| JobError::Handler(error.to_string()))?;

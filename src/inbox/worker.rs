@@ -1,6 +1,7 @@
 //! The worker: takes due entries and runs the handler on them until each succeeds or is dead.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use super::{EntryId, Inbox, Next, RetryPolicy, Taken};
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
 use crate::wire::Params;
-use crate::{AsyncCallbackHandler, Error, PayoutCallback};
+use crate::{AsyncCallbackHandler, Error, Notification, PayoutCallback};
 
 /// The default [`Worker::lease`]: a minute, renewed every third of it while the handler runs.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -23,6 +24,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// any [`AsyncCallbackHandler`], or `InTransaction` (SQLite) to commit the handler's effect
 /// and "done" together.
 pub trait Job<I: Inbox>: Send + Sync + 'static {
+    /// The kind of callback the job runs on: the worker takes entries of this kind only.
+    type Callback: Notification;
+
     /// Runs the handler on `callback`, and on success records `taken` as done. `Ok(false)`:
     /// the run no longer held the entry, and nothing was recorded.
     ///
@@ -33,7 +37,7 @@ pub trait Job<I: Inbox>: Send + Sync + 'static {
         &self,
         inbox: &I,
         taken: &Taken,
-        callback: &PayoutCallback,
+        callback: &Self::Callback,
     ) -> impl Future<Output = Result<bool, JobError>> + Send;
 }
 
@@ -76,20 +80,35 @@ impl std::error::Error for JobError {}
 ///
 /// See [`Worker::new`].
 #[derive(Debug)]
-pub struct AtLeastOnce<H>(pub H);
+pub struct AtLeastOnce<H, C = PayoutCallback> {
+    handler: H,
+    kind: PhantomData<fn() -> C>,
+}
 
-impl<I, H> Job<I> for AtLeastOnce<H>
+impl<H, C> AtLeastOnce<H, C> {
+    /// The job of running `handler`, an [`AsyncCallbackHandler`] of callbacks of kind `C`.
+    ///
+    /// # Example
+    ///
+    /// See [`Worker::with_job`].
+    pub fn new(handler: H) -> Self {
+        AtLeastOnce {
+            handler,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<I, H, C> Job<I> for AtLeastOnce<H, C>
 where
     I: Inbox,
-    H: AsyncCallbackHandler + Send + 'static,
+    C: Notification,
+    H: AsyncCallbackHandler<C> + Send + 'static,
 {
-    async fn run(
-        &self,
-        inbox: &I,
-        taken: &Taken,
-        callback: &PayoutCallback,
-    ) -> Result<bool, JobError> {
-        self.0
+    type Callback = C;
+
+    async fn run(&self, inbox: &I, taken: &Taken, callback: &C) -> Result<bool, JobError> {
+        self.handler
             .handle(callback)
             .await
             .map_err(|error| JobError::Handler(error.to_string()))?;
@@ -107,7 +126,10 @@ where
 ///
 /// See [`Worker::in_transaction`].
 #[derive(Debug)]
-pub struct InTransaction<H>(pub H);
+pub struct InTransaction<H, C = PayoutCallback> {
+    pub(super) handler: H,
+    kind: PhantomData<fn() -> C>,
+}
 
 /// Runs the host's handler on the inbox's due entries, until each succeeds or is dead.
 ///
@@ -137,10 +159,11 @@ pub struct Worker<I, J> {
     concurrency: usize,
 }
 
-impl<I, H> Worker<I, AtLeastOnce<H>>
+impl<I, H, C> Worker<I, AtLeastOnce<H, C>>
 where
     I: Inbox,
-    H: AsyncCallbackHandler + Send + 'static,
+    C: Notification,
+    H: AsyncCallbackHandler<C> + Send + 'static,
 {
     /// A worker running `handler` on the entries of `inbox` ([`AtLeastOnce`]), with the default
     /// policy, lease ([`DEFAULT_LEASE`]), poll interval ([`DEFAULT_POLL_INTERVAL`]) and 4
@@ -149,15 +172,15 @@ where
     /// # Example
     ///
     /// See the [module docs](super).
-    pub fn new(inbox: I, handler: H) -> Worker<I, AtLeastOnce<H>> {
-        Worker::with_job(inbox, AtLeastOnce(handler))
+    pub fn new(inbox: I, handler: H) -> Worker<I, AtLeastOnce<H, C>> {
+        Worker::with_job(inbox, AtLeastOnce::new(handler))
     }
 }
 
-impl<I, H> Worker<I, InTransaction<H>>
+impl<I, H, C> Worker<I, InTransaction<H, C>>
 where
     I: Inbox,
-    InTransaction<H>: Job<I>,
+    InTransaction<H, C>: Job<I>,
 {
     /// A worker whose handler writes its effect in the inbox's own transaction
     /// ([`InTransaction`]: an `inbox::SqliteHandler` on a `SqliteInbox`, an
@@ -197,7 +220,11 @@ where
     /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     /// ```
     pub fn in_transaction(inbox: I, handler: H) -> Self {
-        Worker::with_job(inbox, InTransaction(handler))
+        let job = InTransaction {
+            handler,
+            kind: PhantomData,
+        };
+        Worker::with_job(inbox, job)
     }
 }
 
@@ -219,7 +246,7 @@ where
     ///
     /// let inbox = SqliteInbox::open_in_memory().await?;
     /// let handler = |_: &PayoutCallback| async { Ok::<(), String>(()) };
-    /// let worker = Worker::with_job(inbox, AtLeastOnce(handler)); // the same as Worker::new
+    /// let worker = Worker::with_job(inbox, AtLeastOnce::new(handler)); // the same as Worker::new
     /// # drop(worker);
     /// # Ok(())
     /// # }
@@ -320,9 +347,10 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         let mut running = JoinSet::new();
         let mut arrivals = shared.inbox.arrivals();
+        let kind = <J::Callback as crate::Callback>::KIND;
         loop {
             while running.len() < shared.concurrency {
-                match shared.inbox.take(shared.lease).await {
+                match shared.inbox.take(kind, shared.lease).await {
                     Ok(Some(taken)) => {
                         running.spawn(Arc::clone(&shared).run_entry(taken));
                     }
@@ -346,7 +374,7 @@ where
     /// One run of one entry: the handler in a task of its own, the lease renewed meanwhile,
     /// then the outcome recorded.
     async fn run_entry(self: Arc<Self>, taken: Taken) {
-        let callback = match parse(&taken.body) {
+        let callback = match parse::<J::Callback>(&taken.body) {
             Ok(callback) => callback,
             Err(error) => {
                 // It was verified and parsed when accepted: only a changed row gets here.
@@ -401,10 +429,10 @@ where
 }
 
 /// The callback in a body the inbox accepted (verified then).
-fn parse(body: &[u8]) -> Result<PayoutCallback, Error> {
+fn parse<C: Notification>(body: &[u8]) -> Result<C, Error> {
     let mut params = Params::empty();
     params.read_body(body)?;
-    PayoutCallback::from_params(&params)
+    crate::verifier::parse(&params)
 }
 
 // ---- Events (feature `tracing`): target `cregis_payout_callback`, never a key. ----
@@ -422,7 +450,8 @@ mod events {
             attempt = taken.attempt,
             pid = taken.key.pid,
             cid = taken.key.cid,
-            status = taken.key.status.code(),
+            kind = taken.key.kind.as_str(),
+            fact = %taken.key.fact,
             "cregis inbox entry succeeded"
         );
     }
@@ -437,7 +466,8 @@ mod events {
                 attempt,
                 pid = key.pid,
                 cid = key.cid,
-                status = key.status.code(),
+                kind = key.kind.as_str(),
+                fact = %key.fact,
                 error,
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "cregis inbox entry failed; retry scheduled"
@@ -449,7 +479,8 @@ mod events {
                 attempt,
                 pid = key.pid,
                 cid = key.cid,
-                status = key.status.code(),
+                kind = key.kind.as_str(),
+                fact = %key.fact,
                 error,
                 "cregis inbox entry is dead"
             ),
@@ -473,7 +504,8 @@ mod events {
             entry = id.0,
             pid = key.pid,
             cid = key.cid,
-            status = key.status.code(),
+            kind = key.kind.as_str(),
+            fact = %key.fact,
             reason,
             "cregis inbox entry discarded"
         );

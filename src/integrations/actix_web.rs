@@ -34,10 +34,12 @@ use ::actix_web::http::{StatusCode, header};
 use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
 
 use super::{
-    announced_len, announced_too_large, cut_short, delivered, joined, refuse, streamed_too_large,
+    announced_len, announced_too_large, approved, cut_short, delivered, joined, refuse,
+    refuse_approval, streamed_too_large,
 };
+use crate::approval::ApprovalHandler;
 use crate::idempotency::AsyncStoreSlot;
-use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
+use crate::{ApprovalRequest, AsyncCallbackHandler, Error, Notification, Reply, Verifier};
 
 /// The whole callback endpoint: a `POST` [`Route`] for an actix-web `App`.
 ///
@@ -85,10 +87,11 @@ use crate::{AsyncCallbackHandler, Error, Reply, Verifier};
 /// # drop(server);
 /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
-pub fn callback_route<St, H>(verifier: Verifier<St>, handler: H) -> Route
+pub fn callback_route<St, C, H>(verifier: Verifier<St, C>, handler: H) -> Route
 where
     St: AsyncStoreSlot,
-    H: AsyncCallbackHandler + 'static,
+    C: Notification,
+    H: AsyncCallbackHandler<C> + 'static,
 {
     let handler = Arc::new(handler);
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
@@ -96,15 +99,16 @@ where
     })
 }
 
-async fn receive<St, H>(
-    verifier: Verifier<St>,
+async fn receive<St, C, H>(
+    verifier: Verifier<St, C>,
     handler: Arc<H>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Reply
 where
     St: AsyncStoreSlot,
-    H: AsyncCallbackHandler + 'static,
+    C: Notification,
+    H: AsyncCallbackHandler<C> + 'static,
 {
     let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
         Ok(body) => body,
@@ -144,6 +148,50 @@ async fn read_body(
         Err(_) => Err(streamed_too_large(limit)),
     }
 }
+/// The payout external verification endpoint for an actix-web `App`: `ok` only when
+/// `handler` approved an authentic, well-formed [`ApprovalRequest`], `deny` on every other
+/// path, with the same body limit, task of its own, timeout
+/// ([`Verifier::approval_timeout`]) and panic rules as
+/// [`axum::approval_route`](crate::axum::approval_route).
+///
+/// # Example
+///
+/// ```
+/// use actix_web::{App, web};
+/// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
+/// use cregis_payout_callback::{actix_web::approval_route, approval::Decision};
+///
+/// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?).for_kind::<ApprovalRequest>();
+/// let check = |request: &ApprovalRequest| {
+///     let ours = request.third_party_id.starts_with("order-");
+///     async move { Ok::<_, std::io::Error>(if ours { Decision::Approve } else { Decision::deny("unknown payout") }) }
+/// };
+/// let app = App::new().route("/cregis/payout-approval", approval_route(verifier, check));
+/// # drop(app);
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+/// ```
+pub fn approval_route<St, H>(verifier: Verifier<St, ApprovalRequest>, handler: H) -> Route
+where
+    St: AsyncStoreSlot,
+    H: ApprovalHandler + 'static,
+{
+    let handler = Arc::new(handler);
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        let (verifier, handler) = (verifier.clone(), Arc::clone(&handler));
+        async move {
+            let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
+                Ok(body) => body,
+                Err(error) => return refuse_approval(error),
+            };
+            // A task of its own: a client hanging up does not cut the decision short.
+            let task = {
+                let (verifier, body) = (verifier.clone(), body.clone());
+                ::actix_web::rt::spawn(async move { approved(&verifier, &body, &*handler).await })
+            };
+            joined(&verifier, &body, task.await)
+        }
+    })
+}
 
 /// The endpoint of the durable inbox (feature `inbox`): a `POST` [`Route`] that verifies each
 /// delivery and records it in `inbox`, answering `success` once the entry is committed
@@ -174,7 +222,11 @@ async fn read_body(
 /// ```
 #[cfg(feature = "inbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
-pub fn inbox_route<I: crate::inbox::Inbox>(verifier: Verifier, inbox: I) -> Route {
+pub fn inbox_route<C, I>(verifier: Verifier<crate::idempotency::NoStore, C>, inbox: I) -> Route
+where
+    C: Notification,
+    I: crate::inbox::Inbox,
+{
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
         let (verifier, inbox) = (verifier.clone(), inbox.clone());
         async move {

@@ -39,10 +39,15 @@ use ::axum::routing::{MethodRouter, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::{
-    announced_len, announced_too_large, cut_short, delivered, joined, refuse, streamed_too_large,
+    announced_len, announced_too_large, approved, cut_short, delivered, joined, refuse,
+    refuse_approval, streamed_too_large,
 };
+use crate::approval::ApprovalHandler;
 use crate::idempotency::AsyncStoreSlot;
-use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
+use crate::idempotency::NoStore;
+use crate::{
+    ApprovalRequest, AsyncCallbackHandler, Error, Notification, PayoutCallback, Reply, Verifier,
+};
 
 /// The whole callback endpoint: a `POST` route for an axum [`Router`](::axum::Router) with any
 /// state.
@@ -88,20 +93,22 @@ use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 /// let app: Router<Arc<str>> = Router::new().route("/cregis/payout-callback", callback_route(verifier, ledger));
 /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
-pub fn callback_route<S, St, H>(verifier: Verifier<St>, handler: H) -> MethodRouter<S>
+pub fn callback_route<S, St, C, H>(verifier: Verifier<St, C>, handler: H) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     St: AsyncStoreSlot,
-    H: AsyncCallbackHandler + Send + 'static,
+    C: Notification,
+    H: AsyncCallbackHandler<C> + Send + 'static,
 {
     let handler = Arc::new(handler);
     post(move |request: Request| receive(verifier, handler, request))
 }
 
-async fn receive<St, H>(verifier: Verifier<St>, handler: Arc<H>, request: Request) -> Reply
+async fn receive<St, C, H>(verifier: Verifier<St, C>, handler: Arc<H>, request: Request) -> Reply
 where
     St: AsyncStoreSlot,
-    H: AsyncCallbackHandler + Send + 'static,
+    C: Notification,
+    H: AsyncCallbackHandler<C> + Send + 'static,
 {
     let body = match read_body(request, verifier.max_body_bytes()).await {
         Ok(body) => body,
@@ -114,6 +121,63 @@ where
         tokio::spawn(async move { delivered(&verifier, &body, &*handler).await })
     };
     joined(&verifier, &body, task.await)
+}
+/// The payout external verification endpoint: a `POST` route that answers `ok` only when
+/// `handler` approved an authentic, well-formed [`ApprovalRequest`], and `deny` on every other
+/// path (see [`Verifier::decide`]).
+///
+/// It reads the body as [`callback_route`] does (413 and `deny` for an oversized body), runs
+/// [`Verifier::decide`] in a task of its own (a client hanging up cannot cut a decision or its
+/// record short), and stops a handler that has not decided within
+/// [`Verifier::approval_timeout`] (3 s by default): 500 `deny`,
+/// [`PastTimeout`](crate::error::PastTimeout) in the cause. A handler that panics is answered
+/// 500 `deny`; a task cancelled by a shutdown, 503 `deny`.
+///
+/// # Example
+///
+/// ```
+/// use axum::Router;
+/// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
+/// use cregis_payout_callback::{approval::Decision, axum::approval_route};
+/// use cregis_payout_callback::idempotency::MemoryIdempotencyStore;
+///
+/// let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+///     .idempotency(MemoryIdempotencyStore::default()) // one decision per request
+///     .build()
+///     .for_kind::<ApprovalRequest>();
+/// let check = |request: &ApprovalRequest| {
+///     // Look the payout up in your own records: is it one you asked for, to this address?
+///     let ours = request.third_party_id.starts_with("order-");
+///     async move { Ok::<_, std::io::Error>(if ours { Decision::Approve } else { Decision::deny("unknown payout") }) }
+/// };
+/// let app: Router = Router::new().route("/cregis/payout-approval", approval_route(verifier, check));
+/// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+/// ```
+pub fn approval_route<S, St, H>(
+    verifier: Verifier<St, ApprovalRequest>,
+    handler: H,
+) -> MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    St: AsyncStoreSlot,
+    H: ApprovalHandler + 'static,
+{
+    let handler = Arc::new(handler);
+    post(move |request: Request| {
+        let (verifier, handler) = (verifier.clone(), Arc::clone(&handler));
+        async move {
+            let body = match read_body(request, verifier.max_body_bytes()).await {
+                Ok(body) => body,
+                Err(error) => return refuse_approval(error),
+            };
+            // A task of its own: a client hanging up does not cut the decision short.
+            let task = {
+                let (verifier, body) = (verifier.clone(), body.clone());
+                tokio::spawn(async move { approved(&verifier, &body, &*handler).await })
+            };
+            joined(&verifier, &body, task.await)
+        }
+    })
 }
 
 /// The endpoint of the durable inbox (feature `inbox`): a `POST` route that verifies each
@@ -151,9 +215,10 @@ where
 /// ```
 #[cfg(feature = "inbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
-pub fn inbox_route<S, I>(verifier: Verifier, inbox: I) -> MethodRouter<S>
+pub fn inbox_route<S, C, I>(verifier: Verifier<NoStore, C>, inbox: I) -> MethodRouter<S>
 where
     S: Clone + Send + Sync + 'static,
+    C: Notification,
     I: crate::inbox::Inbox,
 {
     post(move |request: Request| {
@@ -258,17 +323,18 @@ impl IntoResponse for Reply {
 /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct VerifiedCallback(pub PayoutCallback);
+pub struct VerifiedCallback<C = PayoutCallback>(pub C);
 
-impl<S> FromRequest<S> for VerifiedCallback
+impl<S, C> FromRequest<S> for VerifiedCallback<C>
 where
     S: Send + Sync,
-    Verifier: FromRef<S>,
+    C: crate::Callback,
+    Verifier<NoStore, C>: FromRef<S>,
 {
     type Rejection = Reply;
 
     async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Reply> {
-        let verifier = Verifier::from_ref(state);
+        let verifier = Verifier::<NoStore, C>::from_ref(state);
         let body = read_body(request, verifier.max_body_bytes())
             .await
             .map_err(refuse)?;

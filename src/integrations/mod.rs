@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::{BoxError, PastLease};
+use crate::approval::{ApprovalHandler, Decision};
+use crate::error::{BoxError, PastLease, PastTimeout};
 use crate::idempotency::AsyncStoreSlot;
-use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
+use crate::{ApprovalRequest, AsyncCallbackHandler, Error, Notification, Reply, Verifier};
 
 /// What a route's task runs: [`Verifier::process_async`] with `handler`, bounded by the claim's
 /// lease when the verifier has a store.
@@ -31,10 +32,11 @@ use crate::{AsyncCallbackHandler, Error, PayoutCallback, Reply, Verifier};
 /// cause: never two runs at once. The deadline counts from before the claim, so it falls
 /// before the lease the store measures. A blocking call inside the handler cannot be
 /// stopped at all: keep those shorter than the lease.
-async fn delivered<St, H>(verifier: &Verifier<St>, body: &[u8], handler: &H) -> Reply
+async fn delivered<St, H, C>(verifier: &Verifier<St, C>, body: &[u8], handler: &H) -> Reply
 where
     St: AsyncStoreSlot,
-    H: AsyncCallbackHandler,
+    C: Notification,
+    H: AsyncCallbackHandler<C>,
 {
     if !verifier.has_store() {
         return verifier.process_async(body, handler).await;
@@ -55,14 +57,51 @@ struct WithinLease<'h, H> {
     deadline: Instant,
 }
 
-impl<H: AsyncCallbackHandler> AsyncCallbackHandler for WithinLease<'_, H> {
+impl<C: Notification, H: AsyncCallbackHandler<C>> AsyncCallbackHandler<C> for WithinLease<'_, H> {
     // Boxed as it is, the handler's own error still downcasts to its type in the reply's cause.
     type Error = BoxError;
 
-    async fn handle(&self, callback: &PayoutCallback) -> Result<(), BoxError> {
+    async fn handle(&self, callback: &C) -> Result<(), BoxError> {
         match tokio::time::timeout_at(self.deadline, self.handler.handle(callback)).await {
             Ok(outcome) => outcome.map_err(Into::into),
             Err(_) => Err(Box::new(PastLease { lease: self.lease })),
+        }
+    }
+}
+/// An approval, decided by `handler` within the verifier's
+/// [`approval_timeout`](Verifier::approval_timeout): past it, the payout is denied.
+async fn approved<St, H>(
+    verifier: &Verifier<St, ApprovalRequest>,
+    body: &[u8],
+    handler: &H,
+) -> Reply
+where
+    St: AsyncStoreSlot,
+    H: ApprovalHandler,
+{
+    let bounded = WithinTimeout {
+        handler,
+        timeout: verifier.approval_timeout(),
+    };
+    verifier.decide(body, &bounded).await
+}
+
+/// An approval handler stopped at `timeout`, with [`PastTimeout`] as its error.
+struct WithinTimeout<'h, H> {
+    handler: &'h H,
+    timeout: Duration,
+}
+
+impl<H: ApprovalHandler> ApprovalHandler for WithinTimeout<'_, H> {
+    // Boxed as it is, the handler's own error still downcasts to its type in the reply's cause.
+    type Error = BoxError;
+
+    async fn decide(&self, request: &ApprovalRequest) -> Result<Decision, BoxError> {
+        match tokio::time::timeout(self.timeout, self.handler.decide(request)).await {
+            Ok(decided) => decided.map_err(Into::into),
+            Err(_) => Err(Box::new(PastTimeout {
+                timeout: self.timeout,
+            })),
         }
     }
 }
@@ -103,10 +142,17 @@ fn refuse(error: Error) -> Reply {
     reply
 }
 
+/// [`refuse`], for an approval request: the answer is `deny`.
+fn refuse_approval(error: Error) -> Reply {
+    let reply = Reply::from(error).for_approval();
+    crate::trace::delivery(&reply);
+    reply
+}
+
 /// The reply of a delivery run in a task of its own: the task's reply, or, if it ended
 /// without one, a 500 for a panic (its message in the cause) or a 503 for a cancelled task.
-fn joined<S>(
-    verifier: &Verifier<S>,
+fn joined<S, C: crate::Callback>(
+    verifier: &Verifier<S, C>,
     body: &[u8],
     task: Result<Reply, tokio::task::JoinError>,
 ) -> Reply {

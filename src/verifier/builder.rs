@@ -48,6 +48,7 @@ impl VerifierBuilder<NoStore> {
                 max_age: None,
                 future_skew: None,
                 claim_lease: DEFAULT_CLAIM_LEASE,
+                approval_timeout: crate::approval::DEFAULT_APPROVAL_TIMEOUT,
                 clock: Arc::new(SystemClock),
             },
             store: NoStore,
@@ -134,6 +135,32 @@ impl<T> VerifierBuilder<Store<T>> {
 }
 
 impl<S> VerifierBuilder<S> {
+    /// Sets how long the framework routes (`approval_route` in the axum and actix-web
+    /// integrations) let an [`ApprovalHandler`](crate::approval::ApprovalHandler) decide before
+    /// they answer `deny` (status 500, [`PastTimeout`](crate::error::PastTimeout) in the
+    /// cause). Defaults to 3 seconds
+    /// ([`DEFAULT_APPROVAL_TIMEOUT`](crate::approval::DEFAULT_APPROVAL_TIMEOUT), and why).
+    /// Only approvals have one; with [`Verifier::decide`](crate::Verifier::decide) in your own
+    /// glue, bound the future yourself.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
+    ///
+    /// let verifier = Verifier::builder(ApiKey::new("fake-api-key-for-docs")?)
+    ///     .approval_timeout(Duration::from_millis(1500))
+    ///     .build()
+    ///     .for_kind::<ApprovalRequest>();
+    /// assert_eq!(verifier.approval_timeout(), Duration::from_millis(1500));
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.approval_timeout = timeout;
+        self
+    }
+
     /// Also accepts signatures made with `previous_key`, for the time a key change takes.
     ///
     /// During a rotation, callbacks signed with either key verify; call it again to accept
@@ -287,6 +314,7 @@ impl<S> VerifierBuilder<S> {
         Verifier {
             settings: Arc::new(self.settings),
             store: Arc::new(self.store),
+            kind: std::marker::PhantomData,
         }
     }
 }

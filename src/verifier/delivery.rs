@@ -11,7 +11,7 @@ use crate::idempotency::{
     AsyncIdempotencyStore, AsyncStoreSlot, Attempt, Claim, Fingerprint, SyncStoreSlot,
 };
 use crate::wire::Params;
-use crate::{AsyncCallbackHandler, CallbackHandler, Error, PayoutCallback, Reply};
+use crate::{AsyncCallbackHandler, Callback, CallbackHandler, Error, Notification, Reply};
 
 /// A verified callback on its way to the handler, with the attempt to claim it under, if the
 /// verifier has a store.
@@ -19,13 +19,13 @@ use crate::{AsyncCallbackHandler, CallbackHandler, Error, PayoutCallback, Reply}
 /// Dropped before it is settled (the handler panicked, or an async handler's future was
 /// dropped), the claim stays in progress until its lease ends: whether the effect happened is
 /// unknown, and a re-delivery answered 409 is safer than a payout handled twice.
-struct Delivery {
-    callback: PayoutCallback,
+struct Delivery<C> {
+    callback: C,
     matched: MatchedKey,
     attempt: Option<Attempt>,
 }
 
-impl Delivery {
+impl<C: Notification> Delivery<C> {
     /// `reply`, about this delivery.
     fn reply(&self, reply: Reply) -> Reply {
         reply
@@ -34,10 +34,10 @@ impl Delivery {
     }
 }
 
-impl<S> Verifier<S> {
+impl<S, C: Notification> Verifier<S, C> {
     /// Everything before the claim: verification, parsing, and the attempt to claim the
     /// delivery under when there is a store (`with_store`).
-    fn begin(&self, body: &[u8], with_store: bool) -> Result<Delivery, Reply> {
+    fn begin(&self, body: &[u8], with_store: bool) -> Result<Delivery<C>, Reply> {
         let settings = &*self.settings;
         // The clock is read once, and only if a claim or a freshness check needs it.
         let now = with_store.then(|| settings.clock.now());
@@ -57,21 +57,23 @@ impl<S> Verifier<S> {
             attempt,
         })
     }
+}
 
+impl<S, C: Callback> Verifier<S, C> {
     /// Verification and parsing: the callback and the key that signed it, or the reply that
     /// refuses the body. `params` is filled in place (it is large to move).
-    fn verified<'b>(
+    pub(super) fn verified<'b>(
         &self,
         body: &'b [u8],
         params: &mut Params<'b>,
         now: Option<SystemTime>,
-    ) -> Result<(PayoutCallback, MatchedKey), Reply> {
+    ) -> Result<(C, MatchedKey), Reply> {
         let matched = self.authentic_params(body, params).map_err(Reply::from)?;
         // From here on the body is authentic: every reply says which key signed it.
         let matched = MatchedKey::from_index(matched);
         let callback = self
             .checks(params, now)
-            .and_then(|()| PayoutCallback::from_params(params))
+            .and_then(|()| super::parse(params))
             .map_err(|error| Reply::from(error).with_signer(matched))?;
         Ok((callback, matched))
     }
@@ -82,16 +84,16 @@ impl<S> Verifier<S> {
     pub(crate) fn verified_entry(
         &self,
         body: &[u8],
-    ) -> Result<(PayoutCallback, MatchedKey, Fingerprint), Reply> {
+    ) -> Result<(C, MatchedKey, Fingerprint), Reply> {
         let mut params = Params::empty();
         let (callback, matched) = self.verified(body, &mut params, None)?;
         Ok((callback, matched, Fingerprint::of(&params)))
     }
 }
 
-impl<S: SyncStoreSlot> Verifier<S> {
+impl<S: SyncStoreSlot, C: Notification> Verifier<S, C> {
     /// [`process`](Verifier::process), before the reply is reported.
-    pub(super) fn deliver<H: CallbackHandler>(&self, body: &[u8], handler: &H) -> Reply {
+    pub(super) fn deliver<H: CallbackHandler<C>>(&self, body: &[u8], handler: &H) -> Reply {
         let store = self.store.store();
         let delivery = match self.begin(body, store.is_some()) {
             Ok(delivery) => delivery,
@@ -114,9 +116,9 @@ impl<S: SyncStoreSlot> Verifier<S> {
     }
 }
 
-impl<S: AsyncStoreSlot> Verifier<S> {
+impl<S: AsyncStoreSlot, C: Notification> Verifier<S, C> {
     /// [`process_async`](Verifier::process_async), before the reply is reported.
-    pub(super) async fn deliver_async<H: AsyncCallbackHandler>(
+    pub(super) async fn deliver_async<H: AsyncCallbackHandler<C>>(
         &self,
         body: &[u8],
         handler: &H,
@@ -148,7 +150,7 @@ impl<S: AsyncStoreSlot> Verifier<S> {
 
 /// What the store found when `attempt` claimed its key: `Ok` to go on to the handler (`true`
 /// if the claim took over an expired one), or the reply to send without calling it.
-fn claimed(attempt: &Attempt, found: Result<Claim, BoxError>) -> Result<bool, Reply> {
+pub(super) fn claimed(attempt: &Attempt, found: Result<Claim, BoxError>) -> Result<bool, Reply> {
     Err(match found {
         Ok(Claim::Claimed) => return Ok(false),
         Ok(Claim::TakenOver) => return Ok(true),
@@ -183,7 +185,7 @@ fn settle(outcome: Result<(), Cause>, settled: Option<Result<(), BoxError>>) -> 
 
 /// What the framework adapters need of a verifier, whatever its store.
 #[cfg(any(feature = "axum", feature = "actix-web"))]
-impl<S> Verifier<S> {
+impl<S, C: Callback> Verifier<S, C> {
     /// The reply to a delivery whose handler's task ended without a reply (it panicked, or
     /// was cancelled): about the delivery (read again from `body`, which was verified before
     /// the task began; the freshness checks are not run again on a later clock), reported like
@@ -193,9 +195,12 @@ impl<S> Verifier<S> {
         let mut params = Params::empty();
         if let Ok(matched) = self.authentic_params(body, &mut params) {
             reply = reply.with_signer(MatchedKey::from_index(matched));
-            if let Ok(callback) = PayoutCallback::from_params(&params) {
-                reply = reply.about(callback.delivery_key());
+            if let Ok(callback) = crate::callback::from_params::<C>(&params) {
+                reply = reply.about(crate::callback::Sealed::reply_key(&callback));
             }
+        }
+        if C::KIND == crate::CallbackKind::Approval {
+            reply = reply.for_approval();
         }
         crate::trace::delivery(&reply);
         reply

@@ -14,22 +14,39 @@
 //! ```
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::callback::required_integer;
+use crate::callback::{from_params, other_kind, required_integer};
 use crate::idempotency::{AsyncStoreSlot, NoStore, Store, SyncStoreSlot};
 use crate::signature::verify_params;
 use crate::wire::Params;
-use crate::{ApiKey, AsyncCallbackHandler, CallbackHandler, Error, PayoutCallback, Reply, trace};
+use crate::{
+    ApiKey, AsyncCallbackHandler, Callback, CallbackHandler, Error, Notification, PayoutCallback,
+    Reply, trace,
+};
 
 mod builder;
 mod clock;
+mod decide;
 mod delivery;
 mod freshness;
 
 pub use builder::{DEFAULT_FUTURE_SKEW, VerifierBuilder};
 pub use clock::{Clock, SystemClock};
+
+/// The callback of kind `C` in verified parameters; a body that is another kind is
+/// [`Error::WrongKind`] (looked for only once `C` has failed, so it costs nothing otherwise).
+pub(crate) fn parse<C: Callback>(params: &Params<'_>) -> Result<C, Error> {
+    from_params::<C>(params).map_err(|error| match other_kind(params, C::KIND) {
+        Some(found) => Error::WrongKind {
+            expected: C::KIND,
+            found,
+        },
+        None => error,
+    })
+}
 
 /// The body size limit a [`Verifier`] starts with: 64 KiB. A real payout callback is under 1 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -46,7 +63,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// signed too, and a repeated key is refused.
 ///
 /// `S` is the idempotency store slot ([`NoStore`] by default, see
-/// [`VerifierBuilder::idempotency`]).
+/// [`VerifierBuilder::idempotency`]). `C` is the kind of callback it reads
+/// ([`PayoutCallback`] by default, another with [`for_kind`](Verifier::for_kind)): a body of
+/// another kind is refused with [`Error::WrongKind`], and a handler for another kind does not
+/// compile.
 ///
 /// # Example
 ///
@@ -64,9 +84,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// assert_eq!((reply.status_code(), reply.body()), (200, "success"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Verifier<S = NoStore> {
+pub struct Verifier<S = NoStore, C = PayoutCallback> {
     settings: Arc<Settings>,
     store: Arc<S>,
+    kind: PhantomData<fn() -> C>,
 }
 
 /// What a [`VerifierBuilder`] sets.
@@ -79,6 +100,7 @@ pub(crate) struct Settings {
     max_age: Option<Duration>,
     future_skew: Option<Duration>,
     claim_lease: Duration,
+    approval_timeout: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -155,7 +177,7 @@ impl Verifier {
     }
 }
 
-impl<T> Verifier<Store<T>> {
+impl<T, C> Verifier<Store<T>, C> {
     /// The idempotency store, as given to [`VerifierBuilder::idempotency`]: to list and
     /// release stuck claims, say.
     ///
@@ -179,7 +201,7 @@ impl<T> Verifier<Store<T>> {
 
 /// What the framework adapters need to bound a handler by its claim's lease.
 #[cfg(any(feature = "axum", feature = "actix-web"))]
-impl<S: crate::idempotency::AsyncStoreSlot> Verifier<S> {
+impl<S: crate::idempotency::AsyncStoreSlot, C> Verifier<S, C> {
     /// Whether deliveries are claimed in a store (and so under a lease).
     pub(crate) fn has_store(&self) -> bool {
         self.store.store().is_some()
@@ -191,7 +213,17 @@ impl<S: crate::idempotency::AsyncStoreSlot> Verifier<S> {
     }
 }
 
-impl<S> Verifier<S> {
+impl<S, C> Verifier<S, C> {
+    /// How long the framework routes let an approval handler decide before answering `deny`
+    /// (see [`VerifierBuilder::approval_timeout`]).
+    ///
+    /// # Example
+    ///
+    /// See [`VerifierBuilder::approval_timeout`].
+    pub fn approval_timeout(&self) -> Duration {
+        self.settings.approval_timeout
+    }
+
     /// The largest body accepted, in bytes (see [`VerifierBuilder::max_body_bytes`]).
     ///
     /// # Example
@@ -301,11 +333,44 @@ impl<S> Verifier<S> {
     /// # Errors
     ///
     /// Everything [`verify`](Self::verify) returns, then, for an authentic callback that is not
-    /// as documented, [`Error::InvalidField`] and [`Error::UnknownStatus`].
-    pub fn verify_and_parse(&self, body: &[u8]) -> Result<PayoutCallback, Error> {
+    /// as documented, [`Error::InvalidField`] and [`Error::UnknownStatus`], and
+    /// [`Error::WrongKind`] for a body that is another kind of callback than `C`.
+    pub fn verify_and_parse(&self, body: &[u8]) -> Result<C, Error>
+    where
+        C: Callback,
+    {
         let mut params = Params::empty();
         self.checked_params(body, &mut params)?;
-        PayoutCallback::from_params(&params)
+        parse(&params)
+    }
+
+    /// The same verifier, for callbacks of kind `K`: the same keys, settings and idempotency
+    /// store (each kind has its own [`DeliveryKey`](crate::idempotency::DeliveryKey)s, so one
+    /// store serves every kind).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, Error, CallbackKind, Verifier, WithdrawalCallback};
+    /// use cregis_payout_callback::testing::{CallbackBuilder, WithdrawalBuilder};
+    ///
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// let payouts = Verifier::new(key.clone());
+    /// let withdrawals = payouts.clone().for_kind::<WithdrawalCallback>();
+    /// let body = WithdrawalBuilder::new().body(&key)?;
+    /// assert_eq!(withdrawals.verify_and_parse(body.as_bytes())?.cid, 1391751691788288);
+    /// assert_eq!(
+    ///     payouts.verify_and_parse(body.as_bytes()),
+    ///     Err(Error::WrongKind { expected: CallbackKind::Payout, found: CallbackKind::Withdrawal })
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn for_kind<K: Callback>(self) -> Verifier<S, K> {
+        Verifier {
+            settings: self.settings,
+            store: self.store,
+            kind: PhantomData,
+        }
     }
 
     /// [`authentic_params`](Self::authentic_params), then [`checks`](Self::checks).
@@ -354,7 +419,7 @@ impl<S> Verifier<S> {
     }
 }
 
-impl<S> Verifier<S> {
+impl<S, C> Verifier<S, C> {
     /// Verifies and parses `body`, hands the callback to `handler`, and says what to answer.
     ///
     /// The [`Reply`] is 200 `success` only when the callback is authentic, well-formed and
@@ -381,9 +446,10 @@ impl<S> Verifier<S> {
     /// assert!(!reply.is_ack());
     /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
     /// ```
-    pub fn process<H: CallbackHandler>(&self, body: &[u8], handler: &H) -> Reply
+    pub fn process<H: CallbackHandler<C>>(&self, body: &[u8], handler: &H) -> Reply
     where
         S: SyncStoreSlot,
+        C: Notification,
     {
         let reply = self.deliver(body, handler);
         trace::delivery(&reply);
@@ -391,7 +457,7 @@ impl<S> Verifier<S> {
     }
 }
 
-impl<S> Verifier<S> {
+impl<S, C> Verifier<S, C> {
     /// Verifies and parses `body`, awaits `handler` on the callback, and says what to answer:
     /// [`process`](Self::process) for async handlers and async stores, with the same replies.
     ///
@@ -425,13 +491,14 @@ impl<S> Verifier<S> {
     /// ```
     // Not an `async fn`: the signature promises a `Send` future, which callers can rely on.
     #[allow(clippy::manual_async_fn)]
-    pub fn process_async<H: AsyncCallbackHandler>(
+    pub fn process_async<H: AsyncCallbackHandler<C>>(
         &self,
         body: &[u8],
         handler: &H,
     ) -> impl Future<Output = Reply> + Send
     where
         S: AsyncStoreSlot,
+        C: Notification,
     {
         async move {
             let reply = self.deliver_async(body, handler).await;
@@ -441,19 +508,21 @@ impl<S> Verifier<S> {
     }
 }
 
-impl<S> Clone for Verifier<S> {
+impl<S, C> Clone for Verifier<S, C> {
     fn clone(&self) -> Self {
         Verifier {
             settings: Arc::clone(&self.settings),
             store: Arc::clone(&self.store),
+            kind: PhantomData,
         }
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Verifier<S> {
+impl<S: fmt::Debug, C: Callback> fmt::Debug for Verifier<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let settings = &*self.settings;
         f.debug_struct("Verifier")
+            .field("kind", &C::KIND)
             .field("api_keys", &settings.api_keys)
             .field("max_body_bytes", &settings.max_body_bytes)
             .field("expected_pid", &settings.expected_pid)
@@ -461,6 +530,7 @@ impl<S: fmt::Debug> fmt::Debug for Verifier<S> {
             .field("future_skew", &settings.future_skew)
             .field("store", &self.store)
             .field("claim_lease", &settings.claim_lease)
+            .field("approval_timeout", &settings.approval_timeout)
             .field("clock", &settings.clock)
             .finish()
     }

@@ -7,7 +7,7 @@
 //! (commit ebe7bdd).
 
 /// The documented keys, in key order (bytes): each has its place in [`Params`].
-pub(crate) const KNOWN: [&str; 17] = [
+pub(crate) const KNOWN: [&str; 19] = [
     "address",
     "amount",
     "block_height",
@@ -15,6 +15,7 @@ pub(crate) const KNOWN: [&str; 17] = [
     "chain_id",
     "cid",
     "currency",
+    "from_address",
     "memo",
     "nonce",
     "pid",
@@ -23,6 +24,7 @@ pub(crate) const KNOWN: [&str; 17] = [
     "status",
     "third_party_id",
     "timestamp",
+    "to_address",
     "token_id",
     "txid",
 ];
@@ -37,16 +39,18 @@ pub(crate) mod known {
     pub(crate) const CHAIN_ID: usize = 4;
     pub(crate) const CID: usize = 5;
     pub(crate) const CURRENCY: usize = 6;
-    pub(crate) const MEMO: usize = 7;
-    pub(crate) const NONCE: usize = 8;
-    pub(crate) const PID: usize = 9;
-    pub(crate) const REMARK: usize = 10;
-    pub(crate) const SIGN: usize = 11;
-    pub(crate) const STATUS: usize = 12;
-    pub(crate) const THIRD_PARTY_ID: usize = 13;
-    pub(crate) const TIMESTAMP: usize = 14;
-    pub(crate) const TOKEN_ID: usize = 15;
-    pub(crate) const TXID: usize = 16;
+    pub(crate) const FROM_ADDRESS: usize = 7;
+    pub(crate) const MEMO: usize = 8;
+    pub(crate) const NONCE: usize = 9;
+    pub(crate) const PID: usize = 10;
+    pub(crate) const REMARK: usize = 11;
+    pub(crate) const SIGN: usize = 12;
+    pub(crate) const STATUS: usize = 13;
+    pub(crate) const THIRD_PARTY_ID: usize = 14;
+    pub(crate) const TIMESTAMP: usize = 15;
+    pub(crate) const TO_ADDRESS: usize = 16;
+    pub(crate) const TOKEN_ID: usize = 17;
+    pub(crate) const TXID: usize = 18;
 }
 
 /// The key that carries the signature and is itself left out of it.
@@ -92,9 +96,9 @@ struct Entry {
     place: usize,
 }
 
-/// The multiplier of [`known_place`]'s hash, under which the 17 documented keys fall into 17
+/// The multiplier of [`known_place`]'s hash, under which the 19 documented keys fall into 19
 /// different buckets of 32 (checked when [`TABLE`] is built).
-const HASH: u64 = 0xf3b3_7f32_8702_66c5;
+const HASH: u64 = 0x9331_7ed1_9a00_6f57;
 
 const fn bucket(head: u64) -> usize {
     (head.wrapping_mul(HASH) >> 59) as usize

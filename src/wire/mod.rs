@@ -239,7 +239,7 @@ impl<'a> Params<'a> {
             } {
                 place += 1;
             }
-            #[allow(clippy::cast_possible_truncation)] // at most 17
+            #[allow(clippy::cast_possible_truncation)] // at most 19
             {
                 other.value.rank = place as u8;
             }
