@@ -103,6 +103,27 @@ fn each_kind_is_refused_by_the_verifier_of_another_with_a_clear_error() {
 }
 
 #[test]
+fn a_documented_field_of_another_kind_is_kept_in_extra_and_signed() {
+    // `from_address` is a withdrawal's field: in a wallet payout body it is unknown content.
+    let body = CallbackBuilder::new()
+        .string("from_address", "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8")
+        .body(&key())
+        .unwrap();
+    let callback = Verifier::new(key())
+        .verify_and_parse(body.as_bytes())
+        .unwrap();
+    assert_eq!(
+        callback.extra["from_address"],
+        "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8"
+    );
+    let tampered = body.replace("TJRabPrwbZy45", "TJRabPrwbZy46");
+    assert_eq!(
+        Verifier::new(key()).verify(tampered.as_bytes()),
+        Err(Error::SignatureMismatch)
+    );
+}
+
+#[test]
 fn a_withdrawal_without_its_addresses_is_refused_naming_the_field() {
     let body = WithdrawalBuilder::new()
         .remove("to_address")
@@ -150,7 +171,10 @@ fn an_approval_is_ok_only_when_the_handler_approved_an_authentic_request() {
     let approve = |_: &ApprovalRequest| async { Ok::<_, String>(Decision::Approve) };
     let deny = |_: &ApprovalRequest| async { Ok::<_, String>(Decision::deny("not ours")) };
     let failing = |_: &ApprovalRequest| async { Err::<Decision, _>("database is down") };
-    let body = ApprovalBuilder::new().body(&key()).unwrap();
+    let body = ApprovalBuilder::new()
+        .string("network_fee", "0.35")
+        .body(&key())
+        .unwrap();
     block_on(async {
         let reply = verifier.decide(body.as_bytes(), &approve).await;
         assert_eq!((reply.status_code(), reply.body()), (200, "ok"));

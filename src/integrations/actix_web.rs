@@ -157,14 +157,25 @@ async fn read_body(
 /// # Example
 ///
 /// ```
-/// use actix_web::{App, web};
+/// use std::collections::HashMap;
+/// use actix_web::App;
 /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
 /// use cregis_payout_callback::{actix_web::approval_route, approval::Decision};
 ///
 /// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?).for_kind::<ApprovalRequest>();
-/// let check = |request: &ApprovalRequest| {
-///     let ours = request.third_party_id.starts_with("order-");
-///     async move { Ok::<_, std::io::Error>(if ours { Decision::Approve } else { Decision::deny("unknown payout") }) }
+/// // Your own record of each payout you created: third_party_id -> (amount, to_address).
+/// let created: HashMap<String, (String, String)> = HashMap::from([(
+///     "order-42".to_owned(),
+///     ("250.5".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned()),
+/// )]);
+/// let check = move |request: &ApprovalRequest| {
+///     // Approve only a payout you asked for, of this amount, to this address.
+///     let asked = created.get(&request.third_party_id).is_some_and(|(amount, to)| {
+///         *amount == request.amount && *to == request.to_address
+///     });
+///     async move {
+///         Ok::<_, std::io::Error>(if asked { Decision::Approve } else { Decision::deny("not a payout we created") })
+///     }
 /// };
 /// let app = App::new().route("/cregis/payout-approval", approval_route(verifier, check));
 /// # drop(app);

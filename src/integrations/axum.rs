@@ -136,6 +136,7 @@ where
 /// # Example
 ///
 /// ```
+/// use std::collections::HashMap;
 /// use axum::Router;
 /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
 /// use cregis_payout_callback::{approval::Decision, axum::approval_route};
@@ -145,10 +146,19 @@ where
 ///     .idempotency(MemoryIdempotencyStore::default()) // one decision per request
 ///     .build()
 ///     .for_kind::<ApprovalRequest>();
-/// let check = |request: &ApprovalRequest| {
-///     // Look the payout up in your own records: is it one you asked for, to this address?
-///     let ours = request.third_party_id.starts_with("order-");
-///     async move { Ok::<_, std::io::Error>(if ours { Decision::Approve } else { Decision::deny("unknown payout") }) }
+/// // Your own record of each payout you created: third_party_id -> (amount, to_address).
+/// let created: HashMap<String, (String, String)> = HashMap::from([(
+///     "order-42".to_owned(),
+///     ("250.5".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned()),
+/// )]);
+/// let check = move |request: &ApprovalRequest| {
+///     // Approve only a payout you asked for, of this amount, to this address.
+///     let asked = created.get(&request.third_party_id).is_some_and(|(amount, to)| {
+///         *amount == request.amount && *to == request.to_address
+///     });
+///     async move {
+///         Ok::<_, std::io::Error>(if asked { Decision::Approve } else { Decision::deny("not a payout we created") })
+///     }
 /// };
 /// let app: Router = Router::new().route("/cregis/payout-approval", approval_route(verifier, check));
 /// # Ok::<(), cregis_payout_callback::error::KeyError>(())

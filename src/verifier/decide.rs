@@ -90,14 +90,11 @@ impl<S: AsyncStoreSlot> Verifier<S, ApprovalRequest> {
                 }
             }
         }
-        let refused = match store.claim(&deny).await {
-            Ok(Claim::AlreadyDone) => Reply::denied(None).into_duplicate(),
-            found => match claimed(&deny, found) {
-                Ok(_) => Reply::approved(),
-                Err(refused) => refused,
-            },
+        let decided_before = match store.claim(&deny).await {
+            Ok(Claim::AlreadyDone) => Some(Reply::denied(None).into_duplicate()),
+            found => claimed(&deny, found).err(),
         };
-        if !refused.is_approved() {
+        if let Some(refused) = decided_before {
             let _ = AsyncIdempotencyStore::release(store, &approve).await;
             return about(refused, false);
         }
