@@ -20,17 +20,23 @@ pub struct Fields<'p, 'a> {
 }
 
 impl<'p, 'a> Fields<'p, 'a> {
+    #[inline]
     pub(crate) fn new(params: &'p Params<'a>) -> Self {
         Fields { params }
     }
 
     /// Whether the field at `place` in [`KNOWN`] is in the body at all (`null` and `""`
     /// included).
+    #[inline]
     pub(crate) fn present(&self, place: usize) -> bool {
         self.params.known[place].kind != Kind::Absent
     }
 
     /// The string field at `place` in [`KNOWN`]: `None` for absent, `null` and `""`.
+    // Inlined into each kind's reader (measured with callgrind: `Verifier::verify_and_parse`
+    // took 380 more instructions per call with a call per field); plain `#[inline]` is ignored.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn text(&self, place: usize) -> Result<Option<String>, Error> {
         let slot = self.params.known[place];
         match slot.kind {
@@ -46,6 +52,10 @@ impl<'p, 'a> Fields<'p, 'a> {
 
     /// The integer field at `place`, from a JSON integer or its decimal string: `None` for
     /// absent, `null` and `""`.
+    // Inlined into each kind's reader (measured with callgrind: `Verifier::verify_and_parse`
+    // took 380 more instructions per call with a call per field); plain `#[inline]` is ignored.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn integer(&self, place: usize) -> Result<Option<i64>, Error> {
         let slot = self.params.known[place];
         let parsed = match slot.kind {
@@ -63,11 +73,13 @@ impl<'p, 'a> Fields<'p, 'a> {
     /// [`KNOWN`]), with its value.
     pub(crate) fn extra(&self, documented: u32) -> Map<String, Value> {
         let mut extra = Map::new();
-        for (place, slot) in self.params.known.iter().enumerate() {
-            if documented & (1 << place) == 0 {
-                if let Some(value) = self.params.scalar(*slot) {
-                    extra.insert(KNOWN[place].to_owned(), json_value(value));
-                }
+        // Only the places this kind does not document: two or three, not all of them.
+        let mut undocumented = !documented & ((1 << KNOWN.len()) - 1);
+        while undocumented != 0 {
+            let place = undocumented.trailing_zeros() as usize;
+            undocumented &= undocumented - 1;
+            if let Some(value) = self.params.scalar(self.params.known[place]) {
+                extra.insert(KNOWN[place].to_owned(), json_value(value));
             }
         }
         for (key, value) in self.params.others() {

@@ -161,6 +161,7 @@ pub trait Notification: Callback {
 }
 
 impl sealed::Sealed for PayoutCallback {
+    #[inline]
     fn from_fields(fields: &Fields<'_, '_>) -> Result<Self, Error> {
         PayoutCallback::from_fields(fields)
     }

@@ -260,6 +260,7 @@ impl PayoutCallback {
     };
 
     /// Builds the typed callback from the fields of verified parameters.
+    #[inline]
     fn from_fields(fields: &Fields<'_, '_>) -> Result<Self, Error> {
         use crate::wire::known as k;
         // Each present field is read in key order, so that the first bad one in key order is
@@ -305,6 +306,7 @@ impl PayoutCallback {
 }
 
 /// A callback of kind `C` from verified parameters.
+#[inline]
 pub(crate) fn from_params<C: Callback>(params: &Params<'_>) -> Result<C, Error> {
     C::from_fields(&Fields::new(params))
 }

@@ -38,6 +38,7 @@ pub use clock::{Clock, SystemClock};
 
 /// The callback of kind `C` in verified parameters; a body that is another kind is
 /// [`Error::WrongKind`] (looked for only once `C` has failed, so it costs nothing otherwise).
+#[inline]
 pub(crate) fn parse<C: Callback>(params: &Params<'_>) -> Result<C, Error> {
     from_params::<C>(params).map_err(|error| match other_kind(params, C::KIND) {
         Some(found) => Error::WrongKind {
