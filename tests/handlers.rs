@@ -7,7 +7,7 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::KEY;
+use common::{KEY, block_on};
 use cregis_payout_callback::CallbackKind;
 use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::testing::CallbackBuilder;
@@ -21,13 +21,6 @@ use cregis_payout_callback::{
 
 fn body() -> String {
     CallbackBuilder::new().body(&common::key()).unwrap()
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 #[derive(Default)]

@@ -1,26 +1,18 @@
 //! The sub-address payout callback and the approval request: each read exactly, refused by
 //! the verifier of another kind, and approvals failing closed.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{block_on, key};
 
 use cregis_payout_callback::approval::Decision;
 use cregis_payout_callback::idempotency::MemoryIdempotencyStore;
 use cregis_payout_callback::testing::{ApprovalBuilder, CallbackBuilder, WithdrawalBuilder};
 use cregis_payout_callback::{
-    ApiKey, ApprovalRequest, CallbackKind, CallbackStatus, Error, Verifier, WithdrawalCallback,
+    ApprovalRequest, CallbackKind, CallbackStatus, Error, Verifier, WithdrawalCallback,
 };
-
-fn key() -> ApiKey {
-    ApiKey::new("fake-api-key-for-tests").unwrap()
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 #[test]
 fn a_withdrawal_in_documented_order_reads_every_documented_field() {
@@ -43,13 +35,55 @@ fn a_withdrawal_in_documented_order_reads_every_documented_field() {
     assert_eq!(callback.status, CallbackStatus::TransactionSuccessful);
     assert_eq!(callback.extra.len(), 1);
     assert_eq!(callback.extra["network_fee"], "0.35");
-    // Serialized back, it still verifies.
-    let round_trip: WithdrawalCallback =
-        serde_json::from_str(&serde_json::to_string(&callback).unwrap()).unwrap();
+    // Serialized back, it reads the same and still verifies.
+    let text = serde_json::to_string(&callback).unwrap();
+    let round_trip: WithdrawalCallback = serde_json::from_str(&text).unwrap();
     assert_eq!(round_trip, callback);
+    assert_eq!(
+        verifier.verify_and_parse(text.as_bytes()).unwrap(),
+        callback
+    );
     assert_eq!(
         callback.delivery_key().to_string(),
         "withdrawal/1382528827416576/1391751691788288/6"
+    );
+}
+
+#[test]
+fn an_approval_in_documented_order_reads_every_documented_field_exactly() {
+    // A cid above 2^53 sent as a string, as some Cregis services do: read exactly.
+    let body = ApprovalBuilder::new()
+        .raw("cid", r#""9007199254740993""#)
+        .amount("250.500000")
+        .memo("104857")
+        .string("network_fee", "0.35")
+        .nonce("ubqso3")
+        .timestamp(1687850657960)
+        .body(&key())
+        .unwrap();
+    assert!(body.starts_with(
+        r#"{"pid":1382528827416576,"cid":"9007199254740993","chain_id":"195","token_id":"195","from_address":"#
+    ));
+    assert!(body.contains(r#""remark":"payout","memo":"104857","nonce":"ubqso3","#));
+    let verifier = Verifier::new(key()).for_kind::<ApprovalRequest>();
+    let request = verifier.verify_and_parse(body.as_bytes()).unwrap();
+    assert_eq!(request.cid, 9007199254740993);
+    assert_eq!(request.amount, "250.500000");
+    assert_eq!(request.from_address, "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8");
+    assert_eq!(request.to_address, "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS");
+    assert_eq!(request.memo.as_deref(), Some("104857"));
+    assert_eq!(request.extra.len(), 1);
+    assert_eq!(request.extra["network_fee"], "0.35");
+    let text = serde_json::to_string(&request).unwrap();
+    let round_trip: ApprovalRequest = serde_json::from_str(&text).unwrap();
+    assert_eq!(round_trip, request);
+    assert_eq!(
+        request.decision_key(true).to_string(),
+        "approval/1382528827416576/9007199254740993/ok"
+    );
+    assert_eq!(
+        request.decision_key(false).to_string(),
+        "approval/1382528827416576/9007199254740993/deny"
     );
 }
 

@@ -220,3 +220,13 @@ pub fn spaced_body_of<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String 
         .collect();
     format!(" \r\n{{\r\n{}\r\n}}\n\t ", fields.join(" ,\r\n"))
 }
+
+/// Runs `future` to its end on a fresh current-thread runtime (timers on), for tests of the
+/// async entry points that are not `#[tokio::test]`s.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
