@@ -53,7 +53,12 @@
 //! - [`signature`]: signing and explaining signatures, for requests, tests and debugging;
 //! - [`error`]: what errors carry; [`handler`]: the closure adapters;
 //! - [`testing`]: signed callbacks shaped like Cregis's, and a clock to set by hand;
-//! - `axum` and `actix_web` (features): a ready route for each framework.
+//! - [`approval`]: the payout external verification's handler and decision;
+//! - [`request`]: signed requests to the Cregis API (create a payout, query one) and their
+//!   responses, sent by your own HTTP client;
+//! - `inbox` and `reconcile` (features): the durable inbox and its worker; the reconciler that
+//!   asks Cregis about payouts whose callback never came;
+//! - `axum` and `actix_web` (features): ready routes for each framework.
 //!
 //! # Optional features
 //!
@@ -64,6 +69,8 @@
 //!   extractor; `IntoResponse for Reply`; and
 //!   [`SpawnBlocking`](idempotency::SpawnBlocking) for blocking stores.
 //! - `actix-web`: the same route for actix-web, `Responder for Reply`, and `SpawnBlocking`.
+//! - `inbox`, `sqlite`, `postgres`: the durable inbox and its backends.
+//! - `reconcile`: the reconciler.
 //! - `tracing`: one structured event per delivery (outcome, HTTP status, error kind, `pid`,
 //!   `cid`, `status`, duplicate or not), target `cregis_payout_callback`; never the key or an
 //!   expected signature.
@@ -72,7 +79,8 @@
 //! # Scope
 //!
 //! This crate does no networking and needs no async runtime: any web framework hands it the
-//! body bytes and sends back the [`Reply`]. It does not create payouts or call the Cregis API.
+//! body bytes and sends back the [`Reply`]. For the Cregis API ([`request`]) it builds signed
+//! request bodies and reads the responses; the host's own HTTP client sends them.
 //! MD5 is Cregis's choice of signature hash; it is used here only to interoperate.
 
 #![forbid(unsafe_code)]
@@ -104,7 +112,11 @@ pub mod idempotency;
 pub mod inbox;
 #[cfg(any(feature = "axum", feature = "actix-web"))]
 mod integrations;
+#[cfg(feature = "reconcile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reconcile")))]
+pub mod reconcile;
 mod reply;
+pub mod request;
 pub mod signature;
 pub mod testing;
 mod trace;

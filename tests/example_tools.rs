@@ -17,7 +17,9 @@ use common::{KEY, api_key, key, verifier};
 use cregis_payout_callback::idempotency::MemoryIdempotencyStore;
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::verifier::MatchedKey;
-use cregis_payout_callback::{ApiKey, CallbackStatus, Error, PayoutCallback, Verifier};
+use cregis_payout_callback::{
+    ApiKey, CallbackKind, CallbackStatus, Error, PayoutCallback, Verifier,
+};
 use simulate::Options;
 
 /// `body` verified and parsed with [`KEY`].
@@ -242,9 +244,18 @@ async fn simulate_delivers_re_pushes_and_counts_what_was_acknowledged() {
         "CREGIS_API_KEY is unusable: api key has leading or trailing whitespace \
          (a newline from a file?)"
     );
-    assert!(simulate::acknowledged(200, "success"));
-    assert!(!simulate::acknowledged(200, "ok"));
-    assert!(!simulate::acknowledged(409, "success"));
+    let (payout, withdrawal, approval) = (
+        CallbackKind::Payout,
+        CallbackKind::Withdrawal,
+        CallbackKind::Approval,
+    );
+    assert!(simulate::acknowledged(payout, 200, "success"));
+    assert!(simulate::acknowledged(withdrawal, 200, "success"));
+    assert!(!simulate::acknowledged(payout, 200, "ok"));
+    assert!(!simulate::acknowledged(payout, 409, "success"));
+    assert!(simulate::acknowledged(approval, 200, "ok"));
+    assert!(!simulate::acknowledged(approval, 200, "deny"));
+    assert!(!simulate::acknowledged(approval, 200, "success"));
 }
 
 /// The first published vector, verifiable with `VECTOR_KEY`, plus a null and an empty field.
@@ -366,4 +377,108 @@ fn inspect_signs_a_body_correctly() {
     let verifier = Verifier::new(key());
     assert_eq!(verifier.verify(signed.as_bytes()), Ok(MatchedKey::Current));
     assert!(!signed.contains(KEY));
+}
+
+#[test]
+fn simulate_builds_each_kind() {
+    use cregis_payout_callback::{ApprovalRequest, WithdrawalCallback};
+
+    let withdrawal = Options::parse(&args(&["--kind", "withdrawal", "--memo", "104917"])).unwrap();
+    assert_eq!(withdrawal.kind, CallbackKind::Withdrawal);
+    assert_eq!(
+        withdrawal.url,
+        "http://127.0.0.1:3000/cregis/withdrawal-callback"
+    );
+    let body = simulate::build_body(&withdrawal, &key()).unwrap();
+    let withdrawals = Verifier::new(key()).for_kind::<WithdrawalCallback>();
+    let callback = withdrawals.verify_and_parse(body.as_bytes()).unwrap();
+    assert_eq!(callback.status, CallbackStatus::TransactionSuccessful);
+    assert_eq!(callback.memo.as_deref(), Some("104917"));
+    assert!(callback.txid.is_some());
+    // The wallet payout verifier refuses it as the other kind.
+    assert_eq!(
+        verify_and_parse(&body),
+        Err(Error::WrongKind {
+            expected: CallbackKind::Payout,
+            found: CallbackKind::Withdrawal
+        })
+    );
+
+    let approval = Options::parse(&args(&["--kind", "approval", "--amount", "250.5"])).unwrap();
+    assert_eq!(approval.url, "http://127.0.0.1:3000/cregis/payout-approval");
+    let body = simulate::build_body(&approval, &key()).unwrap();
+    assert!(
+        !body.contains("\"status\"") && !body.contains("\"txid\""),
+        "{body}"
+    );
+    let approvals = Verifier::new(key()).for_kind::<ApprovalRequest>();
+    assert_eq!(
+        approvals.verify_and_parse(body.as_bytes()).unwrap().amount,
+        "250.5"
+    );
+    let tampered = Options {
+        tamper: true,
+        ..approval
+    };
+    let forged = simulate::build_body(&tampered, &key()).unwrap();
+    assert_eq!(
+        approvals.verify_and_parse(forged.as_bytes()),
+        Err(Error::SignatureMismatch)
+    );
+
+    assert_eq!(
+        Options::parse(&args(&["--kind", "deposit"])).unwrap_err(),
+        "--kind: not a callback kind (payout, withdrawal, approval)"
+    );
+    // A URL given is kept, whatever the kind.
+    let given = Options::parse(&args(&["http://127.0.0.1:9/x", "--kind", "approval"])).unwrap();
+    assert_eq!(given.url, "http://127.0.0.1:9/x");
+}
+
+#[tokio::test]
+async fn simulate_counts_an_approval_as_acknowledged_only_when_approved() {
+    use cregis_payout_callback::{ApprovalRequest, approval::Decision};
+
+    // Approves only the amount the host created its payout with.
+    let check = |request: &ApprovalRequest| {
+        let decision = if request.amount == "250.5" {
+            Decision::Approve
+        } else {
+            Decision::deny("not the amount we asked for")
+        };
+        async move { Ok::<_, std::convert::Infallible>(decision) }
+    };
+    let verifier = Verifier::new(key()).for_kind::<ApprovalRequest>();
+    let route = cregis_payout_callback::axum::approval_route(verifier, check);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/cregis/payout-approval",
+        listener.local_addr().unwrap()
+    );
+    let app = axum::Router::new().route("/cregis/payout-approval", route);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let from_env = Some(KEY.to_owned());
+    let asked = args(&[&url, "--kind", "approval", "--amount", "250.5"]);
+    assert_eq!(
+        simulate::simulate(&asked, from_env.clone()).await.unwrap(),
+        0
+    );
+    let options = Options::parse(&asked).unwrap();
+    assert_eq!(
+        simulate::run(&options, &key()).await.unwrap(),
+        [(200, "ok".to_owned())]
+    );
+    let other = args(&[&url, "--kind", "approval", "--amount", "9999"]);
+    let options = Options::parse(&other).unwrap();
+    assert_eq!(
+        simulate::run(&options, &key()).await.unwrap(),
+        [(200, "deny".to_owned())]
+    );
+    assert_eq!(
+        simulate::simulate(&other, from_env.clone()).await.unwrap(),
+        1
+    );
+    let forged = args(&[&url, "--kind", "approval", "--amount", "250.5", "--tamper"]);
+    assert_eq!(simulate::simulate(&forged, from_env).await.unwrap(), 1);
 }

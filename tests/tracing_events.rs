@@ -440,3 +440,103 @@ fn the_inbox_reports_accepted_retry_dead_and_discarded_entries() {
         }
     }
 }
+
+#[cfg(feature = "reconcile")]
+#[test]
+fn the_reconciler_reports_each_pass_and_warns_of_flagged_and_failed_payouts() {
+    use std::time::{Duration, SystemTime};
+
+    use cregis_payout_callback::reconcile::{Pending, Reconciler};
+    use cregis_payout_callback::request::{Client, Requests, Response};
+    use cregis_payout_callback::{CallbackKind, Reply};
+
+    // Cregis, in memory: cid 1 succeeded as asked, cid 2 reports another amount, cid 3 errs.
+    let transport = |_: &'static str, body: String| async move {
+        let answer = |amount: &str| Response {
+            status: 200,
+            body: format!(
+                r#"{{"code":"00000","msg":"ok","data":{{"pid":1382528827416576,"chain_id":"195",
+                "token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+                "amount":"{amount}","status":6,"third_party_id":"order-1","txid":"6dd05b09",
+                "block_height":"34527604","block_time":1686814482000}}}}"#
+            ),
+        };
+        Ok::<_, std::io::Error>(if body.contains(r#""cid":1,"#) {
+            answer("1.1")
+        } else if body.contains(r#""cid":2,"#) {
+            answer("9.9")
+        } else {
+            Response {
+                status: 503,
+                body: String::new(),
+            }
+        })
+    };
+    let events = events_of(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = Client::new(Requests::new(common::key(), 1382528827416576), transport);
+            let deliver = |_: CallbackKind, _: Vec<u8>| std::future::ready(Reply::ack());
+            let reconciler = Reconciler::new(client, deliver)
+                .grace(Duration::ZERO)
+                .concurrency(1)
+                .error_backoff(Duration::from_millis(1));
+            let pending: Vec<Pending> = (1..=3)
+                .map(|cid| {
+                    let to = "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS";
+                    Pending::new(CallbackKind::Payout, cid, SystemTime::now(), "1.1", to)
+                })
+                .collect();
+            let report = reconciler.reconcile(&pending).await;
+            assert_eq!((report.asked, report.delivered), (3, 1));
+        });
+    });
+    let reconciling: Vec<&Captured> = events
+        .iter()
+        .filter(|e| {
+            e.field("message")
+                .is_some_and(|m| m.starts_with("reconcile"))
+        })
+        .collect();
+    let flagged = reconciling
+        .iter()
+        .find(|e| e.field("field") == Some("amount"))
+        .expect("a flagged event");
+    assert_eq!(flagged.level, Level::WARN);
+    assert_eq!(
+        (flagged.field("kind"), flagged.field("cid")),
+        (Some("payout"), Some("2"))
+    );
+    let failed = reconciling
+        .iter()
+        .find(|e| {
+            e.field("message")
+                .is_some_and(|m| m.contains("query failed"))
+        })
+        .expect("a failed query event");
+    assert_eq!(
+        (failed.level, failed.field("cid")),
+        (Level::WARN, Some("3"))
+    );
+    let pass = reconciling
+        .iter()
+        .find(|e| e.field("message") == Some("reconcile pass"))
+        .expect("a pass event");
+    assert_eq!(pass.level, Level::INFO);
+    assert_eq!(
+        (
+            pass.field("asked"),
+            pass.field("delivered"),
+            pass.field("flagged"),
+            pass.field("failed")
+        ),
+        (Some("3"), Some("1"), Some("1"), Some("1"))
+    );
+    for event in &events {
+        assert!(event.fields.values().all(|v| !v.contains(KEY)), "{event:?}");
+        assert_eq!(event.target, "cregis_payout_callback");
+    }
+}

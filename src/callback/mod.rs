@@ -13,7 +13,7 @@ use crate::wire::Params;
 
 mod approval;
 mod fields;
-mod integer;
+pub(crate) mod integer;
 mod kind;
 mod record;
 mod status;

@@ -36,10 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::fmt::{self, Write as _};
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -478,7 +475,7 @@ impl CallbackBuilder {
             .txid("6dd05b0972075542219a3fcc116c58feaf9480f1f698cc46c4367ded83955cfd")
             .block_height("34527604")
             .block_time(1686814482000)
-            .nonce(&fresh_nonce())
+            .nonce(&crate::request::fresh_nonce())
             .timestamp(now_millis())
     }
 
@@ -576,7 +573,7 @@ impl WithdrawalBuilder {
             .txid("6dd05b0972075542219a3fcc116c58feaf9480f1f698cc46c4367ded83955cfd")
             .block_height("34527604")
             .block_time(1686814482000)
-            .nonce(&fresh_nonce())
+            .nonce(&crate::request::fresh_nonce())
             .timestamp(now_millis())
     }
 
@@ -654,7 +651,7 @@ impl ApprovalBuilder {
             .amount("1.1")
             .third_party_id("1e0fb3a0a9454ad8928d26b592e8b3c7")
             .remark("payout")
-            .nonce(&fresh_nonce())
+            .nonce(&crate::request::fresh_nonce())
             .timestamp(now_millis())
     }
 
@@ -762,19 +759,6 @@ const APPROVAL_ORDER: &[&str] = &[
     "nonce",
     "timestamp",
 ];
-
-/// Six random lowercase letters and digits, like Cregis's nonces.
-fn fresh_nonce() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut bits = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
-    (0..6)
-        .map(|_| {
-            let digit = u32::try_from(bits % 36).unwrap_or(0);
-            bits /= 36;
-            char::from_digit(digit, 36).unwrap_or('0')
-        })
-        .collect()
-}
 
 fn now_millis() -> i64 {
     SystemTime::now()

@@ -1,0 +1,726 @@
+//! Payouts whose callback never came: ask Cregis, and deliver what it says through the same
+//! path as a callback (feature `reconcile`).
+//!
+//! Cregis sends each payout's callback once and never again. A host that was down, a load
+//! balancer that refused the request, a mistyped `callback_url`: the payout stays pending in
+//! the host's books. A [`Reconciler`] takes the host's own list of payouts waiting for a final
+//! status ([`Pending`]), queries those older than a grace period, and turns each final answer
+//! into a callback body, signed with the project's key, delivered where the callbacks go
+//! ([`Deliver`]: the inbox, or the verifier and handler). The delivery key is the callback's
+//! (`payout/<pid>/<cid>/<status>`): whichever of the callback and the query comes first is
+//! handled, the other is a duplicate.
+//!
+//! A query whose amount, address or currency is not what the host recorded is
+//! [flagged](Flagged), never delivered: a person must look at that payout. A payout still not
+//! final is asked again later, less and less often.
+//!
+//! # Example
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! use std::time::{Duration, SystemTime};
+//! use cregis_payout_callback::{ApiKey, CallbackKind, Reply, Verifier};
+//! use cregis_payout_callback::reconcile::{Pending, Reconciler};
+//! use cregis_payout_callback::request::{Client, Requests, Response};
+//!
+//! let key = ApiKey::new("fake-api-key-for-docs")?;
+//! // Your HTTP client; here, Cregis says the payout succeeded.
+//! let transport = |_path: &'static str, _body: String| async {
+//!     let body = r#"{"code":"00000","msg":"ok","data":{"pid":1382528827416576,"chain_id":"195",
+//!         "token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+//!         "amount":"1.1","status":6,"third_party_id":"order-42","txid":"6dd05b09",
+//!         "block_height":"34527604","block_time":1686814482000}}"#;
+//!     Ok::<_, std::io::Error>(Response { status: 200, body: body.to_owned() })
+//! };
+//! let client = Client::new(Requests::new(key.clone(), 1382528827416576), transport);
+//! // Where callbacks go: here the verifier and a handler (in production, `ToInbox`).
+//! let verifier = Verifier::new(key);
+//! let deliver = move |_kind: CallbackKind, body: Vec<u8>| {
+//!     let verifier = verifier.clone();
+//!     async move {
+//!         let settle = |callback: &cregis_payout_callback::PayoutCallback| {
+//!             let id = callback.third_party_id.clone();
+//!             async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
+//!         };
+//!         verifier.process_async(&body, &settle).await
+//!     }
+//! };
+//! let reconciler = Reconciler::new(client, deliver).grace(Duration::ZERO);
+//! let waiting = [Pending::new(
+//!     CallbackKind::Payout,
+//!     1391751691788288,
+//!     SystemTime::now(),
+//!     "1.1",
+//!     "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+//! )];
+//! let report = reconciler.reconcile(&waiting).await;
+//! assert_eq!((report.asked, report.delivered), (1, 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod deliver;
+mod limits;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::request::{Client, PayoutState, RequestError, Transport, fresh_nonce};
+use crate::{CallbackKind, Reply};
+
+#[cfg(feature = "inbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+pub use deliver::ToInbox;
+pub use deliver::{Deliver, DeliverFn};
+use limits::Limiter;
+
+/// How long after creation a payout is first asked about: 15 minutes. Cregis sends the
+/// callback as soon as a payout is final, and most payouts are final within minutes; asking
+/// sooner would mostly cost queries for callbacks that are still coming.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(15 * 60);
+/// How many queries are in flight at once: 4.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Queries per second at most: 5. Cregis does not document its rate limits; 5 a second still
+/// works through a backlog of 10,000 payouts in about half an hour.
+pub const DEFAULT_RATE: u32 = 5;
+/// When a payout that is not final yet is asked again: after 5 minutes, doubling to
+/// [`DEFAULT_RECHECK_MAX`]. A payout waiting a day for approval costs about 30 queries.
+pub const DEFAULT_RECHECK: Duration = Duration::from_secs(5 * 60);
+/// The longest wait between two queries about one payout: an hour.
+pub const DEFAULT_RECHECK_MAX: Duration = Duration::from_secs(60 * 60);
+/// How long all queries pause after Cregis errors: 1 s, doubling with each error in a row to
+/// a minute, and back to none after a success.
+pub const DEFAULT_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// A payout the host created and has no final status for: what it is, when it was created,
+/// and what the host expects of it.
+///
+/// # Example
+///
+/// See [the module](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pending {
+    /// A wallet payout or a sub-address payout.
+    pub kind: CallbackKind,
+    /// Cregis's id of the payout, from the create response.
+    pub cid: i64,
+    /// When the host created it.
+    pub created_at: SystemTime,
+    /// The amount the host asked for, as the text it sent.
+    pub amount: String,
+    /// The address the host asked to pay.
+    pub address: String,
+    /// The currency Cregis reports (`TRX`, `USDT-TRC20`, ...), if the host wants it checked.
+    pub currency: Option<String>,
+}
+
+impl Pending {
+    /// A payout of `kind` with Cregis's id `cid`, created at `created_at`, of `amount` to
+    /// `address`.
+    ///
+    /// # Example
+    ///
+    /// See [the module](self).
+    pub fn new(
+        kind: CallbackKind,
+        cid: i64,
+        created_at: SystemTime,
+        amount: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Pending {
+        Pending {
+            kind,
+            cid,
+            created_at,
+            amount: amount.into(),
+            address: address.into(),
+            currency: None,
+        }
+    }
+
+    /// Also checks the currency Cregis reports.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use cregis_payout_callback::{CallbackKind, reconcile::Pending};
+    ///
+    /// let pending = Pending::new(CallbackKind::Withdrawal, 7, SystemTime::now(), "12.5", "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh")
+    ///     .currency("XRP");
+    /// assert_eq!(pending.currency.as_deref(), Some("XRP"));
+    /// ```
+    #[must_use]
+    pub fn currency(mut self, currency: impl Into<String>) -> Pending {
+        self.currency = Some(currency.into());
+        self
+    }
+
+    /// The first field of `state` that is not what the host expects.
+    fn disagreement(&self, state: &PayoutState) -> Option<(&'static str, String, String)> {
+        let currency = self.currency.as_ref();
+        [
+            ("amount", &state.amount, Some(&self.amount)),
+            ("address", &state.to_address, Some(&self.address)),
+            ("currency", &state.currency, currency),
+        ]
+        .into_iter()
+        .find_map(|(field, cregis, ours)| {
+            let ours = ours?;
+            (cregis != ours).then(|| (field, cregis.clone(), ours.clone()))
+        })
+    }
+}
+
+/// A payout whose queried state is not what the host recorded: not delivered. A person must
+/// look at it.
+///
+/// # Example
+///
+/// ```
+/// # use cregis_payout_callback::reconcile::Flagged;
+/// fn alert(flagged: &Flagged) {
+///     eprintln!("{flagged}"); // "withdrawal 7: Cregis says amount 125, our record says 12.5"
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Flagged {
+    /// What Cregis says of the payout.
+    pub state: PayoutState,
+    /// Which field disagrees: `amount`, `address` or `currency`.
+    pub field: &'static str,
+    /// What Cregis says.
+    pub cregis: String,
+    /// What the host recorded.
+    pub ours: String,
+}
+
+impl fmt::Display for Flagged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: Cregis says {} {}, our record says {}",
+            self.state.kind, self.state.cid, self.field, self.cregis, self.ours
+        )
+    }
+}
+
+/// What one [`Reconciler::reconcile`] pass did.
+///
+/// # Example
+///
+/// See [the module](self).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// Queries sent.
+    pub asked: usize,
+    /// Final states delivered and acknowledged, new ones.
+    pub delivered: usize,
+    /// Final states delivered that were already known (the callback came first).
+    pub duplicates: usize,
+    /// Payouts not final yet, to be asked again later.
+    pub not_final: usize,
+    /// Payouts whose state disagrees with the host's record: not delivered.
+    pub flagged: Vec<Flagged>,
+    /// Queries that failed, with why; asked again later.
+    pub failed: Vec<(CallbackKind, i64, RequestError)>,
+    /// Final states the delivery refused (the inbox could not write, say), with the reply;
+    /// asked again later.
+    pub refused: Vec<(CallbackKind, i64, Reply)>,
+}
+
+/// When a payout is asked about next, and how often it was found not final.
+#[derive(Debug, Clone, Copy)]
+struct Next {
+    at: Instant,
+    not_final: u32,
+}
+
+/// The settings of a [`Reconciler`].
+#[derive(Debug, Clone)]
+struct Settings {
+    grace: Duration,
+    concurrency: usize,
+    rate: u32,
+    recheck: Duration,
+    recheck_max: Duration,
+    error_backoff: Duration,
+}
+
+/// Asks Cregis about the host's payouts that have no final status, and delivers what it
+/// says. Clones share their client, schedule and rate limiter (one budget of queries a
+/// second); each keeps its own settings.
+///
+/// # Example
+///
+/// See [the module](self).
+pub struct Reconciler<T, D> {
+    shared: Arc<Shared<T, D>>,
+    settings: Settings,
+}
+
+impl<T, D> Clone for Reconciler<T, D> {
+    fn clone(&self) -> Self {
+        Reconciler {
+            shared: Arc::clone(&self.shared),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<T, D> fmt::Debug for Reconciler<T, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared<T, D> {
+    client: Client<T>,
+    deliver: D,
+    limiter: Limiter,
+    schedule: Mutex<HashMap<(CallbackKind, i64), Next>>,
+}
+
+impl<T, D> Reconciler<T, D>
+where
+    T: Transport + 'static,
+    D: Deliver + 'static,
+{
+    /// Asks through `client` and hands final states to `deliver`, with the default settings.
+    ///
+    /// # Example
+    ///
+    /// See [the module](self).
+    pub fn new(client: Client<T>, deliver: D) -> Reconciler<T, D> {
+        Reconciler {
+            shared: Arc::new(Shared {
+                client,
+                deliver,
+                limiter: Limiter::default(),
+                schedule: Mutex::new(HashMap::new()),
+            }),
+            settings: Settings {
+                grace: DEFAULT_GRACE,
+                concurrency: DEFAULT_CONCURRENCY,
+                rate: DEFAULT_RATE,
+                recheck: DEFAULT_RECHECK,
+                recheck_max: DEFAULT_RECHECK_MAX,
+                error_backoff: DEFAULT_ERROR_BACKOFF,
+            },
+        }
+    }
+
+    /// Asks about a payout only once it is this old ([`DEFAULT_GRACE`]).
+    ///
+    /// # Example
+    ///
+    /// See [the module](self).
+    #[must_use]
+    pub fn grace(self, grace: Duration) -> Self {
+        Reconciler {
+            settings: Settings {
+                grace,
+                ..self.settings
+            },
+            ..self
+        }
+    }
+
+    /// At most `concurrency` queries in flight at once ([`DEFAULT_CONCURRENCY`]; at least 1).
+    ///
+    /// # Example
+    ///
+    /// See [`rate`](Self::rate).
+    #[must_use]
+    pub fn concurrency(self, concurrency: usize) -> Self {
+        Reconciler {
+            settings: Settings {
+                concurrency: concurrency.max(1),
+                ..self.settings
+            },
+            ..self
+        }
+    }
+
+    /// At most `per_second` queries a second ([`DEFAULT_RATE`]; at least 1), spaced evenly.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cregis_payout_callback::{ApiKey, CallbackKind, Reply, reconcile::Reconciler};
+    /// # use cregis_payout_callback::request::{Client, Requests, Response};
+    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
+    /// let reconciler = Reconciler::new(client, deliver).concurrency(8).rate(20);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn rate(self, per_second: u32) -> Self {
+        Reconciler {
+            settings: Settings {
+                rate: per_second.max(1),
+                ..self.settings
+            },
+            ..self
+        }
+    }
+
+    /// A payout not final yet is asked again after `first`, doubling each time to `max`
+    /// ([`DEFAULT_RECHECK`], [`DEFAULT_RECHECK_MAX`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cregis_payout_callback::{ApiKey, CallbackKind, Reply, reconcile::Reconciler};
+    /// # use cregis_payout_callback::request::{Client, Requests, Response};
+    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
+    /// let reconciler = Reconciler::new(client, deliver)
+    ///     .recheck(Duration::from_secs(60), Duration::from_secs(30 * 60));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn recheck(self, first: Duration, max: Duration) -> Self {
+        let settings = Settings {
+            recheck: first,
+            recheck_max: max.max(first),
+            ..self.settings
+        };
+        Reconciler { settings, ..self }
+    }
+
+    /// After a failed query all queries pause for `first`, doubling with each failure in a row
+    /// to a minute ([`DEFAULT_ERROR_BACKOFF`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use cregis_payout_callback::{ApiKey, CallbackKind, Reply, reconcile::Reconciler};
+    /// # use cregis_payout_callback::request::{Client, Requests, Response};
+    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
+    /// let reconciler = Reconciler::new(client, deliver).error_backoff(Duration::from_secs(5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn error_backoff(self, first: Duration) -> Self {
+        Reconciler {
+            settings: Settings {
+                error_backoff: first,
+                ..self.settings
+            },
+            ..self
+        }
+    }
+
+    /// One pass over `pending`, the host's payouts without a final status: asks about each one
+    /// past the grace period and due (never asked, or its next ask has come), within the
+    /// concurrency and rate limits, and delivers or flags what Cregis says. Returns when every
+    /// query of the pass has been answered.
+    ///
+    /// Payouts no longer in `pending` are forgotten.
+    ///
+    /// # Example
+    ///
+    /// See [the module](self).
+    pub async fn reconcile(&self, pending: &[Pending]) -> Report {
+        self.reconcile_until(pending, std::future::pending::<()>())
+            .await
+    }
+
+    /// [`reconcile`](Self::reconcile), starting no new query once `shutdown` completes; the
+    /// queries in flight are answered and delivered first, and the payouts not asked yet are
+    /// asked at the next pass.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn doc(reconciler: cregis_payout_callback::reconcile::Reconciler<
+    /// #     impl cregis_payout_callback::request::Transport + 'static,
+    /// #     impl cregis_payout_callback::reconcile::Deliver + 'static>) {
+    /// use std::time::Duration;
+    /// use cregis_payout_callback::reconcile::Pending;
+    ///
+    /// # async fn pending_payouts() -> Vec<Pending> { Vec::new() }
+    /// let mut shutdown = std::pin::pin!(async { let _ = tokio::signal::ctrl_c().await; });
+    /// loop {
+    ///     // SELECT kind, cid, created_at, amount, address FROM payouts WHERE final_status IS NULL
+    ///     let pending: Vec<Pending> = pending_payouts().await;
+    ///     let report = reconciler.reconcile_until(&pending, shutdown.as_mut()).await;
+    ///     for flagged in &report.flagged {
+    ///         eprintln!("look at this payout: {flagged}");
+    ///     }
+    ///     tokio::select! {
+    ///         () = shutdown.as_mut() => break,
+    ///         () = tokio::time::sleep(Duration::from_secs(60)) => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn reconcile_until(
+        &self,
+        pending: &[Pending],
+        shutdown: impl Future<Output = ()>,
+    ) -> Report {
+        let report = self.pass(pending, shutdown).await;
+        trace_report(&report);
+        report
+    }
+
+    async fn pass(&self, pending: &[Pending], shutdown: impl Future<Output = ()>) -> Report {
+        let (shared, settings) = (&self.shared, &self.settings);
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let due: Vec<Pending> = {
+            let mut schedule = shared
+                .schedule
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let listed: std::collections::HashSet<_> =
+                pending.iter().map(|p| (p.kind, p.cid)).collect();
+            schedule.retain(|key, _| listed.contains(key));
+            let due: Vec<Pending> = pending
+                .iter()
+                .filter(|p| {
+                    let old_enough = wall
+                        .duration_since(p.created_at)
+                        .is_ok_and(|age| age >= settings.grace);
+                    let next = schedule.get(&(p.kind, p.cid));
+                    old_enough && next.is_none_or(|next| next.at <= now)
+                })
+                .cloned()
+                .collect();
+            // Reserved until asked: a pass running at the same time (a clone's) skips them.
+            for payout in &due {
+                let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
+                    at: now,
+                    not_final: 0,
+                });
+                next.at = now + settings.recheck.max(Duration::from_secs(60));
+            }
+            due
+        };
+        let mut report = Report::default();
+        let permits = Arc::new(Semaphore::new(settings.concurrency));
+        let mut tasks = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut due = due.into_iter();
+        while let Some(payout) = due.next() {
+            let permit = tokio::select! {
+                biased;
+                () = shutdown.as_mut() => None,
+                permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+            };
+            let Some(permit) = permit else {
+                // Not asked: no longer reserved, due at the next pass.
+                let mut schedule = shared
+                    .schedule
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for unasked in std::iter::once(payout).chain(due.by_ref()) {
+                    if let Some(next) = schedule.get_mut(&(unasked.kind, unasked.cid)) {
+                        next.at = now;
+                    }
+                }
+                break;
+            };
+            while let Some(done) = tasks.try_join_next() {
+                collect(&mut report, done);
+            }
+            let reconciler = self.clone();
+            tasks.spawn(async move {
+                let outcome = reconciler.ask(&payout).await;
+                drop(permit);
+                (payout, outcome)
+            });
+            report.asked += 1;
+        }
+        while let Some(done) = tasks.join_next().await {
+            collect(&mut report, done);
+        }
+        report
+    }
+
+    /// Queries one payout, delivers or flags its state, and schedules its next ask.
+    async fn ask(&self, payout: &Pending) -> Outcome {
+        let (shared, settings) = (&self.shared, &self.settings);
+        shared.limiter.wait(settings.rate).await;
+        let outcome = match shared.client.query(payout.kind, payout.cid).await {
+            Err(error) => {
+                shared
+                    .limiter
+                    .failed(settings.error_backoff, ERROR_BACKOFF_MAX);
+                Outcome::Failed(error)
+            }
+            Ok(state) => {
+                shared.limiter.succeeded();
+                if let Some((field, cregis, ours)) = payout.disagreement(&state) {
+                    Outcome::Flagged(Box::new(Flagged {
+                        state,
+                        field,
+                        cregis,
+                        ours,
+                    }))
+                } else if !state.status.is_final() {
+                    Outcome::NotFinal
+                } else {
+                    let body = self.callback_body(&state);
+                    Outcome::Delivered(shared.deliver.deliver(payout.kind, body.into_bytes()).await)
+                }
+            }
+        };
+        let mut schedule = shared
+            .schedule
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
+            at: Instant::now(),
+            not_final: 0,
+        });
+        let wait = match &outcome {
+            Outcome::NotFinal => {
+                next.not_final = next.not_final.saturating_add(1);
+                doubled(settings.recheck, next.not_final - 1, settings.recheck_max)
+            }
+            // Flagged: a person looks at it; meanwhile, rarely.
+            Outcome::Flagged(_) => settings.recheck_max,
+            // Delivered: the host's list drops it once handled; until then, not again soon.
+            Outcome::Delivered(_) | Outcome::Failed(_) => settings.recheck,
+        };
+        next.at = Instant::now() + wait;
+        outcome
+    }
+
+    /// The callback Cregis would have sent for `state`: its documented fields in their order,
+    /// a fresh `nonce`, now as `timestamp`, signed with the project's key. Only documented
+    /// fields, so that its content is the callback's and a late callback is a duplicate.
+    fn callback_body(&self, state: &PayoutState) -> String {
+        let requests = self.shared.client.requests();
+        let mut params: Vec<(&'static str, Value)> = vec![
+            ("pid", state.pid.into()),
+            ("cid", state.cid.into()),
+            ("chain_id", state.chain_id.clone().into()),
+            ("token_id", state.token_id.clone().into()),
+            ("currency", state.currency.clone().into()),
+        ];
+        if state.kind == CallbackKind::Withdrawal {
+            let from = state.from_address.clone().unwrap_or_default();
+            params.push(("from_address", from.into()));
+            params.push(("to_address", state.to_address.clone().into()));
+        } else {
+            params.push(("address", state.to_address.clone().into()));
+        }
+        params.extend([
+            ("amount", state.amount.clone().into()),
+            ("third_party_id", state.third_party_id.clone().into()),
+        ]);
+        let optional = |value: &Option<String>| value.clone().map(Value::String);
+        let tail = [
+            ("remark", optional(&state.remark)),
+            ("status", Some(state.status.code().into())),
+            ("txid", optional(&state.txid)),
+            ("block_height", optional(&state.block_height)),
+            ("block_time", state.block_time.map(Value::from)),
+            ("memo", optional(&state.memo)),
+        ];
+        params.extend(
+            tail.into_iter()
+                .filter_map(|(name, value)| Some((name, value?))),
+        );
+        requests
+            .render(params, &fresh_nonce(), requests.now_millis())
+            .0
+    }
+}
+
+/// `first` doubled `times` times, at most `max`.
+fn doubled(first: Duration, times: u32, max: Duration) -> Duration {
+    first
+        .checked_mul(1u32.checked_shl(times.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max)
+}
+
+/// What asking about one payout came to.
+enum Outcome {
+    Delivered(Reply),
+    NotFinal,
+    Flagged(Box<Flagged>),
+    Failed(RequestError),
+}
+
+fn collect(report: &mut Report, done: Result<(Pending, Outcome), tokio::task::JoinError>) {
+    let Ok((payout, outcome)) = done else {
+        // A delivery that panicked: its payout is asked again at the next pass.
+        return;
+    };
+    match outcome {
+        Outcome::Delivered(reply) if reply.is_ack() && reply.is_duplicate() => {
+            report.duplicates += 1;
+        }
+        Outcome::Delivered(reply) if reply.is_ack() => report.delivered += 1,
+        Outcome::Delivered(reply) => report.refused.push((payout.kind, payout.cid, reply)),
+        Outcome::NotFinal => report.not_final += 1,
+        Outcome::Flagged(flagged) => report.flagged.push(*flagged),
+        Outcome::Failed(error) => report.failed.push((payout.kind, payout.cid, error)),
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn trace_report(report: &Report) {
+    for flagged in &report.flagged {
+        tracing::warn!(
+            target: "cregis_payout_callback",
+            kind = flagged.state.kind.as_str(),
+            cid = flagged.state.cid,
+            field = flagged.field,
+            "reconcile: {flagged}"
+        );
+    }
+    for (kind, cid, error) in &report.failed {
+        tracing::warn!(target: "cregis_payout_callback", kind = kind.as_str(), cid, "reconcile: query failed: {error}");
+    }
+    for (kind, cid, reply) in &report.refused {
+        tracing::warn!(
+            target: "cregis_payout_callback",
+            kind = kind.as_str(),
+            cid,
+            http_status = reply.status_code(),
+            "reconcile: delivery refused"
+        );
+    }
+    tracing::info!(
+        target: "cregis_payout_callback",
+        asked = report.asked,
+        delivered = report.delivered,
+        duplicates = report.duplicates,
+        not_final = report.not_final,
+        flagged = report.flagged.len(),
+        failed = report.failed.len(),
+        refused = report.refused.len(),
+        "reconcile pass"
+    );
+}
+
+#[cfg(not(feature = "tracing"))]
+fn trace_report(_: &Report) {}

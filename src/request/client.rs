@@ -1,0 +1,225 @@
+//! The host's HTTP client, behind a small trait, and the calls made through it.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use super::{CreatePayout, CreateWithdrawal, Created, PayoutState, QueryPayout, QueryWithdrawal};
+use super::{Request, RequestError, Requests};
+use crate::CallbackKind;
+use crate::error::{BoxError, Cause};
+
+/// An HTTP answer, as the host's client read it.
+///
+/// # Example
+///
+/// See [`Created`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+}
+
+/// What sends a request: `POST` a JSON `body` to the project's base URL followed by `path`,
+/// and return the answer. Implement it with your own HTTP client (`examples/reconcile.rs`
+/// does with `reqwest`: timeouts on connect and on the whole request, and no redirects, which
+/// would send a signed body somewhere else), or pass a closure
+/// `|path: &'static str, body: String| async move { .. }`.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::request::{Response, Transport};
+///
+/// // A transport that answers every request with the same error, as a test double.
+/// let down = |_path: &'static str, _body: String| async {
+///     Ok::<_, std::io::Error>(Response { status: 503, body: String::new() })
+/// };
+/// # fn is_transport(_: &impl Transport) {}
+/// is_transport(&down);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a transport",
+    note = "a transport is a type implementing `Transport`, or a closure \
+            `|path: &'static str, body: String| async move {{ .. }}` returning \
+            `Result<Response, E>` whose future is `Send`"
+)]
+pub trait Transport: Send + Sync {
+    /// Why the request could not be sent or its answer read.
+    type Error: Display + Into<BoxError>;
+
+    /// POSTs `body` to `path`.
+    fn post(
+        &self,
+        path: &'static str,
+        body: String,
+    ) -> impl Future<Output = Result<Response, Self::Error>> + Send;
+}
+
+/// A closure that sends a request: `Fn(&'static str, String) -> impl Future<Output =
+/// Result<Response, E>>`, named so that [`Transport`] can be implemented for every such
+/// closure.
+pub trait TransportFn: Fn(&'static str, String) -> <Self as TransportFn>::Future {
+    /// The closure's future.
+    type Future: Future<Output = Result<Response, Self::Error>> + Send;
+    /// The closure's error.
+    type Error;
+}
+
+impl<F, Fut, E> TransportFn for F
+where
+    F: Fn(&'static str, String) -> Fut,
+    Fut: Future<Output = Result<Response, E>> + Send,
+{
+    type Future = Fut;
+    type Error = E;
+}
+
+impl<F, E> Transport for F
+where
+    F: TransportFn<Error = E> + Send + Sync,
+    E: Display + Into<BoxError>,
+{
+    type Error = E;
+
+    fn post(
+        &self,
+        path: &'static str,
+        body: String,
+    ) -> impl Future<Output = Result<Response, E>> + Send {
+        self(path, body)
+    }
+}
+
+/// The Cregis API through the host's [`Transport`]: signs each request, sends it, reads the
+/// answer.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use cregis_payout_callback::{ApiKey, CallbackKind, CallbackStatus};
+/// use cregis_payout_callback::request::{Client, CreatePayout, Requests, Response};
+///
+/// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+/// // In production: your HTTP client POSTing to https://<your project's API host> + path.
+/// let transport = |path: &'static str, _body: String| async move {
+///     let body = match path {
+///         "/api/v1/payout" => r#"{"code":"00000","msg":"ok","data":{"cid":1391751691788288}}"#,
+///         _ => r#"{"code":"00000","msg":"ok","data":{"pid":1382528827416576,"chain_id":"195",
+///               "token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+///               "amount":"1.1","status":6,"third_party_id":"order-42","txid":"6dd05b09",
+///               "block_height":"34527604","block_time":1686814482000}}"#,
+///     };
+///     Ok::<_, std::io::Error>(Response { status: 200, body: body.to_owned() })
+/// };
+/// let cregis = Client::new(requests, transport);
+/// let order = CreatePayout::new("195@195", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "1.1", "order-42");
+/// let cid = cregis.create_payout(&order).await?.cid;
+/// let state = cregis.query(CallbackKind::Payout, cid).await?;
+/// assert_eq!(state.status, CallbackStatus::TransactionSuccessful);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client<T> {
+    requests: Requests,
+    transport: T,
+}
+
+impl<T: Transport> Client<T> {
+    /// Sends `requests`' requests through `transport`.
+    ///
+    /// # Example
+    ///
+    /// See [`Client`].
+    pub fn new(requests: Requests, transport: T) -> Client<T> {
+        Client {
+            requests,
+            transport,
+        }
+    }
+
+    /// The signer.
+    ///
+    /// # Example
+    ///
+    /// See [`Requests::pid`].
+    pub fn requests(&self) -> &Requests {
+        &self.requests
+    }
+
+    /// Signs and sends `request`, and returns the answer as read.
+    ///
+    /// # Example
+    ///
+    /// See [`Client`].
+    ///
+    /// # Errors
+    ///
+    /// [`RequestError::Transport`]: the transport failed.
+    pub async fn send(&self, request: &impl Request) -> Result<Response, RequestError> {
+        let signed = self.requests.sign(request);
+        let path = signed.path();
+        self.transport
+            .post(path, signed.into_body())
+            .await
+            .map_err(|error| RequestError::Transport {
+                cause: Cause::new(error),
+            })
+    }
+
+    /// Creates a wallet payout; its `cid` is in the answer.
+    ///
+    /// # Example
+    ///
+    /// See [`Client`].
+    ///
+    /// # Errors
+    ///
+    /// What [`send`](Self::send) and [`Created::from_response`] return.
+    pub async fn create_payout(&self, order: &CreatePayout) -> Result<Created, RequestError> {
+        Created::from_response(&self.send(order).await?)
+    }
+
+    /// Creates a sub-address payout; its `cid` is in the answer.
+    ///
+    /// # Example
+    ///
+    /// See [`Client`].
+    ///
+    /// # Errors
+    ///
+    /// What [`send`](Self::send) and [`Created::from_response`] return.
+    pub async fn create_withdrawal(
+        &self,
+        order: &CreateWithdrawal,
+    ) -> Result<Created, RequestError> {
+        Created::from_response(&self.send(order).await?)
+    }
+
+    /// Asks what became of the payout `cid` of `kind` (a wallet payout or a sub-address one).
+    ///
+    /// # Example
+    ///
+    /// See [`Client`].
+    ///
+    /// # Errors
+    ///
+    /// What [`send`](Self::send) and [`PayoutState::from_response`] return;
+    /// [`RequestError::Malformed`] for [`CallbackKind::Approval`], which has no query.
+    pub async fn query(&self, kind: CallbackKind, cid: i64) -> Result<PayoutState, RequestError> {
+        let response = match kind {
+            CallbackKind::Payout => self.send(&QueryPayout { cid }).await?,
+            CallbackKind::Withdrawal => self.send(&QueryWithdrawal { cid }).await?,
+            _ => {
+                return Err(RequestError::Malformed {
+                    reason: format!("{kind} requests have no query"),
+                });
+            }
+        };
+        PayoutState::from_response(kind, cid, &response)
+    }
+}

@@ -1,0 +1,381 @@
+//! The reconciler against the fake Cregis over real HTTP on loopback: the grace period, payouts
+//! not final asked again later, a disagreeing payout flagged and never delivered, backoff when
+//! Cregis errors, a delivered body that is the callback Cregis would have sent, and the
+//! concurrency and rate limits under a backlog of 10,000 payouts, counted by the fake.
+#![cfg(all(feature = "reconcile", feature = "sqlite", feature = "axum"))]
+
+mod common;
+#[path = "../examples/reconcile.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod host;
+#[path = "../examples/simulate.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod simulate;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::key;
+use cregis_payout_callback::reconcile::{Pending, Reconciler};
+use cregis_payout_callback::request::{Client, CreatePayout, Requests, Response};
+use cregis_payout_callback::{CallbackKind, PayoutCallback, Reply, Verifier};
+use host::HttpTransport;
+use host::fake_cregis::{self, FakeCregis, Options};
+
+const PID: i64 = 1382528827416576;
+const TO: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+
+fn client(fake: &FakeCregis) -> Client<HttpTransport> {
+    Client::new(
+        Requests::new(key(), PID),
+        HttpTransport::new(fake.url()).unwrap(),
+    )
+}
+
+/// Creates `n` wallet payouts at the fake (no callback URL: only queries find them), and
+/// returns them as the host would list them, created `age` ago.
+async fn create(fake: &FakeCregis, n: usize, age: Duration) -> Vec<Pending> {
+    let client = Arc::new(client(fake));
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in 0..8 {
+        let client = Arc::clone(&client);
+        tasks.spawn(async move {
+            let mut created = Vec::new();
+            for i in (chunk..n).step_by(8) {
+                let amount = format!("{}.{:02}", 10 + i % 90, i % 100);
+                let order = CreatePayout::new("195@195", TO, &amount, format!("order-{i}"));
+                let cid = client.create_payout(&order).await.unwrap().cid;
+                let created_at = SystemTime::now() - age;
+                created.push(Pending::new(
+                    CallbackKind::Payout,
+                    cid,
+                    created_at,
+                    amount,
+                    TO,
+                ));
+            }
+            created
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(created) = tasks.join_next().await {
+        all.extend(created.unwrap());
+    }
+    all
+}
+
+/// Delivers into a list, checking each body with the verifier as a callback route would.
+#[derive(Debug, Clone, Default)]
+struct Delivered(Arc<Mutex<Vec<PayoutCallback>>>);
+
+impl Delivered {
+    fn deliver(&self) -> impl Fn(CallbackKind, Vec<u8>) -> std::future::Ready<Reply> + use<> {
+        let delivered = self.clone();
+        move |kind, body| {
+            assert_eq!(kind, CallbackKind::Payout);
+            let verifier = Verifier::new(key());
+            let callback = verifier.verify_and_parse(&body).unwrap();
+            delivered.0.lock().unwrap().push(callback);
+            std::future::ready(Reply::ack())
+        }
+    }
+
+    fn all(&self) -> Vec<PayoutCallback> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_payout_is_asked_after_its_grace_again_until_final_and_delivered_as_its_callback() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::from_millis(400);
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 1, Duration::ZERO).await;
+    let delivered = Delivered::default();
+    let reconciler = Reconciler::new(client(&fake), delivered.deliver())
+        .grace(Duration::from_millis(150))
+        .recheck(Duration::from_millis(100), Duration::from_millis(100));
+
+    // Younger than the grace period: not asked.
+    let report = reconciler.reconcile(&pending).await;
+    assert_eq!(report.asked, 0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Old enough, not final yet: asked, and not again before the recheck.
+    let report = reconciler.reconcile(&pending).await;
+    assert_eq!((report.asked, report.not_final), (1, 1));
+    assert_eq!(reconciler.reconcile(&pending).await.asked, 0);
+    // Final now: asked again and delivered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = reconciler.reconcile(&pending).await;
+    assert_eq!((report.asked, report.delivered), (1, 1), "{report:?}");
+    assert_eq!(fake.counters().queries.load(Ordering::SeqCst), 2);
+
+    // What was delivered is the callback Cregis would have sent: same business fields.
+    let payout = fake.payouts()[&pending[0].cid].clone();
+    let sent = fake_cregis::callback_body(&key(), PID, &payout);
+    let sent = Verifier::new(key())
+        .verify_and_parse(sent.as_bytes())
+        .unwrap();
+    let got = delivered.all().pop().unwrap();
+    assert_eq!(got.delivery_key(), sent.delivery_key());
+    assert_eq!(
+        (
+            &got.amount,
+            &got.address,
+            &got.txid,
+            &got.block_height,
+            got.block_time
+        ),
+        (
+            &sent.amount,
+            &sent.address,
+            &sent.txid,
+            &sent.block_height,
+            sent.block_time
+        )
+    );
+    assert_eq!(
+        (&got.currency, &got.third_party_id),
+        (&sent.currency, &sent.third_party_id)
+    );
+    assert!(got.status.is_final());
+    assert!(got.extra.is_empty(), "{:?}", got.extra);
+}
+
+#[tokio::test]
+async fn a_payout_cregis_reports_otherwise_is_flagged_never_delivered() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 3, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fake.misreport_amount(pending[1].cid, "1000000");
+    let moved = Pending::new(
+        CallbackKind::Payout,
+        pending[2].cid,
+        pending[2].created_at,
+        &pending[2].amount,
+        "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+    );
+    let waiting = [pending[0].clone(), pending[1].clone(), moved];
+    let delivered = Delivered::default();
+    let reconciler = Reconciler::new(client(&fake), delivered.deliver());
+    let report = reconciler.reconcile(&waiting).await;
+    assert_eq!((report.asked, report.delivered), (3, 1));
+    let mut flagged: Vec<_> = report
+        .flagged
+        .iter()
+        .map(|f| (f.state.cid, f.field))
+        .collect();
+    flagged.sort_unstable();
+    assert_eq!(
+        flagged,
+        [(pending[1].cid, "amount"), (pending[2].cid, "address")]
+    );
+    let amount = report.flagged.iter().find(|f| f.field == "amount").unwrap();
+    assert_eq!(
+        amount.to_string(),
+        format!(
+            "payout {}: Cregis says amount 1000000, our record says {}",
+            pending[1].cid, pending[1].amount
+        )
+    );
+    assert_eq!(delivered.all().len(), 1);
+    assert_eq!(delivered.all()[0].cid, pending[0].cid);
+}
+
+#[tokio::test]
+async fn cregis_errors_are_reported_and_all_queries_back_off() {
+    // Cregis answers 503 three times, then works.
+    let fake = FakeCregis::start(Options::new(key(), PID), 0)
+        .await
+        .unwrap();
+    let pending = create(&fake, 4, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let real = HttpTransport::new(fake.url()).unwrap();
+    let calls = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let transport = {
+        let calls = Arc::clone(&calls);
+        move |path: &'static str, body: String| {
+            let (real, calls) = (real.clone(), Arc::clone(&calls));
+            async move {
+                let n = {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(Instant::now());
+                    calls.len()
+                };
+                if n <= 3 {
+                    return Ok(Response {
+                        status: 503,
+                        body: String::new(),
+                    });
+                }
+                cregis_payout_callback::request::Transport::post(&real, path, body).await
+            }
+        }
+    };
+    let delivered = Delivered::default();
+    let reconciler = Reconciler::new(
+        Client::new(Requests::new(key(), PID), transport),
+        delivered.deliver(),
+    )
+    .concurrency(1)
+    .rate(1000)
+    .error_backoff(Duration::from_millis(100))
+    .recheck(Duration::ZERO, Duration::ZERO);
+    let report = reconciler.reconcile(&pending).await;
+    assert_eq!(report.failed.len(), 3, "{report:?}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|(_, _, e)| e.to_string() == "cregis answered http 503")
+    );
+    assert_eq!(report.delivered, 1);
+    // The pauses after the 1st, 2nd and 3rd error in a row: 100, 200, 400 ms.
+    let calls = calls.lock().unwrap().clone();
+    let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, at_least) in gaps.iter().zip([100, 200, 400]) {
+        assert!(*gap >= Duration::from_millis(at_least), "{gaps:?}");
+    }
+    // The failed payouts are asked again at the next pass (the host's list no longer has the
+    // delivered one), and delivered.
+    let settled = delivered.all()[0].cid;
+    let still: Vec<Pending> = pending.into_iter().filter(|p| p.cid != settled).collect();
+    let report = reconciler.reconcile(&still).await;
+    assert_eq!(
+        (report.asked, report.delivered, report.failed.len()),
+        (3, 3, 0),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_ten_thousand_stays_within_the_concurrency_and_rate_limits() {
+    const BACKLOG: usize = 10_000;
+    let (concurrency, rate): (usize, u32) = (8, 1_000);
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    options.query_latency = Duration::from_millis(3);
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, BACKLOG, Duration::from_secs(3600)).await;
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let deliver = {
+        let deliveries = Arc::clone(&deliveries);
+        move |_: CallbackKind, _: Vec<u8>| {
+            deliveries.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Reply::ack())
+        }
+    };
+    let reconciler = Reconciler::new(client(&fake), deliver)
+        .concurrency(concurrency)
+        .rate(rate);
+    let started = Instant::now();
+    let report = reconciler.reconcile(&pending).await;
+    let took = started.elapsed();
+    assert_eq!((report.asked, report.delivered), (BACKLOG, BACKLOG));
+    assert_eq!(deliveries.load(Ordering::SeqCst), BACKLOG);
+    let counters = fake.counters();
+    let most_in_flight = counters.max_in_flight.load(Ordering::SeqCst);
+    let most_in_a_second = counters.max_in_window(Duration::from_secs(1));
+    eprintln!(
+        "{BACKLOG} queries in {took:?}: at most {most_in_flight} in flight, \
+         {most_in_a_second} in any second"
+    );
+    assert!(most_in_flight <= concurrency, "{most_in_flight} in flight");
+    assert!(most_in_flight >= 2, "queries ran one at a time");
+    // Evenly spaced at 1 ms: at most `rate` starts in a second (one more at the window's edge).
+    assert!(
+        most_in_a_second <= usize::try_from(rate).unwrap() + 1,
+        "{most_in_a_second} in a second"
+    );
+    assert!(
+        took >= Duration::from_millis(9_900),
+        "{took:?}: faster than the rate allows"
+    );
+    // Every payout was final: each asked once.
+    assert_eq!(counters.queries.load(Ordering::SeqCst), BACKLOG);
+}
+
+#[tokio::test]
+async fn simulate_drives_the_fake_cregis_whose_callbacks_reach_the_host() {
+    let fake = FakeCregis::start(Options::new(key(), PID), 0)
+        .await
+        .unwrap();
+    let delivered = Delivered::default();
+    let route = {
+        let delivered = delivered.clone();
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let delivered = delivered.clone();
+            async move { delivered.deliver()(CallbackKind::Payout, body.to_vec()).await }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(
+        async move { axum::serve(listener, axum::Router::new().route("/cb", route)).await },
+    );
+
+    let args: Vec<String> = [
+        &url,
+        "--via-cregis",
+        &fake.url(),
+        "--repeat",
+        "3",
+        "--amount",
+        "7.25",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(
+        simulate::simulate(&args, Some(common::KEY.to_owned()))
+            .await
+            .unwrap(),
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while delivered.all().len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", fake.sent());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let callbacks = delivered.all();
+    assert!(
+        callbacks
+            .iter()
+            .all(|c| c.amount == "7.25" && c.status.is_final())
+    );
+    assert!(
+        fake.sent()
+            .iter()
+            .all(|s| s.answer == Some((200, "success".to_owned())))
+    );
+    // A forged create (another key) is refused by the fake.
+    let forged = simulate::simulate(&args, Some("fake-wrong-key".to_owned())).await;
+    assert!(forged.unwrap_err().to_string().contains("sign error"));
+}
+
+#[tokio::test]
+async fn a_pass_stopped_by_shutdown_leaves_the_rest_due_and_clones_never_ask_twice() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 20, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let delivered = Delivered::default();
+    let reconciler = Reconciler::new(client(&fake), delivered.deliver()).rate(1000);
+
+    // Shut down before the pass starts: nothing asked, and nothing left reserved.
+    let report = reconciler
+        .reconcile_until(&pending, std::future::ready(()))
+        .await;
+    assert_eq!(report.asked, 0);
+
+    // Two clones reconciling the same list at once: each payout asked once in all.
+    let other = reconciler.clone();
+    let (one, two) = tokio::join!(reconciler.reconcile(&pending), other.reconcile(&pending));
+    assert_eq!(one.asked + two.asked, 20, "{one:?} {two:?}");
+    assert_eq!(fake.counters().queries.load(Ordering::SeqCst), 20);
+    assert_eq!(delivered.all().len(), 20);
+}
