@@ -58,6 +58,7 @@
 //!   responses, sent by your own HTTP client;
 //! - `inbox` and `reconcile` (features): the durable inbox and its worker; the reconciler that
 //!   asks Cregis about payouts whose callback never came;
+//! - `http` (feature): the framework-neutral core, a `tower::Service` with `tower`;
 //! - `axum` and `actix_web` (features): ready routes for each framework.
 //!
 //! # Optional features
@@ -69,6 +70,9 @@
 //!   extractor; `IntoResponse for Reply`; and
 //!   [`SpawnBlocking`](idempotency::SpawnBlocking) for blocking stores.
 //! - `actix-web`: the same route for actix-web, `Responder for Reply`, and `SpawnBlocking`.
+//! - `http`: `http::CregisService`, an `http::Request` with any body in and an
+//!   `http::Response` out, with the same body, task and panic rules; `tower`: the same as a
+//!   `tower::Service` (hyper, `lambda_http`, axum's `route_service`).
 //! - `inbox`, `sqlite`, `postgres`: the durable inbox and its backends.
 //! - `reconcile`: the reconciler.
 //! - `tracing`: one structured event per delivery (outcome, HTTP status, error kind, `pid`,
@@ -110,7 +114,7 @@ pub mod idempotency;
 #[cfg(feature = "inbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
 pub mod inbox;
-#[cfg(any(feature = "axum", feature = "actix-web"))]
+#[cfg(any(feature = "http", feature = "actix-web"))]
 mod integrations;
 #[cfg(feature = "reconcile")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reconcile")))]
@@ -135,6 +139,9 @@ pub use integrations::actix_web;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use integrations::axum;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use integrations::http;
 pub use reply::Reply;
 pub use signature::ApiKey;
 pub use verifier::Verifier;

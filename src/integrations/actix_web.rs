@@ -28,6 +28,7 @@
 //! # Ok::<(), cregis_payout_callback::error::KeyError>(())
 //! ```
 
+use std::future::Future;
 use std::sync::Arc;
 
 use ::actix_web::http::{StatusCode, header};
@@ -94,33 +95,34 @@ where
     H: AsyncCallbackHandler<C> + 'static,
 {
     let handler = Arc::new(handler);
-    web::post().to(move |request: HttpRequest, payload: web::Payload| {
-        receive(verifier.clone(), Arc::clone(&handler), request, payload)
+    post_route(verifier, refuse, move |verifier, body| {
+        let handler = Arc::clone(&handler);
+        async move { delivered(&verifier, &body, &*handler).await }
     })
 }
 
-async fn receive<St, C, H>(
-    verifier: Verifier<St, C>,
-    handler: Arc<H>,
-    request: HttpRequest,
-    payload: web::Payload,
-) -> Reply
+/// A `POST` route that reads the body within `verifier`'s limit (`refused` answers a body it
+/// cannot read), runs `run` in a task of its own, which a client hanging up cannot cancel, and
+/// answers its reply, or 500 for a panic, 503 for a cancelled task. The task is actix's own
+/// (`spawn_local`): the handler need not be `Send`.
+fn post_route<St, C, R, F>(verifier: Verifier<St, C>, refused: fn(Error) -> Reply, run: R) -> Route
 where
     St: AsyncStoreSlot,
-    C: Notification,
-    H: AsyncCallbackHandler<C> + 'static,
+    C: crate::Callback,
+    R: Fn(Verifier<St, C>, web::Bytes) -> F + Clone + 'static,
+    F: Future<Output = Reply> + 'static,
 {
-    let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
-        Ok(body) => body,
-        Err(error) => return refuse(error),
-    };
-    // A task of its own: dropping this request's future (a client disconnect) does not cancel
-    // the handler, which settles its claim whatever happens to the connection.
-    let task = {
-        let (verifier, body) = (verifier.clone(), body.clone());
-        ::actix_web::rt::spawn(async move { delivered(&verifier, &body, &*handler).await })
-    };
-    joined(&verifier, &body, task.await)
+    web::post().to(move |request: HttpRequest, payload: web::Payload| {
+        let (verifier, run) = (verifier.clone(), run.clone());
+        async move {
+            let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
+                Ok(body) => body,
+                Err(error) => return refused(error),
+            };
+            let task = ::actix_web::rt::spawn(run(verifier.clone(), body.clone()));
+            joined(&verifier, &body, task.await)
+        }
+    })
 }
 
 /// The body of `request`, refused (413) once it is known to be over `limit` bytes, and
@@ -187,20 +189,9 @@ where
     H: ApprovalHandler + 'static,
 {
     let handler = Arc::new(handler);
-    web::post().to(move |request: HttpRequest, payload: web::Payload| {
-        let (verifier, handler) = (verifier.clone(), Arc::clone(&handler));
-        async move {
-            let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
-                Ok(body) => body,
-                Err(error) => return refuse_approval(error),
-            };
-            // A task of its own: a client hanging up does not cut the decision short.
-            let task = {
-                let (verifier, body) = (verifier.clone(), body.clone());
-                ::actix_web::rt::spawn(async move { approved(&verifier, &body, &*handler).await })
-            };
-            joined(&verifier, &body, task.await)
-        }
+    post_route(verifier, refuse_approval, move |verifier, body| {
+        let handler = Arc::clone(&handler);
+        async move { approved(&verifier, &body, &*handler).await }
     })
 }
 
@@ -238,20 +229,9 @@ where
     C: Notification,
     I: crate::inbox::Inbox,
 {
-    web::post().to(move |request: HttpRequest, payload: web::Payload| {
-        let (verifier, inbox) = (verifier.clone(), inbox.clone());
-        async move {
-            let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
-                Ok(body) => body,
-                Err(error) => return refuse(error),
-            };
-            // A task of its own: a client hanging up does not cut the write short.
-            let task = {
-                let (verifier, body) = (verifier.clone(), body.clone());
-                ::actix_web::rt::spawn(async move { verifier.accept(&body, &inbox).await })
-            };
-            joined(&verifier, &body, task.await)
-        }
+    post_route(verifier, refuse, move |verifier, body| {
+        let inbox = inbox.clone();
+        async move { verifier.accept(&body, &inbox).await }
     })
 }
 

@@ -29,25 +29,17 @@
 //! task of its own (so that a client hanging up cannot cancel the handler half-way and leave
 //! its idempotency claim in progress), and answers with the [`Reply`].
 
-use std::sync::Arc;
-
 use ::axum::body::{Body, Bytes};
 use ::axum::extract::{FromRef, FromRequest, Request};
-use ::axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use ::axum::response::{IntoResponse, Response};
-use ::axum::routing::{MethodRouter, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ::axum::routing::{MethodRouter, post_service};
 
-use super::{
-    announced_len, announced_too_large, approved, cut_short, delivered, joined, refuse,
-    refuse_approval, streamed_too_large,
-};
+use super::http::{CregisService, read_body};
+use super::refuse;
 use crate::approval::ApprovalHandler;
 use crate::idempotency::AsyncStoreSlot;
 use crate::idempotency::NoStore;
-use crate::{
-    ApprovalRequest, AsyncCallbackHandler, Error, Notification, PayoutCallback, Reply, Verifier,
-};
+use crate::{ApprovalRequest, AsyncCallbackHandler, Notification, PayoutCallback, Reply, Verifier};
 
 /// The whole callback endpoint: a `POST` route for an axum [`Router`](::axum::Router) with any
 /// state.
@@ -55,7 +47,7 @@ use crate::{
 /// For each request it:
 /// 1. refuses a body longer than [`Verifier::max_body_bytes`] with 413, before reading it when
 ///    its `Content-Length` says so, or as soon as more than the limit has streamed in; a body
-///    that breaks off is [`Error::BodyUnreadable`];
+///    that breaks off is [`Error::BodyUnreadable`](crate::Error::BodyUnreadable);
 /// 2. runs [`Verifier::process_async`] with `handler` in a task of its own (`tokio::spawn`):
 ///    if the client disconnects, the request is dropped but the task still finishes and
 ///    settles its idempotency claim, so a re-push is then acknowledged as a duplicate instead
@@ -65,11 +57,12 @@ use crate::{
 ///    500, [`PastLease`](crate::error::PastLease) in the cause, the claim released, so that a
 ///    re-push never runs it twice at once;
 /// 3. answers with the [`Reply`]. A handler that panics is answered 500
-///    ([`Error::HandlerFailed`], the panic's message in its cause); a task cancelled before it
-///    finished (the runtime shutting down) is answered 503 ([`Error::HandlerCancelled`]).
+///    ([`Error::HandlerFailed`](crate::Error::HandlerFailed), the panic's message in its
+///    cause); a task cancelled before it finished (the runtime shutting down) is answered 503
+///    ([`Error::HandlerCancelled`](crate::Error::HandlerCancelled)).
 ///
-/// The response carries the reply's [`Error`], if any, in its extensions, so that a logging
-/// layer can read it (`response.extensions().get::<Error>()`).
+/// The response carries the reply's [`Error`](crate::Error), if any, in its extensions, so
+/// that a logging layer can read it (`response.extensions().get::<Error>()`).
 ///
 /// Pass an `Arc` of the handler to keep a handle on it; the verifier's clones share its
 /// settings and its idempotency store.
@@ -100,28 +93,9 @@ where
     C: Notification,
     H: AsyncCallbackHandler<C> + Send + 'static,
 {
-    let handler = Arc::new(handler);
-    post(move |request: Request| receive(verifier, handler, request))
+    post_service(CregisService::callbacks(verifier, handler))
 }
 
-async fn receive<St, C, H>(verifier: Verifier<St, C>, handler: Arc<H>, request: Request) -> Reply
-where
-    St: AsyncStoreSlot,
-    C: Notification,
-    H: AsyncCallbackHandler<C> + Send + 'static,
-{
-    let body = match read_body(request, verifier.max_body_bytes()).await {
-        Ok(body) => body,
-        Err(error) => return refuse(error),
-    };
-    // A task of its own: dropping this request's future (a client disconnect) does not cancel
-    // the handler, which settles its claim whatever happens to the connection.
-    let task = {
-        let (verifier, body) = (verifier.clone(), body.clone());
-        tokio::spawn(async move { delivered(&verifier, &body, &*handler).await })
-    };
-    joined(&verifier, &body, task.await)
-}
 /// The payout external verification endpoint: a `POST` route that answers `ok` only when
 /// `handler` approved an authentic, well-formed [`ApprovalRequest`], and `deny` on every other
 /// path (see [`Verifier::decide`]).
@@ -172,22 +146,7 @@ where
     St: AsyncStoreSlot,
     H: ApprovalHandler + 'static,
 {
-    let handler = Arc::new(handler);
-    post(move |request: Request| {
-        let (verifier, handler) = (verifier.clone(), Arc::clone(&handler));
-        async move {
-            let body = match read_body(request, verifier.max_body_bytes()).await {
-                Ok(body) => body,
-                Err(error) => return refuse_approval(error),
-            };
-            // A task of its own: a client hanging up does not cut the decision short.
-            let task = {
-                let (verifier, body) = (verifier.clone(), body.clone());
-                tokio::spawn(async move { approved(&verifier, &body, &*handler).await })
-            };
-            joined(&verifier, &body, task.await)
-        }
-    })
+    post_service(CregisService::approvals(verifier, handler))
 }
 
 /// The endpoint of the durable inbox (feature `inbox`): a `POST` route that verifies each
@@ -231,49 +190,11 @@ where
     C: Notification,
     I: crate::inbox::Inbox,
 {
-    post(move |request: Request| {
-        let (verifier, inbox) = (verifier.clone(), inbox.clone());
-        async move {
-            let body = match read_body(request, verifier.max_body_bytes()).await {
-                Ok(body) => body,
-                Err(error) => return refuse(error),
-            };
-            // A task of its own: a client hanging up does not cut the write short.
-            let task = {
-                let (verifier, body) = (verifier.clone(), body.clone());
-                tokio::spawn(async move { verifier.accept(&body, &inbox).await })
-            };
-            joined(&verifier, &body, task.await)
-        }
-    })
-}
-
-/// The body of `request`, refused (413) once it is known to be over `limit` bytes.
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, Error> {
-    let announced = announced_len(content_length(request.headers()));
-    if let Some(error) = announced_too_large(announced, limit) {
-        return Err(error);
-    }
-    match Limited::new(request.into_body(), limit).collect().await {
-        Ok(collected) => {
-            let body = collected.to_bytes();
-            cut_short(announced, body.len()).map_or(Ok(body), Err)
-        }
-        Err(e) if e.is::<LengthLimitError>() => Err(streamed_too_large(limit)),
-        Err(e) => Err(Error::BodyUnreadable {
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn content_length(headers: &HeaderMap) -> Option<&[u8]> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .map(HeaderValue::as_bytes)
+    post_service(CregisService::inbox(verifier, inbox))
 }
 
 /// The reply as an axum response: its status, `Content-Type` and body, with its
-/// [`Error`] (if any) in the response's extensions.
+/// [`Error`](crate::Error) (if any) in the response's extensions.
 ///
 /// # Example
 ///
@@ -287,14 +208,7 @@ fn content_length(headers: &HeaderMap) -> Option<&[u8]> {
 /// ```
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let error = self.error().cloned();
-        let (status, content_type, body) = self.into_parts();
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
-        if let Some(error) = error {
-            response.extensions_mut().insert(error);
-        }
-        response
+        ::http::Response::<http_body_util::Full<Bytes>>::from(self).into_response()
     }
 }
 

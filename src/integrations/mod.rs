@@ -12,6 +12,8 @@
 pub mod actix_web;
 #[cfg(feature = "axum")]
 pub mod axum;
+#[cfg(feature = "http")]
+pub mod http;
 
 use std::time::Duration;
 
