@@ -285,9 +285,12 @@ async fn a_backlog_of_ten_thousand_stays_within_the_concurrency_and_rate_limits(
     );
     assert!(most_in_flight <= concurrency, "{most_in_flight} in flight");
     assert!(most_in_flight >= 2, "queries ran one at a time");
-    // Evenly spaced at 1 ms: at most `rate` starts in a second (one more at the window's edge).
+    // The limiter starts at most `rate + 2` queries in any second at this rate (its unit test
+    // checks that exactly, through a stalled runtime); the fake counts arrivals, which the
+    // loopback and two busy cores can bunch by a few milliseconds: 1 % is allowed for that.
+    let rate = usize::try_from(rate).unwrap();
     assert!(
-        most_in_a_second <= usize::try_from(rate).unwrap() + 1,
+        most_in_a_second <= rate + rate / 100,
         "{most_in_a_second} in a second"
     );
     assert!(

@@ -358,6 +358,8 @@ where
     }
 
     /// At most `per_second` queries a second ([`DEFAULT_RATE`]; at least 1), spaced evenly.
+    /// A query that starts late (a busy runtime) lets the next start at once and no more: in
+    /// any second at most `per_second + 1` start (`+ 2` from 1,000 a second).
     ///
     /// # Example
     ///
