@@ -305,6 +305,9 @@ pub async fn background(
                         eprintln!("could not flag {}: {error}", flagged.state.cid);
                     }
                 }
+                if report.stopped {
+                    break; // `shutdown` completed: it must not be polled again
+                }
             }
             Err(error) => eprintln!("the pending payouts could not be read: {error}"),
         }

@@ -381,4 +381,31 @@ async fn a_pass_stopped_by_shutdown_leaves_the_rest_due_and_clones_never_ask_twi
     assert_eq!(one.asked + two.asked, 20, "{one:?} {two:?}");
     assert_eq!(fake.counters().queries.load(Ordering::SeqCst), 20);
     assert_eq!(delivered.all().len(), 20);
+    assert!(!one.stopped && !two.stopped);
+
+    // Shut down during a pass, in the README's loop: the report says so, and the loop ends
+    // without polling the completed `async` block again (which would panic).
+    let more = create(&fake, 20, Duration::from_secs(3600)).await;
+    let slow = Reconciler::new(client(&fake), Delivered::default().deliver())
+        .concurrency(1)
+        .rate(50);
+    let mut shutdown = std::pin::pin!(async {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    });
+    let mut passes = Vec::new();
+    loop {
+        let report = slow.reconcile_until(&more, shutdown.as_mut()).await;
+        passes.push(report.asked);
+        if report.stopped {
+            break;
+        }
+        tokio::select! {
+            () = shutdown.as_mut() => break,
+            () = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+    assert!(
+        passes.len() == 1 && (1..20).contains(&passes[0]),
+        "{passes:?}"
+    );
 }

@@ -33,7 +33,9 @@
 //!     Ok::<_, std::io::Error>(Response { status: 200, body: body.to_owned() })
 //! };
 //! let client = Client::new(Requests::new(key.clone(), 1382528827416576), transport);
-//! // Where callbacks go: here the verifier and a handler (in production, `ToInbox`).
+//! // Where callbacks go: here the verifier and a handler (in production, `ToInbox`, or the
+//! // same verifier and idempotency store as your callback route, so that whichever of the
+//! // callback and the query comes second is a duplicate).
 //! let verifier = Verifier::new(key);
 //! let deliver = move |_kind: CallbackKind, body: Vec<u8>| {
 //!     let verifier = verifier.clone();
@@ -240,6 +242,10 @@ pub struct Report {
     /// Final states the delivery refused (the inbox could not write, say), with the reply;
     /// asked again later.
     pub refused: Vec<(CallbackKind, i64, Reply)>,
+    /// The pass ended early because `shutdown` completed
+    /// ([`reconcile_until`](Reconciler::reconcile_until)): stop your loop here, and do not
+    /// poll that future again (a completed `async` block panics when polled).
+    pub stopped: bool,
 }
 
 /// When a payout is asked about next, and how often it was found not final.
@@ -452,7 +458,8 @@ where
 
     /// [`reconcile`](Self::reconcile), starting no new query once `shutdown` completes; the
     /// queries in flight are answered and delivered first, and the payouts not asked yet are
-    /// asked at the next pass.
+    /// asked at the next pass. [`Report::stopped`] says whether `shutdown` completed during
+    /// the pass: then it must not be polled again.
     ///
     /// # Example
     ///
@@ -471,6 +478,9 @@ where
     ///     let report = reconciler.reconcile_until(&pending, shutdown.as_mut()).await;
     ///     for flagged in &report.flagged {
     ///         eprintln!("look at this payout: {flagged}");
+    ///     }
+    ///     if report.stopped {
+    ///         break; // `shutdown` has completed: polling it again would panic
     ///     }
     ///     tokio::select! {
     ///         () = shutdown.as_mut() => break,
@@ -544,6 +554,7 @@ where
                         next.at = now;
                     }
                 }
+                report.stopped = true;
                 break;
             };
             while let Some(done) = tasks.try_join_next() {
