@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 
-use cregis_payout_callback::http::{Callbacks, CregisService};
+use cregis_payout_callback::http::CregisService;
 use cregis_payout_callback::idempotency::{MemoryIdempotencyStore, Store};
 use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
 use hyper::server::conn::http1;
@@ -47,14 +47,7 @@ impl AsyncCallbackHandler for Printer {
 /// # Errors
 ///
 /// The listener fails to accept.
-pub async fn serve<S, H>(
-    listener: TcpListener,
-    service: CregisService<Callbacks<S, PayoutCallback, H>>,
-) -> std::io::Result<()>
-where
-    S: cregis_payout_callback::idempotency::AsyncStoreSlot,
-    H: AsyncCallbackHandler + Send + 'static,
-{
+pub async fn serve(listener: TcpListener, service: CregisService) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let service = TowerToHyperService::new(service.clone());

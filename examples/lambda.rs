@@ -12,8 +12,7 @@
 
 use std::convert::Infallible;
 
-use cregis_payout_callback::http::{Callbacks, CregisService};
-use cregis_payout_callback::idempotency::NoStore;
+use cregis_payout_callback::http::CregisService;
 use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
 
 /// The demo's business logic: logs each payout's new status.
@@ -33,7 +32,7 @@ impl AsyncCallbackHandler for Logger {
 }
 
 /// The function's service, for the key `api_key`.
-pub fn service(api_key: ApiKey) -> CregisService<Callbacks<NoStore, PayoutCallback, Logger>> {
+pub fn service(api_key: ApiKey) -> CregisService {
     CregisService::callbacks(Verifier::new(api_key), Logger)
 }
 

@@ -461,7 +461,7 @@ pub struct PastTimeout {
 }
 
 /// `the handler panicked: {message}`, for a panic's payload (its message, when it is text).
-#[cfg(any(feature = "http", feature = "actix-web", feature = "inbox"))]
+#[cfg(any(feature = "http", feature = "inbox"))]
 pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     let message = panic
         .downcast_ref::<&str>()
@@ -580,7 +580,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 impl Error {
     /// A handler that panicked, as the framework adapters report it: the panic's message, if
     /// it was a string, is kept in the cause.
-    #[cfg(any(feature = "http", feature = "actix-web"))]
+    #[cfg(feature = "http")]
     pub(crate) fn handler_panicked(panic: &(dyn std::any::Any + Send)) -> Error {
         Error::HandlerFailed {
             cause: Cause::new(panic_text(panic)),

@@ -114,7 +114,7 @@ pub mod idempotency;
 #[cfg(feature = "inbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
 pub mod inbox;
-#[cfg(any(feature = "http", feature = "actix-web"))]
+#[cfg(feature = "http")]
 mod integrations;
 #[cfg(feature = "reconcile")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reconcile")))]

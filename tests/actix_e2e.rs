@@ -177,7 +177,8 @@ fn a_cancelled_handler_task_is_503() {
         .set_payload(signed_body(&example_with_status("6"), KEY))
         .to_request();
     let delivery = {
-        let _entered = tasks.enter();
+        // The handler's task is spawned on the worker's tokio runtime.
+        let _entered = (runtime.enter(), tasks.enter());
         let mut delivery = ByHand::new(service.call(request));
         assert!(
             delivery.poll().is_pending(),
@@ -190,7 +191,9 @@ fn a_cancelled_handler_task_is_503() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }));
+    // The worker shuts down: its runtime, and the task with it, is gone.
     drop(tasks);
+    drop(runtime);
     let response = delivery.wait().unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(

@@ -53,9 +53,12 @@ async fn the_lambda_service_acknowledges_refuses_forgeries_and_oversized_bodies(
         matches!(error, Some(Error::BodyTooLarge { .. })),
         "{error:?}"
     );
-    // Its Debug names the endpoint, never the key.
+    // Its Debug shows the kind and the body limit, never the key.
     let debug = format!("{:?}", example::service(key()));
-    assert_eq!(debug, "CregisService { endpoint: Callbacks { .. } }");
+    assert_eq!(
+        debug,
+        "CregisService { kind: Payout, max_body_bytes: 65536, .. }"
+    );
     let (status, body, _) = answer(post(Body::Empty)).await;
     assert_eq!(
         (status, body.as_str()),

@@ -22,7 +22,7 @@ mod withdrawal;
 pub use approval::ApprovalRequest;
 pub(crate) use fields::required_integer;
 use fields::{Fields, places, required};
-#[cfg(any(feature = "http", feature = "actix-web"))]
+#[cfg(feature = "http")]
 pub(crate) use kind::sealed::Sealed;
 pub use kind::{Callback, CallbackKind, Notification, UnknownKind};
 pub use record::{Disagreement, PayoutRecord, Verdict};

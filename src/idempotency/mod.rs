@@ -44,7 +44,7 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod slot;
-#[cfg(any(feature = "http", feature = "actix-web"))]
+#[cfg(feature = "http")]
 mod spawn_blocking;
 
 pub use memory::{ClaimInProgress, DEFAULT_MEMORY_STORE_CAPACITY, MemoryIdempotencyStore};
@@ -52,7 +52,7 @@ pub use memory::{ClaimInProgress, DEFAULT_MEMORY_STORE_CAPACITY, MemoryIdempoten
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PgIdempotencyStore;
 pub use slot::{AsyncStoreSlot, NoStore, Store, SyncStoreSlot};
-#[cfg(any(feature = "http", feature = "actix-web"))]
+#[cfg(feature = "http")]
 pub use spawn_blocking::SpawnBlocking;
 
 /// What identifies one fact Cregis reports: this kind's payout (`pid`, `cid`) reached this

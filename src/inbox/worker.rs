@@ -127,6 +127,8 @@ where
 /// See [`Worker::in_transaction`].
 #[derive(Debug)]
 pub struct InTransaction<H, C = PayoutCallback> {
+    // Read by the backends' `Worker::in_transaction` (features `sqlite`, `postgres`).
+    #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
     pub(super) handler: H,
     kind: PhantomData<fn() -> C>,
 }

@@ -28,16 +28,11 @@
 //! # Ok::<(), cregis_payout_callback::error::KeyError>(())
 //! ```
 
-use std::future::Future;
-use std::sync::Arc;
-
 use ::actix_web::http::{StatusCode, header};
 use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
 
-use super::{
-    announced_len, announced_too_large, approved, cut_short, delivered, joined, refuse,
-    refuse_approval, streamed_too_large,
-};
+use super::http::CregisService;
+use super::{announced_len, announced_too_large, cut_short, streamed_too_large};
 use crate::approval::ApprovalHandler;
 use crate::idempotency::AsyncStoreSlot;
 use crate::{ApprovalRequest, AsyncCallbackHandler, Error, Notification, Reply, Verifier};
@@ -49,7 +44,7 @@ use crate::{ApprovalRequest, AsyncCallbackHandler, Error, Notification, Reply, V
 ///    its `Content-Length` says so, or as soon as more than the limit has streamed in; a body
 ///    that breaks off is [`Error::BodyUnreadable`];
 /// 2. runs [`Verifier::process_async`] with `handler` in a task of its own
-///    ([`actix_web::rt::spawn`], on the worker's runtime): if the
+///    (the neutral core's [`CregisService`], on the worker's tokio runtime): if the
 ///    client disconnects, the request is dropped but the task still finishes and settles its
 ///    idempotency claim, so a re-push is then acknowledged as a duplicate instead of answered
 ///    409;
@@ -92,35 +87,22 @@ pub fn callback_route<St, C, H>(verifier: Verifier<St, C>, handler: H) -> Route
 where
     St: AsyncStoreSlot,
     C: Notification,
-    H: AsyncCallbackHandler<C> + 'static,
+    H: AsyncCallbackHandler<C> + Send + 'static,
 {
-    let handler = Arc::new(handler);
-    post_route(verifier, refuse, move |verifier, body| {
-        let handler = Arc::clone(&handler);
-        async move { delivered(&verifier, &body, &*handler).await }
-    })
+    post_route(CregisService::callbacks(verifier, handler))
 }
 
-/// A `POST` route that reads the body within `verifier`'s limit (`refused` answers a body it
-/// cannot read), runs `run` in a task of its own, which a client hanging up cannot cancel, and
-/// answers its reply, or 500 for a panic, 503 for a cancelled task. The task is actix's own
-/// (`spawn_local`): the handler need not be `Send`.
-fn post_route<St, C, R, F>(verifier: Verifier<St, C>, refused: fn(Error) -> Reply, run: R) -> Route
-where
-    St: AsyncStoreSlot,
-    C: crate::Callback,
-    R: Fn(Verifier<St, C>, web::Bytes) -> F + Clone + 'static,
-    F: Future<Output = Reply> + 'static,
-{
+/// A `POST` route that reads the body within `service`'s limit, in actix's types, and hands
+/// it to the neutral core, which runs the delivery in a task of its own (on the worker's tokio
+/// runtime: a client hanging up cannot cancel it) and answers a panic 500.
+fn post_route(service: CregisService) -> Route {
     web::post().to(move |request: HttpRequest, payload: web::Payload| {
-        let (verifier, run) = (verifier.clone(), run.clone());
+        let service = service.clone();
         async move {
-            let body = match read_body(&request, payload, verifier.max_body_bytes()).await {
-                Ok(body) => body,
-                Err(error) => return refused(error),
-            };
-            let task = ::actix_web::rt::spawn(run(verifier.clone(), body.clone()));
-            joined(&verifier, &body, task.await)
+            match read_body(&request, payload, service.max_body_bytes()).await {
+                Ok(body) => service.deliver(body).await,
+                Err(error) => service.refuse(error),
+            }
         }
     })
 }
@@ -188,11 +170,7 @@ where
     St: AsyncStoreSlot,
     H: ApprovalHandler + 'static,
 {
-    let handler = Arc::new(handler);
-    post_route(verifier, refuse_approval, move |verifier, body| {
-        let handler = Arc::clone(&handler);
-        async move { approved(&verifier, &body, &*handler).await }
-    })
+    post_route(CregisService::approvals(verifier, handler))
 }
 
 /// The endpoint of the durable inbox (feature `inbox`): a `POST` [`Route`] that verifies each
@@ -229,10 +207,7 @@ where
     C: Notification,
     I: crate::inbox::Inbox,
 {
-    post_route(verifier, refuse, move |verifier, body| {
-        let inbox = inbox.clone();
-        async move { verifier.accept(&body, &inbox).await }
-    })
+    post_route(CregisService::inbox(verifier, inbox))
 }
 
 /// The reply as an actix-web response: its status, `Content-Type` and body, with its

@@ -7,8 +7,8 @@
 //! when its `Content-Length` says so, or once more has streamed in), runs the delivery in a
 //! task of its own on the current tokio runtime (a client hanging up cannot cancel the handler
 //! half-way), and answers 500 for a panicking handler (503 for a task cancelled by a shutting
-//! down runtime). The axum routes are this core; the actix-web routes follow the same rules in
-//! actix's types.
+//! down runtime). The axum routes are this service; the actix-web routes read the body in
+//! actix's types and hand it to this service for the rest.
 //!
 //! # Example
 //!
@@ -33,8 +33,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::convert::Infallible;
+use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use ::http::header::{self, HeaderValue};
@@ -42,6 +43,7 @@ use ::http::{Request, Response, StatusCode};
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use tokio::task::JoinError;
 
 use super::{
     announced_len, announced_too_large, approved, cut_short, delivered, joined, refuse,
@@ -50,7 +52,10 @@ use super::{
 use crate::approval::ApprovalHandler;
 use crate::error::BoxError;
 use crate::idempotency::AsyncStoreSlot;
-use crate::{ApprovalRequest, AsyncCallbackHandler, Error, Notification, Reply, Verifier};
+use crate::{
+    ApprovalRequest, AsyncCallbackHandler, Callback, CallbackKind, Error, Notification, Reply,
+    Verifier,
+};
 
 /// The body of `request`, refused (413) once it is known to be over `limit` bytes, and
 /// [`Error::BodyUnreadable`] if it breaks off.
@@ -110,143 +115,63 @@ impl From<Reply> for Response<Full<Bytes>> {
     }
 }
 
-mod sealed {
-    use super::{Bytes, Error, Future, Reply};
-
-    /// What an endpoint does with a request's body.
-    pub trait Sealed: Send + Sync + 'static {
-        /// The body limit.
-        fn max_body_bytes(&self) -> usize;
-        /// The reply to a body refused before it reached the verifier.
-        fn refused(&self, error: Error) -> Reply;
-        /// The delivery, run in a task of its own.
-        fn run(
-            self: std::sync::Arc<Self>,
-            body: Bytes,
-        ) -> impl Future<Output = Reply> + Send + 'static;
-        /// The reply when that task ended without one (a panic, a cancellation).
-        fn failed(&self, body: &[u8], task: tokio::task::JoinError) -> Reply;
-    }
-}
-
-/// What a [`CregisService`] does with each delivery: [`Callbacks`], [`Approvals`] or
-/// [`IntoInbox`]. Sealed: make one with [`CregisService`]'s constructors.
-pub trait Endpoint: sealed::Sealed {}
-
-/// Payout notifications handled by a handler ([`CregisService::callbacks`]).
-pub struct Callbacks<St, C, H> {
-    verifier: Verifier<St, C>,
-    handler: H,
-}
-
-/// Approval requests decided by a handler ([`CregisService::approvals`]).
-pub struct Approvals<St, H> {
-    verifier: Verifier<St, ApprovalRequest>,
-    handler: H,
-}
-
-/// Payout notifications recorded in the durable inbox ([`CregisService::inbox`]).
-#[cfg(feature = "inbox")]
-#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
-pub struct IntoInbox<C, I> {
-    verifier: Verifier<crate::idempotency::NoStore, C>,
-    inbox: I,
-}
-
-/// `Debug` for the endpoints: their name alone (the verifier's key is never shown, and a
-/// handler need not be `Debug`).
-macro_rules! debug_by_name {
-    ($($endpoint:ident<$($param:ident),*>),*) => {$(
-        impl<$($param),*> std::fmt::Debug for $endpoint<$($param),*> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($endpoint)).finish_non_exhaustive()
-            }
-        }
-    )*};
-}
-
-debug_by_name!(Callbacks<St, C, H>, Approvals<St, H>);
-#[cfg(feature = "inbox")]
-debug_by_name!(IntoInbox<C, I>);
-
-/// The three endpoints differ in how a refused body is answered and in what runs in the task.
-macro_rules! endpoint {
-    (
-        impl<$($param:ident),*> $endpoint:ty where { $($bounds:tt)* }
-        refused: $refused:path,
-        run($this:ident, $body:ident) $run:block
-    ) => {
-        impl<$($param),*> sealed::Sealed for $endpoint where $($bounds)* {
-            fn max_body_bytes(&self) -> usize {
-                self.verifier.max_body_bytes()
-            }
-
-            fn refused(&self, error: Error) -> Reply {
-                $refused(error)
-            }
-
-            async fn run(self: Arc<Self>, $body: Bytes) -> Reply {
-                let $this = self;
-                $run
-            }
-
-            fn failed(&self, body: &[u8], task: tokio::task::JoinError) -> Reply {
-                joined(&self.verifier, body, Err(task))
-            }
-        }
-
-        impl<$($param),*> Endpoint for $endpoint where $($bounds)* {}
-    };
-}
-
-endpoint! {
-    impl<St, C, H> Callbacks<St, C, H>
-    where { St: AsyncStoreSlot, C: Notification, H: AsyncCallbackHandler<C> + Send + 'static }
-    refused: refuse,
-    run(this, body) { delivered(&this.verifier, &body, &this.handler).await }
-}
-
-endpoint! {
-    impl<St, H> Approvals<St, H>
-    where { St: AsyncStoreSlot, H: ApprovalHandler + 'static }
-    refused: refuse_approval,
-    run(this, body) { approved(&this.verifier, &body, &this.handler).await }
-}
-
-#[cfg(feature = "inbox")]
-endpoint! {
-    impl<C, I> IntoInbox<C, I>
-    where { C: Notification, I: crate::inbox::Inbox }
-    refused: refuse,
-    run(this, body) { this.verifier.accept(&body, &this.inbox).await }
-}
+/// The delivery a service runs for each body, in a task of its own.
+type Run = dyn Fn(Bytes) -> Pin<Box<dyn Future<Output = Reply> + Send>> + Send + Sync;
+/// The reply when that task ended without one: a panic, or a cancellation.
+type Failed = dyn Fn(&[u8], JoinError) -> Reply + Send + Sync;
 
 /// A Cregis endpoint on plain `http` types: [`handle`](Self::handle) takes an
 /// [`http::Request`] with any body and answers an [`http::Response`]; with the `tower`
-/// feature it is a `tower::Service` too. Clones share the endpoint.
+/// feature it is a `tower::Service` too. One type whatever the kind, store or handler
+/// (easy to keep in a struct); clones share the endpoint.
 ///
 /// # Example
 ///
 /// See [the module](self).
-#[derive(Debug)]
-pub struct CregisService<E> {
-    endpoint: Arc<E>,
+#[derive(Clone)]
+pub struct CregisService {
+    kind: CallbackKind,
+    limit: usize,
+    refused: fn(Error) -> Reply,
+    run: Arc<Run>,
+    failed: Arc<Failed>,
 }
 
-impl<E> Clone for CregisService<E> {
-    fn clone(&self) -> Self {
-        CregisService {
-            endpoint: Arc::clone(&self.endpoint),
-        }
+/// The kind and the body limit alone: the verifier's key is never shown, and a handler need
+/// not be `Debug`.
+impl fmt::Debug for CregisService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CregisService")
+            .field("kind", &self.kind)
+            .field("max_body_bytes", &self.limit)
+            .finish_non_exhaustive()
     }
 }
 
-impl<St, C, H> CregisService<Callbacks<St, C, H>>
-where
-    St: AsyncStoreSlot,
-    C: Notification,
-    H: AsyncCallbackHandler<C> + Send + 'static,
-{
+impl CregisService {
+    /// An endpoint reading bodies within `verifier`'s limit (`refused` answers one it cannot
+    /// read) and running `run` on each.
+    fn new<St, C, R, F>(verifier: Verifier<St, C>, refused: fn(Error) -> Reply, run: R) -> Self
+    where
+        St: Send + Sync + 'static,
+        C: Callback,
+        R: Fn(Verifier<St, C>, Bytes) -> F + Send + Sync + 'static,
+        F: Future<Output = Reply> + Send + 'static,
+    {
+        let limit = verifier.max_body_bytes();
+        let failed = {
+            let verifier = verifier.clone();
+            move |body: &[u8], task| joined(&verifier, body, Err(task))
+        };
+        CregisService {
+            kind: C::KIND,
+            limit,
+            refused,
+            run: Arc::new(move |body| Box::pin(run(verifier.clone(), body))),
+            failed: Arc::new(failed),
+        }
+    }
+
     /// Payout notifications (wallet or sub-address, as the verifier's kind says) handled by
     /// `handler` through [`Verifier::process_async`], bounded by the claim's lease when the
     /// verifier has a store: what [`axum::callback_route`](crate::axum::callback_route) does.
@@ -254,18 +179,19 @@ where
     /// # Example
     ///
     /// See [the module](self).
-    pub fn callbacks(verifier: Verifier<St, C>, handler: H) -> Self {
-        CregisService {
-            endpoint: Arc::new(Callbacks { verifier, handler }),
-        }
+    pub fn callbacks<St, C, H>(verifier: Verifier<St, C>, handler: H) -> Self
+    where
+        St: AsyncStoreSlot,
+        C: Notification,
+        H: AsyncCallbackHandler<C> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        Self::new(verifier, refuse, move |verifier, body| {
+            let handler = Arc::clone(&handler);
+            async move { delivered(&verifier, &body, &*handler).await }
+        })
     }
-}
 
-impl<St, H> CregisService<Approvals<St, H>>
-where
-    St: AsyncStoreSlot,
-    H: ApprovalHandler + 'static,
-{
     /// Approval requests decided by `handler` through [`Verifier::decide`], within
     /// [`Verifier::approval_timeout`]: `ok` only when it approved, `deny` on every other path.
     ///
@@ -290,20 +216,20 @@ where
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn approvals(verifier: Verifier<St, ApprovalRequest>, handler: H) -> Self {
-        CregisService {
-            endpoint: Arc::new(Approvals { verifier, handler }),
-        }
+    pub fn approvals<St, H>(verifier: Verifier<St, ApprovalRequest>, handler: H) -> Self
+    where
+        St: AsyncStoreSlot,
+        H: ApprovalHandler + 'static,
+    {
+        let handler = Arc::new(handler);
+        Self::new(verifier, refuse_approval, move |verifier, body| {
+            let handler = Arc::clone(&handler);
+            async move { approved(&verifier, &body, &*handler).await }
+        })
     }
-}
 
-#[cfg(feature = "inbox")]
-#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
-impl<C, I> CregisService<IntoInbox<C, I>>
-where
-    C: Notification,
-    I: crate::inbox::Inbox,
-{
+    #[cfg(feature = "inbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
     /// Payout notifications recorded in `inbox` ([`Verifier::accept`]), acknowledged once
     /// committed; a [`Worker`](crate::inbox::Worker) runs the handler.
     ///
@@ -324,14 +250,17 @@ where
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
     /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
     /// ```
-    pub fn inbox(verifier: Verifier<crate::idempotency::NoStore, C>, inbox: I) -> Self {
-        CregisService {
-            endpoint: Arc::new(IntoInbox { verifier, inbox }),
-        }
+    pub fn inbox<C, I>(verifier: Verifier<crate::idempotency::NoStore, C>, inbox: I) -> Self
+    where
+        C: Notification,
+        I: crate::inbox::Inbox,
+    {
+        Self::new(verifier, refuse, move |verifier, body| {
+            let inbox = inbox.clone();
+            async move { verifier.accept(&body, &inbox).await }
+        })
     }
-}
 
-impl<E: Endpoint> CregisService<E> {
     /// Answers one request: the body read up to the limit, the delivery run in a task of its
     /// own on the current tokio runtime (which a dropped request cannot cancel), a panic
     /// answered 500. Any path and method: route them in front of it.
@@ -344,38 +273,51 @@ impl<E: Endpoint> CregisService<E> {
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let endpoint = &self.endpoint;
-        let body = match read_body(request, endpoint.max_body_bytes()).await {
-            Ok(body) => body,
-            Err(error) => return endpoint.refused(error).into(),
-        };
-        let task = tokio::spawn(Arc::clone(endpoint).run(body.clone()));
-        let reply = match task.await {
+        match read_body(request, self.limit).await {
+            Ok(body) => self.deliver(body).await,
+            Err(error) => self.refuse(error),
+        }
+        .into()
+    }
+
+    /// The body limit, for an adapter that reads the body in its framework's types.
+    #[cfg(feature = "actix-web")]
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.limit
+    }
+
+    /// The answer to a body that could not be read.
+    pub(crate) fn refuse(&self, error: Error) -> Reply {
+        (self.refused)(error)
+    }
+
+    /// The delivery of `body`, run in a task of its own on the current tokio runtime (which
+    /// dropping this future cannot cancel), a panic answered 500.
+    pub(crate) async fn deliver(&self, body: Bytes) -> Reply {
+        match tokio::spawn((self.run)(body.clone())).await {
             Ok(reply) => reply,
-            Err(failed) => endpoint.failed(&body, failed),
-        };
-        reply.into()
+            Err(task) => (self.failed)(&body, task),
+        }
     }
 }
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-impl<E, B> tower_service::Service<Request<B>> for CregisService<E>
+impl<B> tower_service::Service<Request<B>> for CregisService
 where
-    E: Endpoint,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
     type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
+    type Error = std::convert::Infallible;
     type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+        Pin<Box<dyn Future<Output = Result<Self::Response, std::convert::Infallible>> + Send>>;
 
     fn poll_ready(
         &mut self,
         _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
         std::task::Poll::Ready(Ok(()))
     }
 

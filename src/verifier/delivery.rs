@@ -184,7 +184,7 @@ fn settle(outcome: Result<(), Cause>, settled: Option<Result<(), BoxError>>) -> 
 }
 
 /// What the framework adapters need of a verifier, whatever its store.
-#[cfg(any(feature = "http", feature = "actix-web"))]
+#[cfg(feature = "http")]
 impl<S, C: Callback> Verifier<S, C> {
     /// The reply to a delivery whose handler's task ended without a reply (it panicked, or
     /// was cancelled): about the delivery (read again from `body`, which was verified before

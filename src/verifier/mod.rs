@@ -201,7 +201,7 @@ impl<T, C> Verifier<Store<T>, C> {
 }
 
 /// What the framework adapters need to bound a handler by its claim's lease.
-#[cfg(any(feature = "http", feature = "actix-web"))]
+#[cfg(feature = "http")]
 impl<S: crate::idempotency::AsyncStoreSlot, C> Verifier<S, C> {
     /// Whether deliveries are claimed in a store (and so under a lease).
     pub(crate) fn has_store(&self) -> bool {
