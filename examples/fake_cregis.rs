@@ -84,12 +84,13 @@ impl Options {
     }
 }
 
-/// The final status of the `n`th payout: one in ten fails on chain, the rest succeed.
+/// The final status of the `n`th payout: one in ten fails on chain, one in twenty is
+/// rejected at approval (no transaction), the rest succeed.
 pub fn final_status(n: u64) -> CallbackStatus {
-    if n * 53 % 100 < 10 {
-        CallbackStatus::TransactionFailed
-    } else {
-        CallbackStatus::TransactionSuccessful
+    match n * 53 % 100 {
+        0..10 => CallbackStatus::TransactionFailed,
+        10..15 => CallbackStatus::ApprovalRejected,
+        _ => CallbackStatus::TransactionSuccessful,
     }
 }
 
@@ -409,23 +410,33 @@ async fn finish(fake: Arc<Fake>, cid: i64) {
     });
 }
 
-/// The payout's business fields, for a callback and a query answer alike.
-fn transaction(payout: &Payout) -> (String, String, i64) {
+/// The payout's transaction (`txid`, `block_height`, `block_time`), for a callback and a
+/// query answer alike: none before it is broadcast, or for a payout rejected before that.
+fn transaction(payout: &Payout) -> Option<(String, String, i64)> {
+    let broadcast = matches!(
+        payout.status,
+        CallbackStatus::TransactionSuccessful | CallbackStatus::TransactionFailed
+    );
+    if !broadcast {
+        return None;
+    }
     let n = i64::try_from(payout.n).unwrap_or(i64::MAX / 4);
     let txid = format!(
         "{:064x}",
         u128::from(payout.n).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     );
-    (
+    Some((
         txid,
         format!("{}", 34_527_604 + payout.n),
         1_686_814_482_000 + 3_000 * n,
-    )
+    ))
 }
 
-/// The callback Cregis sends for `payout`, in its documented field order.
+/// The callback Cregis sends for `payout`, in its documented field order, as a Java back end
+/// writes it: a rejection carries an empty `txid` and `block_height` and a `block_time` of 0,
+/// and every callback an undocumented `network_fee` (the query answer has neither).
 pub fn callback_body(key: &ApiKey, pid: i64, payout: &Payout) -> String {
-    let (txid, height, time) = transaction(payout);
+    let (txid, height, time) = transaction(payout).unwrap_or_default();
     let currency = currency_name(&payout.currency);
     let (chain, token) = payout.currency.split_once('@').unwrap_or(("195", "195"));
     // The two builders share their setters; each kind adds its own addresses.
@@ -443,7 +454,8 @@ pub fn callback_body(key: &ApiKey, pid: i64, payout: &Payout) -> String {
                 .status(payout.status)
                 .txid(&txid)
                 .block_height(&height)
-                .block_time(time);
+                .block_time(time)
+                .string("network_fee", "0.35");
             if payout.memo.is_empty() {
                 builder.body(key)
             } else {
@@ -498,8 +510,7 @@ fn answer_query(fake: &Fake, path: &str, body: &str) -> String {
     };
     fake.queried.notify_waiters();
     let (chain, token) = payout.currency.split_once('@').unwrap_or(("195", "195"));
-    let broadcast = payout.status.is_final();
-    let (txid, height, time) = transaction(&payout);
+    let (txid, height, time) = transaction(&payout).unwrap_or_default();
     let mut data = json!({
         "pid": fake.options.pid,
         "chain_id": chain,
@@ -511,9 +522,9 @@ fn answer_query(fake: &Fake, path: &str, body: &str) -> String {
         "third_party_id": payout.third_party_id,
         "remark": payout.remark,
         "memo": payout.memo,
-        "txid": if broadcast { txid } else { String::new() },
-        "block_height": if broadcast { height } else { String::new() },
-        "block_time": if broadcast { time } else { 0 },
+        "txid": txid,
+        "block_height": height,
+        "block_time": time,
     });
     let to = if withdrawal { "to_address" } else { "address" };
     data[to] = payout.to_address.clone().into();

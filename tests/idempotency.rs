@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, signed_body, with_field};
+use common::{DOC_EXAMPLE, KEY, assert_handled, example_with_status, key, signed_body, with_field};
 use cregis_payout_callback::CallbackKind;
 use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::{
@@ -22,7 +22,7 @@ use cregis_payout_callback::{
         AsyncStoreSlot, Attempt, Claim, DEFAULT_CLAIM_LEASE, DeliveryKey, Fingerprint,
         IdempotencyStore, MemoryIdempotencyStore, SpawnBlocking, Store, SyncStoreSlot,
     },
-    testing::ManualClock,
+    testing::{CallbackBuilder, ManualClock},
 };
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -272,6 +272,40 @@ fn a_re_push_with_fresh_nonce_timestamp_or_number_spelling_is_the_same_content()
     );
     assert_duplicate(&reply);
     assert!(!ran);
+}
+
+#[test]
+fn a_fact_first_delivered_from_the_query_is_the_same_content_as_its_callback() {
+    // The reconciler delivers a fact as Cregis's query states it: the documented fields
+    // only, and no `block_time` where the query said 0. The callback that arrives later
+    // carries an undocumented field and `"block_time":0`: still the same fact, a duplicate.
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(MemoryIdempotencyStore::default());
+    let verifier = verifier_with(&store, &clock);
+    let from_query = CallbackBuilder::new()
+        .status(CallbackStatus::SignatureRejected)
+        .remove("txid")
+        .remove("block_height")
+        .remove("block_time");
+    assert_handled(&deliver_at(&verifier, &clock, &from_query.body(&key()).unwrap(), t0()).0);
+    let callback = from_query
+        .clone()
+        .raw("block_time", "0")
+        .string("network_fee", "0.35")
+        .nonce("q8k2md")
+        .timestamp(1_787_850_657_960);
+    let (reply, ran) = deliver_at(
+        &verifier,
+        &clock,
+        &callback.body(&key()).unwrap(),
+        t0() + Duration::from_secs(1),
+    );
+    assert_duplicate(&reply);
+    assert!(!ran);
+    // A documented field that differs is still a conflict.
+    let other = from_query.amount("2.2").body(&key()).unwrap();
+    let (reply, ran) = deliver_at(&verifier, &clock, &other, t0() + Duration::from_secs(2));
+    assert_eq!((reply.status_code(), ran), (409, false));
 }
 
 #[test]

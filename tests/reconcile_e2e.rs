@@ -208,6 +208,13 @@ async fn assert_settled_once(
         .await
         .unwrap();
     assert!(entries.is_empty(), "{entries:?}");
+    // One entry per fact, whichever of the callback and the query came first: the other
+    // was a duplicate (a callback carries `network_fee`, and a rejection `"block_time":0`,
+    // which the query's answer does not).
+    let done = inbox.list(&[EntryState::Done]).await.unwrap();
+    let keys: std::collections::HashSet<String> =
+        done.iter().map(|entry| entry.key.to_string()).collect();
+    assert_eq!((done.len(), keys.len()), (cids.len() - 1, cids.len() - 1));
     let queries = fake
         .counters()
         .queries

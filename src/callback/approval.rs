@@ -119,6 +119,8 @@ impl ApprovalRequest {
 }
 
 impl sealed::Sealed for ApprovalRequest {
+    const DOCUMENTED_PLACES: u32 = ApprovalRequest::DOCUMENTED;
+
     fn from_fields(fields: &Fields<'_, '_>) -> Result<Self, Error> {
         use crate::wire::known as k;
         // A `status` makes it a payout callback: refused here, and named as such by the

@@ -103,6 +103,10 @@ pub(crate) mod sealed {
         /// The key a reply about this callback names: the fact it reports, or, for an
         /// approval, its denial.
         fn reply_key(&self) -> DeliveryKey;
+
+        /// The fields this kind documents, one bit per place in `KNOWN`: what its
+        /// fingerprint covers.
+        const DOCUMENTED_PLACES: u32;
     }
 }
 
@@ -161,6 +165,8 @@ pub trait Notification: Callback {
 }
 
 impl sealed::Sealed for PayoutCallback {
+    const DOCUMENTED_PLACES: u32 = PayoutCallback::DOCUMENTED;
+
     #[inline]
     fn from_fields(fields: &Fields<'_, '_>) -> Result<Self, Error> {
         PayoutCallback::from_fields(fields)

@@ -225,6 +225,8 @@ impl WithdrawalCallback {
 }
 
 impl sealed::Sealed for WithdrawalCallback {
+    const DOCUMENTED_PLACES: u32 = WithdrawalCallback::DOCUMENTED;
+
     fn from_fields(fields: &Fields<'_, '_>) -> Result<Self, Error> {
         use crate::wire::known as k;
         // In key order, as for every kind: the first bad field in key order is reported.

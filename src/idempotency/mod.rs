@@ -36,8 +36,9 @@ use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
 
+use crate::Callback;
 use crate::error::BoxError;
-use crate::wire::Params;
+use crate::wire::{KNOWN, Params};
 use crate::{CallbackKind, CallbackStatus};
 
 mod memory;
@@ -215,8 +216,9 @@ impl fmt::Display for Fact {
     }
 }
 
-/// A digest of a delivery's business content: every signed field except `nonce`, `timestamp`
-/// and `sign`, as signed (numbers as sent, strings decoded, `null` and `""` left out).
+/// A digest of a delivery's business content: every field its kind documents except
+/// `nonce`, `timestamp` and `sign`, as signed (numbers as sent, strings decoded, `null` and
+/// `""` left out, and a `block_time` of `0` read as none, as for a rejection).
 ///
 /// Two deliveries of the same fact (the same [`DeliveryKey`]) carry the same fingerprint, even
 /// when re-pushed with a fresh `nonce` and `timestamp`. A different fingerprint under a known
@@ -224,10 +226,10 @@ impl fmt::Display for Fact {
 /// `txid`): [`Error::ConflictingDelivery`](crate::Error::ConflictingDelivery), never a silent
 /// duplicate. It is 16 bytes, to store next to the key.
 ///
-/// It covers unknown fields too, since they are signed business content. Should Cregis ever
-/// add a field that changes on every push (as `nonce` and `timestamp` do), every re-push would
-/// be a conflict: the 409s with [`ConflictingDelivery`](crate::Error::ConflictingDelivery)
-/// would show it at once.
+/// Fields the kind does not document (a `network_fee` Cregis adds one day) are signed, and
+/// kept in the model's `extra`, but not fingerprinted: the reconciler delivers a fact from
+/// Cregis's query, which returns only the documented fields, and the callback that arrives
+/// after it must still be a duplicate, not a conflict.
 ///
 /// # Example
 ///
@@ -263,13 +265,18 @@ impl Fingerprint {
     /// The fingerprint of a verified body's parameters. Each key and value is length-prefixed,
     /// so that no two different contents hash the same text (unlike the signature's plain
     /// concatenation).
-    pub(crate) fn of(params: &Params<'_>) -> Fingerprint {
+    pub(crate) fn of<C: Callback>(params: &Params<'_>) -> Fingerprint {
+        use crate::wire::known as k;
         let mut md5 = Md5::new();
-        for (key, text) in params.signed() {
-            if key == "nonce" || key == "timestamp" {
+        let mut places = C::DOCUMENTED_PLACES & !(1 << k::NONCE | 1 << k::TIMESTAMP | 1 << k::SIGN);
+        while places != 0 {
+            let place = places.trailing_zeros() as usize;
+            places &= places - 1;
+            let text = params.signed_text(place);
+            if text.is_empty() || (place == k::BLOCK_TIME && text == "0") {
                 continue;
             }
-            for part in [key, text] {
+            for part in [KNOWN[place], text] {
                 md5.update((part.len() as u64).to_le_bytes());
                 md5.update(part.as_bytes());
             }

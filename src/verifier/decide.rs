@@ -70,7 +70,7 @@ impl<S: AsyncStoreSlot> Verifier<S, ApprovalRequest> {
                 Err(error) => about(handler_failed(Cause::new(error), None), false),
             };
         };
-        let fingerprint = Fingerprint::of(&params);
+        let fingerprint = Fingerprint::of::<ApprovalRequest>(&params);
         let attempt = |approved| {
             Attempt::new(
                 request.decision_key(approved),

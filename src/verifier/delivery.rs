@@ -46,7 +46,7 @@ impl<S, C: Notification> Verifier<S, C> {
         let attempt = now.map(|now: SystemTime| {
             Attempt::new(
                 callback.delivery_key(),
-                Fingerprint::of(&params),
+                Fingerprint::of::<C>(&params),
                 now,
                 settings.claim_lease,
             )
@@ -87,7 +87,7 @@ impl<S, C: Callback> Verifier<S, C> {
     ) -> Result<(C, MatchedKey, Fingerprint), Reply> {
         let mut params = Params::empty();
         let (callback, matched) = self.verified(body, &mut params, None)?;
-        Ok((callback, matched, Fingerprint::of(&params)))
+        Ok((callback, matched, Fingerprint::of::<C>(&params)))
     }
 }
 

@@ -307,6 +307,17 @@ impl<'a> Params<'a> {
         self.scalar(self.known[place])
     }
 
+    /// The signed text of the documented parameter at `place` in [`KNOWN`]: empty when it is
+    /// absent, `null` or `""` (none of which is signed).
+    pub(crate) fn signed_text(&self, place: usize) -> &str {
+        let slot = self.known[place];
+        if slot.len == 0 {
+            ""
+        } else {
+            self.text(slot.start, slot.len)
+        }
+    }
+
     /// The value under `key`, if present.
     pub(crate) fn get(&self, key: &str) -> Option<Scalar<'_>> {
         let bytes = key.as_bytes();
