@@ -25,7 +25,8 @@
 //!
 //! let key = ApiKey::new("fake-api-key-for-docs")?;
 //! let verifier = Verifier::new(key.clone()).for_kind::<ApprovalRequest>();
-//! // The host's own check: is this the payout it asked for?
+//! // The host's own check: is this the payout it asked for? (A real one also compares
+//! // `to_address` and approves one `cid` per order: see `axum::approval_route`.)
 //! let check = |request: &ApprovalRequest| {
 //!     let expected = request.third_party_id == "order-42" && request.amount == "250.5";
 //!     async move {

@@ -176,3 +176,52 @@ fn a_cancelled_handler_task_is_503_and_a_panicking_one_500() {
         "handler failed: the handler panicked: the handler's own bug"
     );
 }
+
+/// The extractor refuses as the route of its kind does: an approval request with `deny`, a
+/// payout callback with the error's own text.
+#[tokio::test]
+async fn the_extractor_refuses_an_approval_with_deny_and_a_payout_with_its_error() {
+    use axum::routing::post;
+    use cregis_payout_callback::axum::VerifiedCallback;
+    use cregis_payout_callback::testing::{ApprovalBuilder, CallbackBuilder};
+    use cregis_payout_callback::{ApprovalRequest, PayoutCallback, Reply, Verifier};
+    use tower::ServiceExt;
+
+    let approvals = Verifier::new(common::key()).for_kind::<ApprovalRequest>();
+    let payouts = Verifier::new(common::key());
+    let approve = |VerifiedCallback(_): VerifiedCallback<ApprovalRequest>| async { Reply::APPROVE };
+    let settle = |VerifiedCallback(_): VerifiedCallback<PayoutCallback>| async { Reply::ack() };
+    let cases = [
+        (
+            axum::Router::new()
+                .route("/", post(approve))
+                .with_state(approvals),
+            ApprovalBuilder::new().body_with_sign("0123456789abcdef0123456789abcdef"),
+            ApprovalBuilder::new().body(&common::key()).unwrap(),
+            "deny",
+            "ok",
+        ),
+        (
+            axum::Router::new()
+                .route("/", post(settle))
+                .with_state(payouts),
+            CallbackBuilder::new().body_with_sign("0123456789abcdef0123456789abcdef"),
+            CallbackBuilder::new().body(&common::key()).unwrap(),
+            "signature does not match",
+            "success",
+        ),
+    ];
+    for (app, forged, signed, refused, answered) in cases {
+        for (body, status, text) in [(forged, 401, refused), (signed, 200, answered)] {
+            let request = axum::http::Request::post("/")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status);
+            let bytes = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(&bytes[..], text.as_bytes());
+        }
+    }
+}

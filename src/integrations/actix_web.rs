@@ -142,20 +142,28 @@ async fn read_body(
 ///
 /// ```
 /// use std::collections::HashMap;
+/// use std::sync::Mutex;
 /// use actix_web::App;
 /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
 /// use cregis_payout_callback::{actix_web::approval_route, approval::Decision};
 ///
 /// let verifier = Verifier::new(ApiKey::new("fake-api-key-for-docs")?).for_kind::<ApprovalRequest>();
-/// // Your own record of each payout you created: third_party_id -> (amount, to_address).
-/// let created: HashMap<String, (String, String)> = HashMap::from([(
+/// // Your own record of each payout you created: third_party_id -> (amount, to_address, and
+/// // the one payout of Cregis's, its `cid`, approved for it). In a database, one statement:
+/// // UPDATE payouts SET approved_cid = $cid WHERE third_party_id = $id AND amount = $amount
+/// //   AND to_address = $to AND (approved_cid IS NULL OR approved_cid = $cid)  -- one row?
+/// let created = Mutex::new(HashMap::from([(
 ///     "order-42".to_owned(),
-///     ("250.5".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned()),
-/// )]);
+///     ("250.5".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned(), None),
+/// )]));
 /// let check = move |request: &ApprovalRequest| {
-///     // Approve only a payout you asked for, of this amount, to this address.
-///     let asked = created.get(&request.third_party_id).is_some_and(|(amount, to)| {
-///         *amount == request.amount && *to == request.to_address
+///     // Approve only a payout you asked for, of this amount, to this address, and only one
+///     // payout per order: another `cid` under the same third_party_id is denied.
+///     let asked = created.lock().is_ok_and(|mut created| {
+///         created.get_mut(&request.third_party_id).is_some_and(|(amount, to, approved)| {
+///             *amount == request.amount && *to == request.to_address
+///                 && *approved.get_or_insert(request.cid) == request.cid
+///         })
 ///     });
 ///     async move {
 ///         Ok::<_, std::io::Error>(if asked { Decision::Approve } else { Decision::deny("not a payout we created") })

@@ -35,11 +35,14 @@ use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post_service};
 
 use super::http::{CregisService, read_body};
-use super::refuse;
+use super::{refuse, refuse_approval};
 use crate::approval::ApprovalHandler;
 use crate::idempotency::AsyncStoreSlot;
 use crate::idempotency::NoStore;
-use crate::{ApprovalRequest, AsyncCallbackHandler, Notification, PayoutCallback, Reply, Verifier};
+use crate::{
+    ApprovalRequest, AsyncCallbackHandler, CallbackKind, Notification, PayoutCallback, Reply,
+    Verifier,
+};
 
 /// The whole callback endpoint: a `POST` route for an axum [`Router`](::axum::Router) with any
 /// state.
@@ -111,6 +114,7 @@ where
 ///
 /// ```
 /// use std::collections::HashMap;
+/// use std::sync::Mutex;
 /// use axum::Router;
 /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier};
 /// use cregis_payout_callback::{approval::Decision, axum::approval_route};
@@ -120,15 +124,22 @@ where
 ///     .idempotency(MemoryIdempotencyStore::default()) // one decision per request
 ///     .build()
 ///     .for_kind::<ApprovalRequest>();
-/// // Your own record of each payout you created: third_party_id -> (amount, to_address).
-/// let created: HashMap<String, (String, String)> = HashMap::from([(
+/// // Your own record of each payout you created: third_party_id -> (amount, to_address, and
+/// // the one payout of Cregis's, its `cid`, approved for it). In a database, one statement:
+/// // UPDATE payouts SET approved_cid = $cid WHERE third_party_id = $id AND amount = $amount
+/// //   AND to_address = $to AND (approved_cid IS NULL OR approved_cid = $cid)  -- one row?
+/// let created = Mutex::new(HashMap::from([(
 ///     "order-42".to_owned(),
-///     ("250.5".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned()),
-/// )]);
+///     ("250.5".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned(), None),
+/// )]));
 /// let check = move |request: &ApprovalRequest| {
-///     // Approve only a payout you asked for, of this amount, to this address.
-///     let asked = created.get(&request.third_party_id).is_some_and(|(amount, to)| {
-///         *amount == request.amount && *to == request.to_address
+///     // Approve only a payout you asked for, of this amount, to this address, and only one
+///     // payout per order: another `cid` under the same third_party_id is denied.
+///     let asked = created.lock().is_ok_and(|mut created| {
+///         created.get_mut(&request.third_party_id).is_some_and(|(amount, to, approved)| {
+///             *amount == request.amount && *to == request.to_address
+///                 && *approved.get_or_insert(request.cid) == request.cid
+///         })
 ///     });
 ///     async move {
 ///         Ok::<_, std::io::Error>(if asked { Decision::Approve } else { Decision::deny("not a payout we created") })
@@ -259,10 +270,16 @@ where
 
     async fn from_request(request: Request<Body>, state: &S) -> Result<Self, Reply> {
         let verifier = Verifier::<NoStore, C>::from_ref(state);
+        // An approval request is refused with `deny`, like every other path but an approval.
+        let refused = if C::KIND == CallbackKind::Approval {
+            refuse_approval
+        } else {
+            refuse
+        };
         let body = read_body(request, verifier.max_body_bytes())
             .await
-            .map_err(refuse)?;
-        let callback = verifier.verify_and_parse(&body).map_err(refuse)?;
+            .map_err(refused)?;
+        let callback = verifier.verify_and_parse(&body).map_err(refused)?;
         Ok(VerifiedCallback(callback))
     }
 }

@@ -199,19 +199,37 @@ impl CregisService {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// use std::collections::HashMap;
+    /// use std::sync::Mutex;
     /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier, approval::Decision};
     /// use cregis_payout_callback::{http::CregisService, testing::ApprovalBuilder};
     /// use http_body_util::BodyExt;
     ///
     /// let key = ApiKey::new("fake-api-key-for-docs")?;
-    /// let check = |request: &ApprovalRequest| {
-    ///     let ours = request.third_party_id.starts_with("1e0fb3a0") && request.amount == "1.1";
-    ///     async move { Ok::<_, std::io::Error>(if ours { Decision::Approve } else { Decision::deny("unknown") }) }
+    /// // The payout you created: third_party_id -> (amount, to_address, the `cid` approved).
+    /// let created = Mutex::new(HashMap::from([(
+    ///     "1e0fb3a0a9454ad8928d26b592e8b3c7".to_owned(),
+    ///     ("1.1".to_owned(), "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS".to_owned(), None),
+    /// )]));
+    /// let check = move |request: &ApprovalRequest| {
+    ///     // This amount, to this address, and one payout (`cid`) per order.
+    ///     let asked = created.lock().is_ok_and(|mut created| {
+    ///         created.get_mut(&request.third_party_id).is_some_and(|(amount, to, approved)| {
+    ///             *amount == request.amount && *to == request.to_address
+    ///                 && *approved.get_or_insert(request.cid) == request.cid
+    ///         })
+    ///     });
+    ///     async move { Ok::<_, std::io::Error>(if asked { Decision::Approve } else { Decision::deny("not ours") }) }
     /// };
     /// let service = CregisService::approvals(Verifier::new(key.clone()).for_kind::<ApprovalRequest>(), check);
-    /// let request = http::Request::post("/cregis/payout-approval").body(ApprovalBuilder::new().body(&key)?)?;
-    /// let body = service.handle(request).await.into_body().collect().await?.to_bytes();
-    /// assert_eq!(&body[..], b"ok");
+    /// let ask = |request: ApprovalBuilder| -> Result<_, cregis_payout_callback::Error> {
+    ///     Ok(http::Request::post("/cregis/payout-approval").body(request.body(&key)?).unwrap())
+    /// };
+    /// let answer = service.handle(ask(ApprovalBuilder::new())?).await.into_body().collect().await?;
+    /// assert_eq!(&answer.to_bytes()[..], b"ok");
+    /// // A second payout under the same order is denied.
+    /// let again = service.handle(ask(ApprovalBuilder::new().cid(1391751691788299))?).await;
+    /// assert_eq!(&again.into_body().collect().await?.to_bytes()[..], b"deny");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # })?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
