@@ -439,10 +439,13 @@ pub struct PastLease {
     pub lease: std::time::Duration,
 }
 
-/// Why a framework route stopped an approval handler: it had not decided within
-/// [`VerifierBuilder::approval_timeout`](crate::verifier::VerifierBuilder::approval_timeout).
-/// The cause of the reply's [`Error::HandlerFailed`] (500, body `deny`): the payout is denied,
-/// and the decision is not remembered, so the same request asked again asks the handler again.
+/// Why a framework route stopped an approval: the handler had not decided within
+/// [`VerifierBuilder::approval_timeout`](crate::verifier::VerifierBuilder::approval_timeout),
+/// or the whole decision, the idempotency store's part included, had not ended half a second
+/// after that. The cause of the reply's [`Error::HandlerFailed`] (500, body `deny`): the
+/// payout is denied. A handler's timeout is not remembered (the same request asked again asks
+/// the handler again); a store that hung may leave its claim held until its lease ends, and
+/// the request asked again meanwhile is denied too.
 ///
 /// # Example
 ///
@@ -451,10 +454,10 @@ pub struct PastLease {
 /// use cregis_payout_callback::error::{Cause, PastTimeout};
 ///
 /// let cause = Cause::new(PastTimeout { timeout: Duration::from_secs(3) });
-/// assert_eq!(cause.to_string(), "the approval handler did not decide within 3s: denied");
+/// assert_eq!(cause.to_string(), "the approval was not decided within 3s: denied");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[error("the approval handler did not decide within {timeout:?}: denied")]
+#[error("the approval was not decided within {timeout:?}: denied")]
 pub struct PastTimeout {
     /// The timeout the handler ran past.
     pub timeout: std::time::Duration,

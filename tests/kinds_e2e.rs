@@ -312,6 +312,8 @@ enum Storing {
     ClaimFails,
     /// Claims work, but a decision cannot be recorded (disk full).
     RecordFails,
+    /// The database never answers a claim (a pool with no free connection).
+    ClaimHangs,
 }
 
 /// The memory store, or one that fails as `storing` says.
@@ -325,6 +327,7 @@ impl AsyncIdempotencyStore for Flaky {
     async fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
         match self.storing {
             Storing::ClaimFails => Err("connection refused".into()),
+            Storing::ClaimHangs => std::future::pending().await,
             _ => IdempotencyStore::claim(&self.memory, attempt),
         }
     }
@@ -470,6 +473,22 @@ async fn each_approval_route_denies_a_handler_past_its_timeout_a_panic_and_a_fai
             500,
             "claim fails",
         );
+        assert_eq!(asking.asked(), 0);
+
+        // A store that never answers: denied once the timeout and the half second left to
+        // record a decision have passed, without asking the handler.
+        let asking = Asking::new(How::Approve);
+        let verifier = approval_verifier(Storing::ClaimHangs, timeout);
+        let addr = serve_approval(adapter, verifier, Arc::clone(&asking));
+        let url = format!("http://{addr}{APPROVAL}");
+        let started = Instant::now();
+        assert_denied(
+            &post(&url, request.body(&key()).unwrap()).await,
+            500,
+            "claim hangs",
+        );
+        let took = started.elapsed();
+        assert!(took >= timeout && took < Duration::from_secs(2), "{took:?}");
         assert_eq!(asking.asked(), 0);
 
         // A store that cannot record the approval: the handler approved, the answer is deny.

@@ -81,12 +81,23 @@ where
     St: AsyncStoreSlot,
     H: ApprovalHandler,
 {
-    let bounded = WithinTimeout {
-        handler,
-        timeout: verifier.approval_timeout(),
-    };
-    verifier.decide(body, &bounded).await
+    let timeout = verifier.approval_timeout();
+    let bounded = WithinTimeout { handler, timeout };
+    // The handler is bounded by the timeout; the whole decision, the store's claim and record
+    // included, by the timeout and the time to record a decision: a store that hangs is denied.
+    let whole = timeout.saturating_add(RECORD_GRACE);
+    match tokio::time::timeout(whole, verifier.decide(body, &bounded)).await {
+        Ok(reply) => reply,
+        Err(_) => refuse_approval(Error::HandlerFailed {
+            cause: crate::error::Cause::new(PastTimeout { timeout: whole }),
+            release_failure: None,
+        }),
+    }
 }
+
+/// How long past the approval timeout a decision may take to be recorded (or its claim
+/// released) before the whole decision is denied.
+const RECORD_GRACE: Duration = Duration::from_millis(500);
 
 /// An approval handler stopped at `timeout`, with [`PastTimeout`] as its error.
 struct WithinTimeout<'h, H> {

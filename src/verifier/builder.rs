@@ -140,8 +140,10 @@ impl<S> VerifierBuilder<S> {
     /// they answer `deny` (status 500, [`PastTimeout`](crate::error::PastTimeout) in the
     /// cause). Defaults to 3 seconds
     /// ([`DEFAULT_APPROVAL_TIMEOUT`](crate::approval::DEFAULT_APPROVAL_TIMEOUT), and why).
-    /// Only approvals have one; with [`Verifier::decide`](crate::Verifier::decide) in your own
-    /// glue, bound the future yourself.
+    /// The whole decision, the idempotency store's claim and record included, is bounded by
+    /// this and half a second more, so a store that hangs is denied too. Only approvals have
+    /// one; with [`Verifier::decide`](crate::Verifier::decide) in your own glue, bound the
+    /// future yourself (or use `http::CregisService::approvals`).
     ///
     /// # Example
     ///
