@@ -23,7 +23,8 @@ use cregis_payout_callback::idempotency::{
 use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox, Worker};
 use cregis_payout_callback::testing::{ApprovalBuilder, CallbackBuilder, WithdrawalBuilder};
 use cregis_payout_callback::{
-    ApprovalRequest, AsyncCallbackHandler, Notification, Verifier, WithdrawalCallback,
+    ApprovalRequest, AsyncCallbackHandler, CallbackKind, Notification, PayoutCallback, Verifier,
+    WithdrawalCallback,
 };
 use e2e::{Answer, announce_huge_body, checks::assert_refused, post};
 
@@ -208,6 +209,23 @@ async fn a_withdrawal_is_handled_once_by_each_adapter_and_a_payout_body_is_refus
         assert_eq!(handled, vec![as_verified(&body)], "{adapter:?}");
         assert_eq!(handled[0].memo.as_deref(), Some("104917"));
         assert_eq!(handled[0].extra["network_fee"], "0.000012");
+
+        // The wallet payout route refuses the other two kinds the same way.
+        let settled = Arc::new(AtomicUsize::new(0));
+        let settle = {
+            let settled = Arc::clone(&settled);
+            move |_: &PayoutCallback| {
+                settled.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(Ok::<(), Infallible>(()))
+            }
+        };
+        let payouts = e2e::memory_verifier(DEFAULT_CLAIM_LEASE);
+        let addr = serve_callback(adapter, payouts, Arc::new(settle));
+        let url = format!("http://{addr}{CALLBACK}");
+        assert_wrong_kind(&url, body, "withdrawal", "payout").await;
+        let approval = ApprovalBuilder::new().body(&key()).unwrap();
+        assert_wrong_kind(&url, approval, "approval", "payout").await;
+        assert_eq!(settled.load(Ordering::SeqCst), 0, "{adapter:?}");
     }
 }
 
@@ -419,6 +437,23 @@ async fn each_approval_route_answers_ok_once_decided_and_deny_to_every_bad_reque
         }
         let status_line = announce_huge_body(addr, APPROVAL).await;
         assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
+        // What the `deny` of a body of another kind carries, for the host's logs: WrongKind.
+        let service = cregis_payout_callback::http::CregisService::approvals(
+            approval_verifier(Storing::Works, Duration::from_secs(3)),
+            Arc::clone(&asking),
+        );
+        let wrong = axum::http::Request::post(APPROVAL)
+            .body(crate::withdrawal(1391751691788402).body(&key()).unwrap())
+            .unwrap();
+        let response = service.handle(wrong).await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(
+            response.extensions().get::<cregis_payout_callback::Error>(),
+            Some(&cregis_payout_callback::Error::WrongKind {
+                expected: CallbackKind::Approval,
+                found: CallbackKind::Withdrawal,
+            })
+        );
         assert_eq!(
             asking.asked(),
             1,
