@@ -94,3 +94,38 @@ async fn a_client_gone_mid_body_is_an_unreadable_body() {
     let (addr, seen) = serve_seen(Arc::clone(&slow)).await;
     checks::a_body_cut_short_is_unreadable(addr, PATH, &seen, &slow).await;
 }
+
+/// A service told to run its deliveries on a runtime of their own runs the handler there, and
+/// answers the request on the runtime that serves it.
+#[test]
+fn deliveries_run_on_the_runtime_the_host_names() {
+    use cregis_payout_callback::testing::CallbackBuilder;
+    use cregis_payout_callback::{PayoutCallback, Verifier};
+
+    let deliveries = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("cregis-deliveries")
+        .enable_all()
+        .build()
+        .unwrap();
+    let ran_on = Arc::new(std::sync::Mutex::new(None));
+    let settle = {
+        let ran_on = Arc::clone(&ran_on);
+        move |_: &PayoutCallback| {
+            *ran_on.lock().unwrap() = std::thread::current().name().map(str::to_owned);
+            std::future::ready(Ok::<(), std::convert::Infallible>(()))
+        }
+    };
+    let service = CregisService::callbacks(Verifier::new(common::key()), settle)
+        .on_runtime(deliveries.handle().clone());
+    let request = http::Request::post(PATH)
+        .body(CallbackBuilder::new().body(&common::key()).unwrap())
+        .unwrap();
+    let serving = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let response = serving.block_on(service.handle(request));
+    assert_eq!(response.status(), 200);
+    assert_eq!(ran_on.lock().unwrap().as_deref(), Some("cregis-deliveries"));
+}

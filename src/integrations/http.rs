@@ -5,7 +5,7 @@
 //!
 //! For every request it refuses a body over the verifier's limit with 413 (before reading it
 //! when its `Content-Length` says so, or once more has streamed in), runs the delivery in a
-//! task of its own on the current tokio runtime (a client hanging up cannot cancel the handler
+//! task of its own on the current tokio runtime or one you name (a client hanging up cannot cancel the handler
 //! half-way), and answers 500 for a panicking handler (503 for a task cancelled by a shutting
 //! down runtime). The axum routes are this service; the actix-web routes read the body in
 //! actix's types and hand it to this service for the rest.
@@ -135,6 +135,7 @@ pub struct CregisService {
     refused: fn(Error) -> Reply,
     run: Arc<Run>,
     failed: Arc<Failed>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// The kind and the body limit alone: the verifier's key is never shown, and a handler need
@@ -169,6 +170,37 @@ impl CregisService {
             refused,
             run: Arc::new(move |body| Box::pin(run(verifier.clone(), body))),
             failed: Arc::new(failed),
+            runtime: None,
+        }
+    }
+
+    /// Runs each delivery on `runtime` instead of the tokio runtime the request is served on:
+    /// a runtime of its own for the handlers, or tokio under a server that runs elsewhere.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier, http::CregisService};
+    ///
+    /// let deliveries = tokio::runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .thread_name("cregis-deliveries")
+    ///     .enable_all()
+    ///     .build()?;
+    /// let settle = |callback: &PayoutCallback| {
+    ///     let id = callback.third_party_id.clone();
+    ///     async move { Ok::<(), std::io::Error>(println!("{id} settled")) }
+    /// };
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// let service = CregisService::callbacks(Verifier::new(key), settle).on_runtime(deliveries.handle().clone());
+    /// # drop(service);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn on_runtime(self, runtime: tokio::runtime::Handle) -> Self {
+        CregisService {
+            runtime: Some(runtime),
+            ..self
         }
     }
 
@@ -280,8 +312,9 @@ impl CregisService {
     }
 
     /// Answers one request: the body read up to the limit, the delivery run in a task of its
-    /// own on the current tokio runtime (which a dropped request cannot cancel), a panic
-    /// answered 500. Any path and method: route them in front of it.
+    /// own on the current tokio runtime, or the one [`on_runtime`](Self::on_runtime) names
+    /// (which a dropped request cannot cancel), a panic answered 500. Any path and method:
+    /// route them in front of it.
     ///
     /// # Example
     ///
@@ -309,10 +342,15 @@ impl CregisService {
         (self.refused)(error)
     }
 
-    /// The delivery of `body`, run in a task of its own on the current tokio runtime (which
-    /// dropping this future cannot cancel), a panic answered 500.
+    /// The delivery of `body`, run in a task of its own on the service's runtime or the
+    /// current one (which dropping this future cannot cancel), a panic answered 500.
     pub(crate) async fn deliver(&self, body: Bytes) -> Reply {
-        match tokio::spawn((self.run)(body.clone())).await {
+        let delivery = (self.run)(body.clone());
+        let task = match &self.runtime {
+            Some(runtime) => runtime.spawn(delivery),
+            None => tokio::spawn(delivery),
+        };
+        match task.await {
             Ok(reply) => reply,
             Err(task) => (self.failed)(&body, task),
         }

@@ -709,7 +709,8 @@ enum Outcome {
 
 fn collect(report: &mut Report, done: Result<(Pending, Outcome), tokio::task::JoinError>) {
     let Ok((payout, outcome)) = done else {
-        // A delivery that panicked: its payout is asked again at the next pass.
+        // A delivery that panicked: its payout stays reserved until its recheck (a minute at
+        // least), then is asked again.
         return;
     };
     match outcome {

@@ -43,10 +43,17 @@ use crate::verifier::{Clock, SystemClock};
 pub use client::{Client, Response, Transport, TransportFn};
 pub use response::{Created, PayoutState, RequestError};
 
+mod sealed {
+    /// Only this crate's requests are [`Request`](super::Request)s.
+    pub trait Sealed {}
+}
+
 /// A request to the Cregis API, before `pid`, `nonce`, `timestamp` and `sign` are added.
 ///
 /// Implemented by [`CreatePayout`], [`CreateWithdrawal`], [`QueryPayout`] and
-/// [`QueryWithdrawal`]; sign one with [`Requests::sign`].
+/// [`QueryWithdrawal`]; sign one with [`Requests::sign`]. Sealed: their parameters are flat
+/// strings and integers without `pid`, `nonce`, `timestamp` or `sign`, so that signing cannot
+/// fail and the body always says what was signed.
 ///
 /// # Example
 ///
@@ -57,7 +64,7 @@ pub use response::{Created, PayoutState, RequestError};
 /// assert_eq!(query.path(), "/api/v1/sub_address_withdrawal/info");
 /// assert_eq!(query.params(), vec![("cid", 1391751691788288_i64.into())]);
 /// ```
-pub trait Request {
+pub trait Request: sealed::Sealed {
     /// The endpoint's path, under the project's base URL.
     fn path(&self) -> &'static str;
 
@@ -238,6 +245,8 @@ fn optional(params: &mut Vec<(&'static str, Value)>, pairs: [(&'static str, &Opt
     }
 }
 
+impl sealed::Sealed for CreatePayout {}
+
 impl Request for CreatePayout {
     fn path(&self) -> &'static str {
         "/api/v1/payout"
@@ -261,6 +270,8 @@ impl Request for CreatePayout {
         params
     }
 }
+
+impl sealed::Sealed for CreateWithdrawal {}
 
 impl Request for CreateWithdrawal {
     fn path(&self) -> &'static str {
@@ -299,6 +310,8 @@ pub struct QueryPayout {
     pub cid: i64,
 }
 
+impl sealed::Sealed for QueryPayout {}
+
 impl Request for QueryPayout {
     fn path(&self) -> &'static str {
         "/api/v1/payout/query"
@@ -320,6 +333,8 @@ pub struct QueryWithdrawal {
     /// Cregis's id of the payout.
     pub cid: i64,
 }
+
+impl sealed::Sealed for QueryWithdrawal {}
 
 impl Request for QueryWithdrawal {
     fn path(&self) -> &'static str {
