@@ -5,9 +5,9 @@
 //!
 //! For every request it refuses a body over the verifier's limit with 413 (before reading it
 //! when its `Content-Length` says so, or once more has streamed in), runs the delivery in a
-//! task of its own on the current tokio runtime or one you name (a client hanging up cannot cancel the handler
-//! half-way), and answers 500 for a panicking handler (503 for a task cancelled by a shutting
-//! down runtime). The axum routes are this service; the actix-web routes read the body in
+//! task of its own on the current tokio runtime or one you name (a client hanging up cannot
+//! cancel the handler half-way), and answers 500 for a panicking handler (503 for a task
+//! cancelled by a shutting down runtime). The axum routes are this service; the actix-web routes read the body in
 //! actix's types and hand it to this service for the rest.
 //!
 //! # Example
