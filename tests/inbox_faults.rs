@@ -57,11 +57,7 @@ fn server() {
     let Some(db) = std::env::var_os(DB_VAR) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::server_runtime();
     runtime.block_on(async move {
         let inbox = SqliteInbox::open(Path::new(&db)).await.unwrap();
         sqlx::query(
@@ -94,11 +90,7 @@ fn a_thousand_payouts_survive_kills_and_failures_exactly_once() {
     let servers: Servers = Arc::new(RwLock::new(vec![start(&db)]));
     let sent = Arc::new(Sent::default());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::server_runtime();
     let started = Instant::now();
     runtime.block_on(async {
         // The killer: SIGKILL the server after 300 and after 700 acknowledgements, and start

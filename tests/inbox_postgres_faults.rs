@@ -52,11 +52,7 @@ fn server() {
         return;
     };
     let url = url.into_string().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::server_runtime();
     runtime.block_on(async move {
         let inbox = PgInbox::connect(&url).await.unwrap();
         let worker = Worker::in_transaction(inbox.clone(), Ledger(Fate::new()))
@@ -91,11 +87,7 @@ fn restart_database() {
 fn a_thousand_payouts_survive_kills_and_a_database_restart() {
     let url = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must point at a PostgreSQL database (see .ci/with-postgres)");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::server_runtime();
     runtime.block_on(async {
         let inbox = PgInbox::connect(&url).await.unwrap();
         for statement in [

@@ -186,19 +186,11 @@ async fn a_withdrawal_is_handled_once_by_each_adapter_and_a_payout_body_is_refus
         let sent = withdrawal(1391751691788288);
         let body = sent.body(&key()).unwrap();
         let answer = post(&url, body.clone()).await;
-        assert_eq!(
-            (answer.status, answer.body.as_str()),
-            (200, "success"),
-            "{adapter:?}"
-        );
+        assert_answered(&answer, (200, "success"), adapter);
         // A re-push: same fact, fresh nonce, timestamp and sign.
         let again = sent.clone().nonce("q7w8e9").timestamp(1686814999000);
         let answer = post(&url, again.body(&key()).unwrap()).await;
-        assert_eq!(
-            (answer.status, answer.body.as_str()),
-            (200, "success"),
-            "{adapter:?}"
-        );
+        assert_answered(&answer, (200, "success"), adapter);
 
         let payout = CallbackBuilder::new().body(&key()).unwrap();
         assert_wrong_kind(&url, payout, "payout", "withdrawal").await;
@@ -246,11 +238,7 @@ async fn a_withdrawal_through_each_inbox_route_runs_once_in_a_withdrawal_worker(
             sent.clone().nonce("z1x2c3").body(&key()).unwrap(),
         ] {
             let answer = post(&url, body).await;
-            assert_eq!(
-                (answer.status, answer.body.as_str()),
-                (200, "success"),
-                "{adapter:?}"
-            );
+            assert_answered(&answer, (200, "success"), adapter);
         }
         let payout = CallbackBuilder::new().body(&key()).unwrap();
         assert_wrong_kind(&url, payout, "payout", "withdrawal").await;
@@ -377,6 +365,15 @@ fn approval_verifier(
 }
 
 #[track_caller]
+fn assert_answered(answer: &Answer, expected: (u16, &str), adapter: Adapter) {
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        expected,
+        "{adapter:?}"
+    );
+}
+
+#[track_caller]
 fn assert_denied(answer: &Answer, status: u16, what: &str) {
     assert_eq!(
         (answer.status, answer.body.as_str()),
@@ -398,19 +395,11 @@ async fn each_approval_route_answers_ok_once_decided_and_deny_to_every_bad_reque
         let url = format!("http://{addr}{APPROVAL}");
         let request = ApprovalBuilder::new().cid(1391751691788400).amount("250.5");
         let answer = post(&url, request.body(&key()).unwrap()).await;
-        assert_eq!(
-            (answer.status, answer.body.as_str()),
-            (200, "ok"),
-            "{adapter:?}"
-        );
+        assert_answered(&answer, (200, "ok"), adapter);
         // Asked again (fresh nonce and timestamp): the same decision, the handler not asked.
         let again = request.clone().nonce("k3j4h5").timestamp(1687850999999);
         let answer = post(&url, again.body(&key()).unwrap()).await;
-        assert_eq!(
-            (answer.status, answer.body.as_str()),
-            (200, "ok"),
-            "{adapter:?}"
-        );
+        assert_answered(&answer, (200, "ok"), adapter);
         assert_eq!(asking.asked(), 1, "{adapter:?}");
         // Other content under the same cid: denied, never approved on the first decision.
         let other = request.clone().amount("25000.5").body(&key()).unwrap();

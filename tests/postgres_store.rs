@@ -160,11 +160,7 @@ fn start_killable(effects: Effects) -> Killable {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (kill, killed) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = common::server_runtime();
         runtime.block_on(async move {
             let url = instance(effects).await;
             let addr = url

@@ -48,11 +48,7 @@ fn server() {
     ) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::server_runtime();
     runtime.block_on(async move {
         let inbox = SqliteInbox::open(Path::new(&db)).await.unwrap();
         let host = Host::new(inbox.clone()).await.unwrap();
@@ -88,11 +84,7 @@ fn server() {
 fn payouts_whose_callbacks_never_come_are_settled_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("host.db");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::server_runtime();
     runtime.block_on(async {
         let mut options = Options::new(key(), PID);
         (options.drop_percent, options.late_percent) = (20, 10);

@@ -207,11 +207,7 @@ fn the_axum_route_reports_the_replies_it_makes_itself() {
     };
     let body = CallbackBuilder::new().cid(79).body(&common::key()).unwrap();
     let events = events_of(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        common::block_on(async {
             let verifier = Verifier::new(common::key());
             let app = axum::Router::new().route("/cb", callback_route(verifier, panicking));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -364,11 +360,7 @@ fn the_inbox_reports_accepted_retry_dead_and_discarded_entries() {
     use std::time::Duration;
 
     let events = events_of(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        common::block_on(async {
             let inbox = SqliteInbox::open_in_memory().await.unwrap();
             let body = CallbackBuilder::new().cid(80).body(&common::key()).unwrap();
             let reply = Verifier::new(common::key())
@@ -473,11 +465,7 @@ fn the_reconciler_reports_each_pass_and_warns_of_flagged_and_failed_payouts() {
         })
     };
     let events = events_of(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
+        common::block_on(async {
             let client = Client::new(Requests::new(common::key(), 1382528827416576), transport);
             let deliver = |_: CallbackKind, _: Vec<u8>| std::future::ready(Reply::ack());
             let reconciler = Reconciler::new(client, deliver)

@@ -193,7 +193,7 @@ impl CreateWithdrawal {
     }
 }
 
-/// The setters of the optional parameters both create requests share.
+/// The optional parameters both create requests share: their setters, and how they are sent.
 macro_rules! optional_setters {
     ($request:ident) => {
         impl $request {
@@ -229,21 +229,26 @@ macro_rules! optional_setters {
                 self.memo = Some(memo.into());
                 self
             }
+
+            /// Appends the optional parameters that are set, in the documented order.
+            fn push_optional(&self, params: &mut Vec<(&'static str, Value)>) {
+                let optional = [
+                    ("callback_url", &self.callback_url),
+                    ("remark", &self.remark),
+                    ("memo", &self.memo),
+                ];
+                for (name, value) in optional {
+                    if let Some(value) = value {
+                        params.push((name, Value::String(value.clone())));
+                    }
+                }
+            }
         }
     };
 }
 
 optional_setters!(CreatePayout);
 optional_setters!(CreateWithdrawal);
-
-/// The optional parameters that are set, in order.
-fn optional(params: &mut Vec<(&'static str, Value)>, pairs: [(&'static str, &Option<String>); 3]) {
-    for (name, value) in pairs {
-        if let Some(value) = value {
-            params.push((name, Value::String(value.clone())));
-        }
-    }
-}
 
 impl sealed::Sealed for CreatePayout {}
 
@@ -259,14 +264,7 @@ impl Request for CreatePayout {
             ("amount", self.amount.clone().into()),
             ("third_party_id", self.third_party_id.clone().into()),
         ];
-        optional(
-            &mut params,
-            [
-                ("callback_url", &self.callback_url),
-                ("remark", &self.remark),
-                ("memo", &self.memo),
-            ],
-        );
+        self.push_optional(&mut params);
         params
     }
 }
@@ -286,14 +284,7 @@ impl Request for CreateWithdrawal {
             ("amount", self.amount.clone().into()),
             ("third_party_id", self.third_party_id.clone().into()),
         ];
-        optional(
-            &mut params,
-            [
-                ("callback_url", &self.callback_url),
-                ("remark", &self.remark),
-                ("memo", &self.memo),
-            ],
-        );
+        self.push_optional(&mut params);
         params
     }
 }
