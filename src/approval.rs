@@ -69,6 +69,12 @@ use crate::error::BoxError;
 /// needs longer.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long past the approval timeout a decision may take to be recorded (or its claim
+/// released) before the whole decision is denied: 500 ms. A verifier with a store refuses a
+/// claim lease shorter than the approval timeout plus this
+/// ([`VerifierBuilder::try_build`](crate::verifier::VerifierBuilder::try_build)).
+pub const APPROVAL_RECORD_GRACE: Duration = Duration::from_millis(500);
+
 /// What an [`ApprovalHandler`] decided about a payout.
 ///
 /// # Example

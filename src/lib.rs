@@ -108,6 +108,8 @@ struct ReadmeDoctests;
 
 pub mod approval;
 mod callback;
+#[cfg(any(feature = "http", feature = "inbox", feature = "reconcile"))]
+mod deadline;
 pub mod error;
 pub mod handler;
 pub mod idempotency;
@@ -121,6 +123,8 @@ mod integrations;
 pub mod reconcile;
 mod reply;
 pub mod request;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod schema;
 pub mod signature;
 pub mod testing;
 mod trace;

@@ -8,14 +8,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DeliveryKey};
 use crate::error::BoxError;
-use crate::inbox::postgres::{Schema, migrate};
+use crate::schema::{Schema, migrate_pg};
 
 /// The claims table, and the version of it this crate writes and reads.
 const SCHEMA: Schema = Schema {
     name: "claims table",
     version_table: "cregis_claims_schema",
-    version: 1,
-    statements: &["CREATE TABLE cregis_claims (
+    steps: &[
+        &["CREATE TABLE cregis_claims (
         kind        text        NOT NULL,
         pid         bigint      NOT NULL,
         cid         bigint      NOT NULL,
@@ -27,6 +27,9 @@ const SCHEMA: Schema = Schema {
         lease_until timestamptz NOT NULL,
         PRIMARY KEY (kind, pid, cid, status)
     )"],
+        // Version 2: what `prune` deletes, found without reading the table.
+        &["CREATE INDEX cregis_claims_done ON cregis_claims (started_at) WHERE done"],
+    ],
 };
 
 /// Claims the key for the attempt: a new row, or the row of a lapsed claim with the same
@@ -126,7 +129,7 @@ impl PgIdempotencyStore {
     ///
     /// The database failed, or holds a newer schema than this crate's.
     pub async fn from_pool(pool: PgPool) -> Result<PgIdempotencyStore, BoxError> {
-        migrate(&pool, &SCHEMA).await?;
+        migrate_pg(&pool, &SCHEMA).await?;
         Ok(PgIdempotencyStore { pool })
     }
 
@@ -206,6 +209,45 @@ impl PgIdempotencyStore {
         .await?;
         Ok(deleted.rows_affected() > 0)
     }
+
+    /// Deletes up to `limit` settled claims older than `older_than` (by when they were
+    /// claimed), oldest first; returns how many. Call it periodically (every few minutes, until
+    /// it returns less than `limit`) to keep the table small. A fact re-pushed after its claim
+    /// is deleted runs the handler again, so keep `older_than` longer than the latest a re-push
+    /// can come (the inbox's workers keep 30 days:
+    /// [`DEFAULT_RETENTION`](crate::inbox::DEFAULT_RETENTION)). Claims in progress are never
+    /// deleted.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn doc(store: cregis_payout_callback::idempotency::PgIdempotencyStore) -> Result<(), cregis_payout_callback::error::BoxError> {
+    /// use std::time::Duration;
+    ///
+    /// let thirty_days = Duration::from_secs(30 * 24 * 60 * 60);
+    /// while store.prune(thirty_days, 1000).await? == 1000 {}
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The database failed; the batches deleted before stay deleted.
+    pub async fn prune(&self, older_than: Duration, limit: usize) -> Result<usize, BoxError> {
+        let deleted = sqlx::query(
+            "DELETE FROM cregis_claims WHERE ctid IN (
+                 SELECT ctid FROM cregis_claims
+                 WHERE done AND started_at < now() - $1 * interval '1 millisecond'
+                 ORDER BY started_at
+                 LIMIT $2
+             )",
+        )
+        .bind(crate::schema::sql_ms(older_than))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
 }
 
 /// A time the database gave in milliseconds since the epoch.
@@ -219,7 +261,7 @@ fn attempt_id(attempt: &Attempt) -> i64 {
 }
 
 fn lease_ms(attempt: &Attempt) -> i64 {
-    i64::try_from(attempt.lease.as_millis()).unwrap_or(i64::MAX)
+    crate::schema::sql_ms(attempt.lease)
 }
 
 impl AsyncIdempotencyStore for PgIdempotencyStore {

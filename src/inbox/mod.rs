@@ -80,9 +80,12 @@
 
 mod accept;
 mod arrivals;
+pub mod backend;
 mod policy;
 #[cfg(feature = "postgres")]
-pub(crate) mod postgres;
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod worker;
@@ -91,7 +94,9 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub use arrivals::{Announcer, Arrivals};
+// The backend author's items, where 0.2 had them.
+#[doc(hidden)]
+pub use backend::{Accepted, Announcer, Arrivals, Job, JobError, NewEntry, Next, Taken};
 pub use policy::{DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, RetryPolicy};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -100,12 +105,13 @@ pub use postgres::{PgHandler, PgInbox};
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{SqliteHandler, SqliteInbox};
 pub use worker::{
-    AtLeastOnce, DEFAULT_LEASE, DEFAULT_POLL_INTERVAL, InTransaction, Job, JobError, Worker,
+    AtLeastOnce, DEFAULT_DEADLINE, DEFAULT_IN_TRANSACTION_DEADLINE, DEFAULT_LEASE,
+    DEFAULT_POLL_INTERVAL, DEFAULT_RETENTION, DEFAULT_SHUTDOWN_DEADLINE, InTransaction, Worker,
 };
 
 use crate::CallbackKind;
 use crate::error::BoxError;
-use crate::idempotency::{DeliveryKey, Fingerprint};
+use crate::idempotency::DeliveryKey;
 
 /// An inbox entry's id, unique in its inbox.
 ///
@@ -161,119 +167,6 @@ impl fmt::Display for EntryState {
     }
 }
 
-/// What every SQL backend shares: how a stored row reads, and the schema's version check.
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-mod stored {
-    use super::{Accepted, EntryId, EntryState};
-    use crate::error::BoxError;
-    use crate::idempotency::Fingerprint;
-
-    /// The state of an entry stored as `stored` (`pending`, `done` or `dead`), whose lease is
-    /// live (`running`) or whose retry is due later (`waiting`).
-    pub(crate) fn state(stored: &str, running: bool, waiting: bool) -> EntryState {
-        match stored {
-            "done" => EntryState::Done,
-            "dead" => EntryState::Dead,
-            _ if running => EntryState::Running,
-            _ if waiting => EntryState::Waiting,
-            _ => EntryState::Pending,
-        }
-    }
-
-    /// What accepting an entry with `fingerprint` is when entry `id`, with `stored`, already
-    /// holds its key.
-    pub(crate) fn existing(id: EntryId, stored: &[u8], fingerprint: &Fingerprint) -> Accepted {
-        if stored == fingerprint.as_bytes() {
-            Accepted::Duplicate(id)
-        } else {
-            Accepted::Conflict(id)
-        }
-    }
-
-    /// Whether `what`'s tables must be created, given the schema version found (`None`: none
-    /// yet).
-    pub(crate) fn must_create(
-        what: &str,
-        found: Option<i64>,
-        known: i64,
-    ) -> Result<bool, BoxError> {
-        match found {
-            None => Ok(true),
-            Some(version) if version == known => Ok(false),
-            Some(other) => Err(format!(
-                "the {what}'s schema is version {other}; this crate knows version {known}"
-            )
-            .into()),
-        }
-    }
-}
-
-/// An authentic, well-formed callback to record: what the handler needs (its raw body) and
-/// what identifies it.
-///
-/// # Example
-///
-/// See [`Inbox::accept`].
-#[derive(Debug, Clone, Copy)]
-pub struct NewEntry<'a> {
-    /// The fact it reports; at most one entry per key.
-    pub key: DeliveryKey,
-    /// Its business content, to tell a duplicate from a conflict.
-    pub fingerprint: Fingerprint,
-    /// The body as received (verified already).
-    pub body: &'a [u8],
-}
-
-/// What [`Inbox::accept`] did with an entry.
-///
-/// # Example
-///
-/// See [`Inbox::accept`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Accepted {
-    /// A new entry, committed.
-    New(EntryId),
-    /// The key has an entry with the same content already (in any state): nothing written.
-    Duplicate(EntryId),
-    /// The key has an entry with other content: nothing written.
-    Conflict(EntryId),
-}
-
-/// An entry a worker has taken, under a lease; the token of its operations.
-///
-/// # Example
-///
-/// See [`Inbox::take`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Taken {
-    /// The entry.
-    pub id: EntryId,
-    /// Its fact.
-    pub key: DeliveryKey,
-    /// The body as accepted.
-    pub body: Vec<u8>,
-    /// Which run of the entry this is, from 1; also the lease's token: the inbox refuses
-    /// [`renew`](Inbox::renew), [`succeed`](Inbox::succeed) and [`fail`](Inbox::fail) from an
-    /// older run.
-    pub attempt: u32,
-    /// How long ago the entry was accepted, on the inbox's clock.
-    pub age: Duration,
-}
-
-/// What becomes of a failed run.
-///
-/// # Example
-///
-/// See [`Inbox::fail`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Due again after this long.
-    RetryAfter(Duration),
-    /// Dead: kept for an operator.
-    Dead,
-}
-
 /// One entry, as an operator sees it.
 ///
 /// # Example
@@ -295,6 +188,114 @@ pub struct EntrySummary {
     pub age: Duration,
     /// For a waiting entry, how long until it is due.
     pub due_in: Option<Duration>,
+}
+
+/// Which entries [`Inbox::page`] lists: those in any of `states` (all if empty), of `kind`
+/// (any if `None`), with an id above `after`, at most `limit` of them (at most
+/// [`Listing::MAX_LIMIT`]), by id.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::CallbackKind;
+/// use cregis_payout_callback::inbox::{EntryId, EntryState, Listing};
+///
+/// let listing = Listing::new(&[EntryState::Dead]).kind(CallbackKind::Payout).after(EntryId(41)).limit(50);
+/// assert_eq!((listing.states.as_slice(), listing.after, listing.limit), (&[EntryState::Dead][..], Some(EntryId(41)), 50));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Listing {
+    /// The states listed; all of them if empty.
+    pub states: Vec<EntryState>,
+    /// The kind listed; every kind if `None`.
+    pub kind: Option<CallbackKind>,
+    /// The cursor: only entries with a greater id (the previous page's [`Page::next`]).
+    pub after: Option<EntryId>,
+    /// The most entries on the page, from 1 to [`Listing::MAX_LIMIT`].
+    pub limit: usize,
+}
+
+impl Listing {
+    /// The most entries one page holds.
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// The first 100 entries in any of `states` (all if empty), of any kind.
+    ///
+    /// # Example
+    ///
+    /// See [`Listing`].
+    pub fn new(states: &[EntryState]) -> Listing {
+        Listing {
+            states: states.to_vec(),
+            kind: None,
+            after: None,
+            limit: 100,
+        }
+    }
+
+    /// Only the entries of `kind`.
+    ///
+    /// # Example
+    ///
+    /// See [`Listing`].
+    #[must_use]
+    pub fn kind(mut self, kind: CallbackKind) -> Listing {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only the entries after `id` (the previous page's [`Page::next`]).
+    ///
+    /// # Example
+    ///
+    /// See [`Listing`].
+    #[must_use]
+    pub fn after(mut self, id: EntryId) -> Listing {
+        self.after = Some(id);
+        self
+    }
+
+    /// At most `limit` entries, saturating to 1 ..= [`Listing::MAX_LIMIT`].
+    ///
+    /// # Example
+    ///
+    /// See [`Listing`].
+    #[must_use]
+    pub fn limit(mut self, limit: usize) -> Listing {
+        self.limit = limit.clamp(1, Listing::MAX_LIMIT);
+        self
+    }
+}
+
+/// One page of [`Inbox::page`].
+///
+/// # Example
+///
+/// See [`Inbox::page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The entries, by id.
+    pub entries: Vec<EntrySummary>,
+    /// The cursor of the next page ([`Listing::after`]); `None` on the last page.
+    pub next: Option<EntryId>,
+}
+
+/// How many entries of one kind are in one state, from [`Inbox::counts`].
+///
+/// # Example
+///
+/// See [`Inbox::counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    /// The entries' kind.
+    pub kind: CallbackKind,
+    /// Their state.
+    pub state: EntryState,
+    /// How many there are.
+    pub entries: u64,
+    /// How long ago the oldest of them was accepted.
+    pub oldest: Duration,
 }
 
 /// Where accepted callbacks wait for a worker. Implemented by [`SqliteInbox`] (feature
@@ -385,7 +386,41 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         next: Next,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
-    /// The entries in any of `states`, oldest first.
+    /// One page of the entries `listing` asks for, by id, read on an index: its cost does not
+    /// grow with the entries it does not list (the done ones, usually).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::inbox::{EntryState, Inbox, Listing, SqliteInbox};
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// let mut listing = Listing::new(&[EntryState::Dead]).limit(100);
+    /// loop {
+    ///     let page = inbox.page(&listing).await?;
+    ///     for dead in &page.entries {
+    ///         println!("{}: {}", dead.key, dead.last_error.as_deref().unwrap_or(""));
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => listing = listing.after(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(feature = "sqlite")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    fn page(&self, listing: &Listing) -> impl Future<Output = Result<Page, BoxError>> + Send;
+
+    /// Every entry in any of `states`, by id (page after page of [`page`](Inbox::page)).
     ///
     /// # Errors
     ///
@@ -393,7 +428,48 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     fn list(
         &self,
         states: &[EntryState],
-    ) -> impl Future<Output = Result<Vec<EntrySummary>, BoxError>> + Send;
+    ) -> impl Future<Output = Result<Vec<EntrySummary>, BoxError>> + Send {
+        async move {
+            let mut listing = Listing::new(states).limit(Listing::MAX_LIMIT);
+            let mut entries = Vec::new();
+            loop {
+                let page = self.page(&listing).await?;
+                entries.extend(page.entries);
+                match page.next {
+                    Some(next) => listing = listing.after(next),
+                    None => return Ok(entries),
+                }
+            }
+        }
+    }
+
+    /// How many entries there are in each state, per kind (the states with none left out),
+    /// in one query.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// let dead: u64 = inbox.counts().await?.iter()
+    ///     .filter(|count| count.state == EntryState::Dead)
+    ///     .map(|count| count.entries)
+    ///     .sum();
+    /// assert_eq!(dead, 0);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(feature = "sqlite")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    fn counts(&self) -> impl Future<Output = Result<Vec<Count>, BoxError>> + Send;
 
     /// Makes a dead entry pending again, due now: it runs once more (its attempts are kept, so
     /// it is dead again if that run fails). `false` if `id` is not dead.
@@ -403,23 +479,13 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     /// The database failed.
     fn replay(&self, id: EntryId) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
-    /// [`replay`](Inbox::replay)s every dead entry; returns how many. Once the cause is fixed
-    /// (a downstream service back up), this sends them all round once more.
+    /// [`replay`](Inbox::replay)s every dead entry, in one statement; returns how many. Once
+    /// the cause is fixed (a downstream service back up), this sends them all round once more.
     ///
     /// # Errors
     ///
-    /// The database failed; the entries replayed before the failure stay replayed.
-    fn replay_dead(&self) -> impl Future<Output = Result<usize, BoxError>> + Send {
-        async move {
-            let mut replayed = 0;
-            for entry in self.list(&[EntryState::Dead]).await? {
-                if self.replay(entry.id).await? {
-                    replayed += 1;
-                }
-            }
-            Ok(replayed)
-        }
-    }
+    /// The database failed: none was replayed.
+    fn replay_dead(&self) -> impl Future<Output = Result<usize, BoxError>> + Send;
 
     /// News of entries accepted from now on, so that an idle [`Worker`] runs them at once
     /// rather than at its next poll. [`SqliteInbox`] announces what this process accepts;
@@ -435,7 +501,7 @@ pub trait Inbox: Clone + Send + Sync + 'static {
 
     /// Removes an entry that is not running (dead, usually), for `reason`, which the `tracing`
     /// event carries. A later delivery of its fact is then a new entry. `false` if `id` is
-    /// unknown or running.
+    /// unknown or running ([`release`](Inbox::release) it first if its worker is gone).
     ///
     /// # Errors
     ///
@@ -445,4 +511,43 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         id: EntryId,
         reason: &str,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
+    /// Releases a running entry whose worker is gone (its process hung, or was stopped
+    /// before it could say so), for `reason`, kept as its last error: the entry is pending and
+    /// due now, the run counts as interrupted ([`Taken::interrupted_runs`]), and the run that
+    /// held it can no longer renew or settle it. `false` if `id` is not running.
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    fn release(
+        &self,
+        id: EntryId,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, BoxError>> + Send;
+
+    /// Deletes up to `limit` done entries of `kind` that finished more than `older_than` ago,
+    /// oldest first; returns how many. A [`Worker`] calls it on its kind every minute
+    /// ([`Worker::retention`]). Dead entries are never deleted by it. A fact delivered again
+    /// after its entry is deleted is a new entry, and runs again.
+    ///
+    /// # Errors
+    ///
+    /// The database failed; the entries deleted before the failure stay deleted.
+    fn prune(
+        &self,
+        kind: CallbackKind,
+        older_than: Duration,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, BoxError>> + Send;
+}
+
+/// Aborts its task when dropped: a task that must not outlive what started it.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

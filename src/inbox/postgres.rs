@@ -5,65 +5,70 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
 
+use super::sql::{self, Dialect};
 use super::{
-    Accepted, Announcer, Arrivals, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job,
-    JobError, NewEntry, Next, Taken, stored,
+    AbortOnDrop, Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job,
+    JobError, Listing, NewEntry, Next, Page, Taken,
 };
 use crate::error::BoxError;
-use crate::idempotency::DeliveryKey;
+use crate::schema::{Schema, migrate_pg, sql_ms};
 use crate::{CallbackKind, Notification, PayoutCallback};
-
-/// A set of tables the crate creates, and the version of them it writes and reads.
-pub(crate) struct Schema {
-    /// What the tables are, for errors ("inbox").
-    pub(crate) name: &'static str,
-    /// The one-column table that records the version created.
-    pub(crate) version_table: &'static str,
-    pub(crate) version: i32,
-    /// What creates the tables at `version`.
-    pub(crate) statements: &'static [&'static str],
-}
-
-/// The advisory lock that serializes schema creation between instances starting at once.
-const SCHEMA_LOCK: i64 = 0x6372_6567_6973_0001;
 
 const SCHEMA: Schema = Schema {
     name: "inbox",
     version_table: "cregis_inbox_schema",
-    version: 1,
-    statements: &[
-        "CREATE TABLE cregis_inbox (
-        kind        text        NOT NULL,
-        id          bigserial   PRIMARY KEY,
-        pid         bigint      NOT NULL,
-        cid         bigint      NOT NULL,
-        status      integer     NOT NULL,
-        fingerprint bytea       NOT NULL,
-        body        bytea       NOT NULL,
-        state       text        NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
-        attempts    integer     NOT NULL DEFAULT 0,
-        due_at      timestamptz NOT NULL,
-        lease_until timestamptz,
-        last_error  text,
-        accepted_at timestamptz NOT NULL,
-        finished_at timestamptz,
-        UNIQUE (kind, pid, cid, status)
-    )",
-        "CREATE INDEX cregis_inbox_due ON cregis_inbox (kind, due_at, id) WHERE state = 'pending'",
+    steps: &[
+        &[
+            "CREATE TABLE cregis_inbox (
+                kind        text        NOT NULL,
+                id          bigserial   PRIMARY KEY,
+                pid         bigint      NOT NULL,
+                cid         bigint      NOT NULL,
+                status      integer     NOT NULL,
+                fingerprint bytea       NOT NULL,
+                body        bytea       NOT NULL,
+                state       text        NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+                attempts    integer     NOT NULL DEFAULT 0,
+                due_at      timestamptz NOT NULL,
+                lease_until timestamptz,
+                last_error  text,
+                accepted_at timestamptz NOT NULL,
+                finished_at timestamptz,
+                UNIQUE (kind, pid, cid, status)
+            )",
+            "CREATE INDEX cregis_inbox_due ON cregis_inbox (kind, due_at, id)
+             WHERE state = 'pending'",
+        ],
+        // Version 2: runs that ended without an outcome are counted; listing by state and
+        // pruning done entries read an index, not the table.
+        &[
+            "ALTER TABLE cregis_inbox ADD COLUMN interrupted integer NOT NULL DEFAULT 0",
+            "CREATE INDEX cregis_inbox_state ON cregis_inbox (state, id)",
+            "CREATE INDEX cregis_inbox_finished ON cregis_inbox (kind, finished_at)
+             WHERE state = 'done'",
+        ],
     ],
 };
 
-/// Milliseconds, as PostgreSQL interval arithmetic takes them (`$n * interval '1 ms'`).
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
+/// PostgreSQL's way of writing the shared queries: times are `timestamptz`, now is the
+/// database's.
+const DIALECT: Dialect = Dialect {
+    now: "now()",
+    due: "due_at",
+    lease: "lease_until",
+    accepted: "accepted_at",
+    ms_since: |column| format!("(extract(epoch FROM now() - {column}) * 1000)::bigint"),
+    param: |n| format!("${n}"),
+    first_param: 0,
+};
 
-fn duration_ms(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
+/// The connections of the inbox's own statements (accepts, takes, renewals, outcomes), apart
+/// from the pool the handlers' transactions use: however many handlers hold connections, an
+/// accept finds one.
+const RESERVED_CONNECTIONS: u32 = 4;
 
 /// The inbox in PostgreSQL: one table that every instance shares.
 ///
@@ -72,6 +77,12 @@ fn duration_ms(ms: i64) -> Duration {
 /// an entry with `FOR UPDATE SKIP LOCKED`, so any number of workers, in any number of
 /// instances, take distinct entries without waiting for each other. The table is created, and
 /// its schema version checked, under an advisory lock, so instances may start at once.
+///
+/// **Accepting never waits for a handler.** The inbox's own statements (accepts, takes,
+/// renewals, outcomes, listings) run on a pool of their own, four connections opened with the
+/// host pool's options, apart from the connections the in-transaction handlers hold; an
+/// accept is a single-row insert that no handler's lock blocks. Each instance opens at most the
+/// host pool's connections, these four, and one that listens.
 ///
 /// Connections use TLS when the URL asks for it (`sslmode=require`, `verify-full`, ...), as
 /// production databases require; with `sslmode=prefer` (the default) TLS is used if the server
@@ -92,7 +103,10 @@ fn duration_ms(ms: i64) -> Duration {
 /// ```
 #[derive(Debug, Clone)]
 pub struct PgInbox {
+    /// The host's pool: the in-transaction handlers' transactions.
     pool: PgPool,
+    /// The inbox's own statements, on connections no handler holds.
+    reserved: PgPool,
     /// Wakes idle workers when any instance accepts an entry (`LISTEN`).
     news: Arc<News>,
 }
@@ -112,17 +126,8 @@ const CHANNEL: &str = "cregis_inbox";
 struct News {
     local: Announcer,
     outgoing: Announcer,
-    notifier: OnceLock<AbortOnDrop>,
-    listener: OnceLock<AbortOnDrop>,
-}
-
-#[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    notifier: OnceLock<AbortOnDrop<()>>,
+    listener: OnceLock<AbortOnDrop<()>>,
 }
 
 /// The least time between two `NOTIFY`s of one instance: each takes a lock that every
@@ -213,14 +218,19 @@ impl PgInbox {
     ///
     /// The database failed, or holds a newer schema than this crate's.
     pub async fn from_pool(pool: PgPool) -> Result<PgInbox, BoxError> {
-        migrate(&pool, &SCHEMA).await?;
+        migrate_pg(&pool, &SCHEMA).await?;
+        let reserved = PgPoolOptions::new()
+            .max_connections(RESERVED_CONNECTIONS)
+            .connect_lazy_with(PgConnectOptions::clone(&pool.connect_options()));
         Ok(PgInbox {
             pool,
+            reserved,
             news: Arc::default(),
         })
     }
 
-    /// The pool, to share with the host's own queries.
+    /// The host's pool (the one given, or the one [`connect`](PgInbox::connect) opened), to
+    /// share with the host's own queries; the in-transaction handlers' transactions use it.
     ///
     /// # Example
     ///
@@ -236,7 +246,7 @@ impl PgInbox {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.news.notifier.get_or_init(|| {
                 let accepted = self.news.outgoing.subscribe();
-                AbortOnDrop(runtime.spawn(notify(self.pool.clone(), accepted)))
+                AbortOnDrop(runtime.spawn(notify(self.reserved.clone(), accepted)))
             });
         }
         self.news.outgoing.announce();
@@ -244,11 +254,16 @@ impl PgInbox {
 
     /// Marks `taken` done on `connection` (in the handler's transaction, for
     /// [`InTransaction`]); `false` if the run no longer holds it.
+    ///
+    /// The lease is checked against `clock_timestamp()`, the time of the check: `now()` is the
+    /// time the transaction began, before the handler ran.
     async fn mark_done(connection: &mut PgConnection, taken: &Taken) -> Result<bool, BoxError> {
         let done = sqlx::query(
             "UPDATE cregis_inbox
-             SET state = 'done', lease_until = NULL, last_error = NULL, finished_at = now()
-             WHERE id = $1 AND attempts = $2 AND state = 'pending' AND lease_until IS NOT NULL",
+             SET state = 'done', lease_until = NULL, last_error = NULL,
+                 finished_at = clock_timestamp()
+             WHERE id = $1 AND attempts = $2 AND state = 'pending'
+               AND lease_until >= clock_timestamp()",
         )
         .bind(taken.id.0)
         .bind(attempts(taken.attempt))
@@ -260,54 +275,6 @@ impl PgInbox {
 
 fn attempts(attempt: u32) -> i32 {
     i32::try_from(attempt).unwrap_or(i32::MAX)
-}
-
-/// Creates `schema`'s tables if they are missing and checks their version, in one
-/// transaction under an advisory lock: several instances starting at once take turns.
-pub(crate) async fn migrate(pool: &PgPool, schema: &Schema) -> Result<(), BoxError> {
-    let mut connection = pool.acquire().await?;
-    let mut tx = connection.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SCHEMA_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    // The table's name is one of the crate's constants, never input.
-    let table = schema.version_table;
-    let sql = |text: String| AssertSqlSafe(text);
-    sqlx::query(sql(format!(
-        "CREATE TABLE IF NOT EXISTS {table} (version integer NOT NULL)"
-    )))
-    .execute(&mut *tx)
-    .await?;
-    let version: Option<i32> = sqlx::query_scalar(sql(format!("SELECT max(version) FROM {table}")))
-        .fetch_one(&mut *tx)
-        .await?;
-    let known = i64::from(schema.version);
-    if stored::must_create(schema.name, version.map(i64::from), known)? {
-        for statement in schema.statements {
-            sqlx::query(*statement).execute(&mut *tx).await?;
-        }
-        sqlx::query(sql(format!("INSERT INTO {table} (version) VALUES ($1)")))
-            .bind(schema.version)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-fn key_of(row: &PgRow) -> Result<DeliveryKey, BoxError> {
-    DeliveryKey::from_columns(
-        row.try_get("kind")?,
-        row.try_get("pid")?,
-        row.try_get("cid")?,
-        row.try_get::<i32, _>("status")?.into(),
-    )
-}
-
-fn attempts_of(row: &PgRow) -> Result<u32, BoxError> {
-    let attempts: i32 = row.try_get("attempts")?;
-    Ok(u32::try_from(attempts)?)
 }
 
 impl Inbox for PgInbox {
@@ -329,7 +296,7 @@ impl Inbox for PgInbox {
             .bind(&entry.fingerprint.as_bytes()[..])
             .bind(entry.body)
             .bind(key.kind.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reserved)
             .await?;
             if let Some(id) = inserted {
                 self.announce();
@@ -343,12 +310,12 @@ impl Inbox for PgInbox {
             .bind(key.cid)
             .bind(key.fact.code())
             .bind(key.kind.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reserved)
             .await?;
             if let Some(row) = found {
                 let id = EntryId(row.try_get("id")?);
                 let stored: Vec<u8> = row.try_get("fingerprint")?;
-                return Ok(stored::existing(id, &stored, &entry.fingerprint));
+                return Ok(sql::existing(id, &stored, &entry.fingerprint));
             }
         }
         Err(format!("the entry for {key} kept changing").into())
@@ -369,7 +336,9 @@ impl Inbox for PgInbox {
     async fn take(&self, kind: CallbackKind, lease: Duration) -> Result<Option<Taken>, BoxError> {
         let row = sqlx::query(
             "UPDATE cregis_inbox
-             SET attempts = attempts + 1, lease_until = now() + $1 * interval '1 millisecond'
+             SET attempts = attempts + 1,
+                 interrupted = interrupted + (lease_until IS NOT NULL)::integer,
+                 lease_until = now() + $1 * interval '1 millisecond'
              WHERE id = (
                  SELECT id FROM cregis_inbox
                  WHERE state = 'pending' AND kind = $2 AND due_at <= now()
@@ -378,44 +347,38 @@ impl Inbox for PgInbox {
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
              )
-             RETURNING id, kind, pid, cid, status, body, attempts,
+             RETURNING id, kind, pid, cid, status::bigint AS status, body,
+                       attempts::bigint AS attempts, interrupted::bigint AS interrupted,
                        (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms",
         )
-        .bind(millis(lease))
+        .bind(sql_ms(lease))
         .bind(kind.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reserved)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(Taken {
-            id: EntryId(row.try_get("id")?),
-            key: key_of(&row)?,
-            body: row.try_get("body")?,
-            attempt: attempts_of(&row)?,
-            age: duration_ms(row.try_get("age_ms")?),
-        }))
+        row.as_ref().map(sql::taken_of).transpose()
     }
 
     async fn renew(&self, taken: &Taken, lease: Duration) -> Result<bool, BoxError> {
         let renewed = sqlx::query(
             "UPDATE cregis_inbox SET lease_until = now() + $1 * interval '1 millisecond'
-             WHERE id = $2 AND attempts = $3 AND state = 'pending' AND lease_until IS NOT NULL",
+             WHERE id = $2 AND attempts = $3 AND state = 'pending' AND lease_until >= now()",
         )
-        .bind(millis(lease))
+        .bind(sql_ms(lease))
         .bind(taken.id.0)
         .bind(attempts(taken.attempt))
-        .execute(&self.pool)
+        .execute(&self.reserved)
         .await?;
         Ok(renewed.rows_affected() == 1)
     }
 
     async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.reserved.acquire().await?;
         PgInbox::mark_done(&mut connection, taken).await
     }
 
     async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
         let (dead, delay) = match next {
-            Next::RetryAfter(delay) => (false, millis(delay)),
+            Next::RetryAfter(delay) => (false, sql_ms(delay)),
             Next::Dead => (true, 0),
         };
         let failed = sqlx::query(
@@ -425,77 +388,115 @@ impl Inbox for PgInbox {
                  finished_at = CASE WHEN $1 THEN now() END,
                  lease_until = NULL,
                  last_error = $3
-             WHERE id = $4 AND attempts = $5 AND state = 'pending' AND lease_until IS NOT NULL",
+             WHERE id = $4 AND attempts = $5 AND state = 'pending' AND lease_until >= now()",
         )
         .bind(dead)
         .bind(delay)
         .bind(error)
         .bind(taken.id.0)
         .bind(attempts(taken.attempt))
-        .execute(&self.pool)
+        .execute(&self.reserved)
         .await?;
         Ok(failed.rows_affected() == 1)
     }
 
-    async fn list(&self, states: &[EntryState]) -> Result<Vec<EntrySummary>, BoxError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, pid, cid, status, state, attempts, last_error,
-                    coalesce(lease_until >= now(), false) AS running,
-                    (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms,
-                    (extract(epoch FROM due_at - now()) * 1000)::bigint AS due_in_ms
-             FROM cregis_inbox ORDER BY accepted_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut entries = Vec::new();
-        for row in rows {
-            let stored: String = row.try_get("state")?;
-            let running: bool = row.try_get("running")?;
-            let due_in_ms: i64 = row.try_get("due_in_ms")?;
-            let state = stored::state(&stored, running, due_in_ms > 0);
-            if !states.contains(&state) {
-                continue;
-            }
-            entries.push(EntrySummary {
-                id: EntryId(row.try_get("id")?),
-                key: key_of(&row)?,
-                state,
-                attempts: attempts_of(&row)?,
-                last_error: row.try_get("last_error")?,
-                age: duration_ms(row.try_get("age_ms")?),
-                due_in: (state == EntryState::Waiting).then(|| duration_ms(due_in_ms)),
-            });
+    async fn page(&self, listing: &Listing) -> Result<Page, BoxError> {
+        let text = DIALECT.page(listing);
+        let mut query = sqlx::query(AssertSqlSafe(text));
+        if let Some(kind) = listing.kind {
+            query = query.bind(kind.as_str());
         }
-        Ok(entries)
+        let rows = query
+            .bind(sql::after(listing))
+            .bind(sql::limit(listing))
+            .fetch_all(&self.reserved)
+            .await?;
+        let entries = rows
+            .iter()
+            .map(sql::summary_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = sql::next_cursor(&entries, listing);
+        Ok(Page { entries, next })
+    }
+
+    async fn counts(&self) -> Result<Vec<Count>, BoxError> {
+        let rows = sqlx::query(AssertSqlSafe(DIALECT.counts()))
+            .fetch_all(&self.reserved)
+            .await?;
+        rows.iter().map(sql::count_row).collect()
     }
 
     async fn replay(&self, id: EntryId) -> Result<bool, BoxError> {
         let replayed = sqlx::query(
-            "UPDATE cregis_inbox SET state = 'pending', due_at = now(), finished_at = NULL
+            "UPDATE cregis_inbox
+             SET state = 'pending', due_at = now(), finished_at = NULL, interrupted = 0
              WHERE id = $1 AND state = 'dead'",
         )
         .bind(id.0)
-        .execute(&self.pool)
+        .execute(&self.reserved)
         .await?;
         Ok(replayed.rows_affected() == 1)
+    }
+
+    async fn replay_dead(&self) -> Result<usize, BoxError> {
+        let replayed = sqlx::query(
+            "UPDATE cregis_inbox
+             SET state = 'pending', due_at = now(), finished_at = NULL, interrupted = 0
+             WHERE state = 'dead'",
+        )
+        .execute(&self.reserved)
+        .await?;
+        Ok(usize::try_from(replayed.rows_affected()).unwrap_or(usize::MAX))
     }
 
     async fn discard(&self, id: EntryId, reason: &str) -> Result<bool, BoxError> {
         let removed = sqlx::query(
             "DELETE FROM cregis_inbox
              WHERE id = $1 AND NOT (state = 'pending' AND coalesce(lease_until >= now(), false))
-             RETURNING kind, pid, cid, status",
+             RETURNING kind, pid, cid, status::bigint AS status",
         )
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reserved)
         .await?;
-        match removed {
-            Some(row) => {
-                super::worker::report_discard(id, key_of(&row)?, reason);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        sql::operated(removed.as_ref(), id, reason, super::worker::report_discard)
+    }
+
+    async fn release(&self, id: EntryId, reason: &str) -> Result<bool, BoxError> {
+        let released = sqlx::query(
+            "UPDATE cregis_inbox
+             SET lease_until = NULL, due_at = now(), last_error = $2,
+                 interrupted = interrupted + 1
+             WHERE id = $1 AND state = 'pending' AND lease_until >= now()
+             RETURNING kind, pid, cid, status::bigint AS status",
+        )
+        .bind(id.0)
+        .bind(reason)
+        .fetch_optional(&self.reserved)
+        .await?;
+        sql::operated(released.as_ref(), id, reason, super::worker::report_release)
+    }
+
+    async fn prune(
+        &self,
+        kind: CallbackKind,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<usize, BoxError> {
+        let pruned = sqlx::query(
+            "DELETE FROM cregis_inbox WHERE id IN (
+                 SELECT id FROM cregis_inbox
+                 WHERE kind = $1 AND state = 'done'
+                   AND finished_at < now() - $2 * interval '1 millisecond'
+                 ORDER BY finished_at
+                 LIMIT $3
+             )",
+        )
+        .bind(kind.as_str())
+        .bind(sql_ms(older_than))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.reserved)
+        .await?;
+        Ok(usize::try_from(pruned.rows_affected()).unwrap_or(usize::MAX))
     }
 }
 
@@ -518,8 +519,14 @@ pub trait PgHandler<C = PayoutCallback>: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// The transaction is on the host's pool, apart from the inbox's own connections: a handler
+/// that holds its connection long delays nothing but the other handlers. The worker's
+/// [`deadline`](super::Worker::deadline) ([`DEFAULT_IN_TRANSACTION_DEADLINE`](super::DEFAULT_IN_TRANSACTION_DEADLINE))
+/// rolls back a handler that takes longer.
 impl<C: Notification, H: PgHandler<C>> Job<PgInbox> for InTransaction<H, C> {
     type Callback = C;
+
+    const DEADLINE: Duration = super::DEFAULT_IN_TRANSACTION_DEADLINE;
 
     async fn run(&self, inbox: &PgInbox, taken: &Taken, callback: &C) -> Result<bool, JobError> {
         let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());

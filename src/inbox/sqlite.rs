@@ -1,52 +1,94 @@
 //! The inbox in one SQLite file (feature `sqlite`), through sqlx.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
-
 use std::fmt::Display;
 use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{AssertSqlSafe, Connection, Row};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
+use super::sql::{self, Dialect};
 use super::{
-    Accepted, Announcer, Arrivals, EntryId, EntryState, EntrySummary, InTransaction, Inbox, Job,
-    JobError, NewEntry, Next, Taken, stored,
+    Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job, JobError, Listing,
+    NewEntry, Next, Page, Taken,
 };
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
+use crate::schema::{Schema, migrate_sqlite, sql_ms};
 use crate::verifier::{Clock, SystemClock};
 use crate::{CallbackKind, Notification, PayoutCallback};
 
-/// The schema version this crate writes and reads.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: Schema = Schema {
+    name: "inbox",
+    version_table: "cregis_inbox_schema",
+    steps: &[
+        &[
+            // AUTOINCREMENT: an id is never reused, even after its entry is discarded.
+            "CREATE TABLE cregis_inbox (
+                id             INTEGER PRIMARY KEY AUTOINCREMENT,
+                kind           TEXT    NOT NULL,
+                pid            INTEGER NOT NULL,
+                cid            INTEGER NOT NULL,
+                status         INTEGER NOT NULL,
+                fingerprint    BLOB    NOT NULL,
+                body           BLOB    NOT NULL,
+                state          TEXT    NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+                attempts       INTEGER NOT NULL DEFAULT 0,
+                due_ms         INTEGER NOT NULL,
+                lease_until_ms INTEGER,
+                last_error     TEXT,
+                accepted_ms    INTEGER NOT NULL,
+                finished_ms    INTEGER,
+                UNIQUE (kind, pid, cid, status)
+            )",
+            "CREATE INDEX cregis_inbox_due ON cregis_inbox (kind, state, due_ms)",
+        ],
+        // Version 2: runs that ended without an outcome are counted; listing by state and
+        // pruning done entries read an index, not the table.
+        &[
+            "ALTER TABLE cregis_inbox ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX cregis_inbox_state ON cregis_inbox (state, id)",
+            "CREATE INDEX cregis_inbox_finished ON cregis_inbox (kind, finished_ms)
+             WHERE state = 'done'",
+        ],
+    ],
+};
 
-const SCHEMA: &[&str] = &[
-    // AUTOINCREMENT: an id is never reused, even after its entry is discarded.
-    "CREATE TABLE cregis_inbox (
-        id             INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind           TEXT    NOT NULL,
-        pid            INTEGER NOT NULL,
-        cid            INTEGER NOT NULL,
-        status         INTEGER NOT NULL,
-        fingerprint    BLOB    NOT NULL,
-        body           BLOB    NOT NULL,
-        state          TEXT    NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
-        attempts       INTEGER NOT NULL DEFAULT 0,
-        due_ms         INTEGER NOT NULL,
-        lease_until_ms INTEGER,
-        last_error     TEXT,
-        accepted_ms    INTEGER NOT NULL,
-        finished_ms    INTEGER,
-        UNIQUE (kind, pid, cid, status)
-    )",
-    "CREATE INDEX cregis_inbox_due ON cregis_inbox (kind, state, due_ms)",
-];
+/// SQLite's way of writing the shared queries: times are integers (milliseconds since the
+/// epoch) on the inbox's clock, bound as `?1`.
+const DIALECT: Dialect = Dialect {
+    now: "?1",
+    due: "due_ms",
+    lease: "lease_until_ms",
+    accepted: "accepted_ms",
+    ms_since: |column| format!("(?1 - {column})"),
+    param: |n| format!("?{n}"),
+    first_param: 1,
+};
+
+/// How long an accept waits for SQLite's write lock when another process holds it (this
+/// process's own writers take turns without SQLite's busy timeout): longer than any
+/// in-transaction handler's deadline, so a slow handler elsewhere delays an accept but does
+/// not fail it.
+const ACCEPT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The turns of this process's writers. SQLite has one writer at a time; left to its busy
+/// timeout, a writer that finds the lock taken sleeps and retries, and a stream of handlers'
+/// transactions can keep an accept out past the timeout. Here they queue instead, first come
+/// first served (tokio's mutex is fair): the accepts' writer, the workers' short statements,
+/// and one in-transaction handler at a time (`handlers`), so an accept waits for at most the
+/// handler that holds the lock, never for the ones behind it.
+#[derive(Debug, Default)]
+struct Gate {
+    write: Mutex<()>,
+    handlers: Mutex<()>,
+}
 
 /// The inbox in one SQLite file: the embedded choice for a single instance.
 ///
@@ -58,10 +100,19 @@ const SCHEMA: &[&str] = &[
 /// on open, in one `BEGIN IMMEDIATE` transaction, so several processes may open the file at
 /// once.
 ///
-/// Accepts are written by one task in batches: each commit (each fsync) records every
-/// callback that arrived meanwhile, and each is answered only after that commit. Under load
-/// this is many times the disk's fsync rate; alone, a callback is its own batch. The task runs
-/// on the tokio runtime that opened the inbox: open it on the runtime that serves it.
+/// Accepts are written by one task in batches, on a connection of its own: each commit (each
+/// fsync) records every callback that arrived meanwhile, and each is answered only after that
+/// commit. Under load this is many times the disk's fsync rate; alone, a callback is its own
+/// batch. The task runs on the tokio runtime that opened the inbox: open it on the runtime
+/// that serves it.
+///
+/// **Accepting never waits for more than one handler.** SQLite has one writer at a time, and
+/// an in-transaction handler ([`Worker::in_transaction`](super::Worker::in_transaction))
+/// holds the write lock while it runs. This process's writers take turns, first come first
+/// served, with at most one handler holding or waiting for the lock: an accept waits for the
+/// handler running, if any (bounded by its [deadline](super::Worker::deadline), 2 s by
+/// default), never for the handlers queued behind it, and never fails at the busy timeout
+/// because of them. Another process writing to the file is waited for up to 30 s.
 ///
 /// Times (due dates, leases) are read from one clock, the process's ([`SystemClock`]) unless
 /// [`with_clock`](SqliteInbox::with_clock) says otherwise: one instance, one clock. A clone is
@@ -89,6 +140,8 @@ pub struct SqliteInbox {
     writer: mpsc::Sender<Write>,
     /// Wakes this process's idle workers when an entry is accepted.
     announcer: Announcer,
+    /// The turns of this process's writers.
+    gate: Arc<Gate>,
 }
 
 /// An entry waiting for the writer, and where to say what became of it.
@@ -104,9 +157,22 @@ struct Write {
 /// The most entries one commit writes.
 const BATCH: usize = 128;
 
+/// Where the writer writes: a connection of its own (a file: no handler can hold it), or the
+/// pool (an in-memory database, which exists on its one connection only).
+enum Target {
+    Own {
+        options: Box<SqliteConnectOptions>,
+        connection: Option<SqliteConnection>,
+        /// The inbox's pool: closed, the writer stops writing too.
+        pool: SqlitePool,
+    },
+    Pool(SqlitePool),
+}
+
 impl SqliteInbox {
     /// Opens (creating it if needed) the inbox in the SQLite file at `path`, with a pool of
-    /// two connections (SQLite has one writer at a time; a handler's transaction holds one).
+    /// two connections (SQLite has one writer at a time; a handler's transaction holds one)
+    /// and one more of the accepts' own.
     ///
     /// # Example
     ///
@@ -185,14 +251,29 @@ impl SqliteInbox {
     ///
     /// The database failed, or holds a newer schema than this crate's.
     pub async fn from_pool(pool: SqlitePool) -> Result<SqliteInbox, BoxError> {
-        migrate(&pool).await?;
+        migrate_sqlite(&pool, &SCHEMA).await?;
+        let options = pool.connect_options();
+        let filename = options.get_filename().to_string_lossy();
+        // `sqlite::memory:` and `open_in_memory`: a database only the pool's connections see.
+        let in_memory = filename == ":memory:" || filename.starts_with("file:sqlx-in-memory");
+        let target = if in_memory {
+            Target::Pool(pool.clone())
+        } else {
+            Target::Own {
+                options: Box::new(SqliteConnectOptions::clone(&options)),
+                connection: None,
+                pool: pool.clone(),
+            }
+        };
+        let gate = Arc::new(Gate::default());
         let (writer, queue) = mpsc::channel(4 * BATCH);
-        tokio::spawn(write_batches(pool.clone(), queue));
+        tokio::spawn(write_batches(target, Arc::clone(&gate), queue));
         Ok(SqliteInbox {
             pool,
             clock: Arc::new(SystemClock),
             writer,
             announcer: Announcer::new(),
+            gate,
         })
     }
 
@@ -232,6 +313,11 @@ impl SqliteInbox {
         &self.pool
     }
 
+    /// This process's turn to write (see [`Gate`]).
+    async fn turn(&self) -> MutexGuard<'_, ()> {
+        self.gate.write.lock().await
+    }
+
     /// Marks `taken` done on `connection` (in the handler's transaction, for
     /// [`InTransaction`]); `false` if the run no longer holds it.
     async fn mark_done(
@@ -241,8 +327,8 @@ impl SqliteInbox {
     ) -> Result<bool, BoxError> {
         let done = sqlx::query(
             "UPDATE cregis_inbox
-             SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = ?
-             WHERE id = ? AND attempts = ? AND state = 'pending' AND lease_until_ms IS NOT NULL",
+             SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = ?1
+             WHERE id = ?2 AND attempts = ?3 AND state = 'pending' AND lease_until_ms >= ?1",
         )
         .bind(self.now_ms())
         .bind(taken.id.0)
@@ -254,12 +340,13 @@ impl SqliteInbox {
 
     /// Now, in milliseconds since the epoch, on the inbox's clock.
     fn now_ms(&self) -> i64 {
-        millis(
-            self.clock
-                .now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
-        )
+        let since = self.clock.now().duration_since(UNIX_EPOCH);
+        i64::try_from(since.unwrap_or_default().as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Now plus `span`, in milliseconds, saturating.
+    fn in_ms(&self, span: Duration) -> i64 {
+        self.now_ms().saturating_add(sql_ms(span))
     }
 }
 
@@ -271,62 +358,27 @@ fn is_busy(error: &BoxError) -> bool {
     }
 }
 
-/// `duration` in whole milliseconds, saturating.
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Milliseconds back to a duration (negative ones as zero).
-fn duration_ms(ms: i64) -> Duration {
-    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// Creates the tables if they are missing and checks the schema's version, in one
-/// `BEGIN IMMEDIATE` transaction: several instances opening the file at once take turns.
-async fn migrate(pool: &SqlitePool) -> Result<(), BoxError> {
-    let mut connection = pool.acquire().await?;
-    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS cregis_inbox_schema (version INTEGER NOT NULL)")
-        .execute(&mut *tx)
-        .await?;
-    let version: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM cregis_inbox_schema")
-        .fetch_one(&mut *tx)
-        .await?;
-    if stored::must_create("inbox", version, SCHEMA_VERSION)? {
-        for statement in SCHEMA {
-            sqlx::query(*statement).execute(&mut *tx).await?;
-        }
-        sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (?)")
-            .bind(SCHEMA_VERSION)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-fn key_of(row: &SqliteRow) -> Result<DeliveryKey, BoxError> {
-    DeliveryKey::from_columns(
-        row.try_get("kind")?,
-        row.try_get("pid")?,
-        row.try_get("cid")?,
-        row.try_get("status")?,
-    )
-}
-
-fn attempts_of(row: &SqliteRow) -> Result<u32, BoxError> {
-    let attempts: i64 = row.try_get("attempts")?;
-    Ok(u32::try_from(attempts)?)
-}
-
-/// The writer: takes the entries waiting to be accepted, as many as have come (up to
-/// [`BATCH`]), writes them in one transaction and commits once, then answers each. Under load
-/// an fsync serves a whole batch (group commit); alone, an entry is its own batch. Nothing is
-/// answered before its commit.
-async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
+/// The writer: waits for an entry to accept and for its turn to write, then takes every entry
+/// that came meanwhile (up to [`BATCH`]), writes them in one transaction and commits once, then
+/// answers each. Under load an fsync serves a whole batch (group commit); alone, an entry is
+/// its own batch. The entries that come while it waits for its turn (behind a handler's
+/// transaction) go in the same batch, so none waits for a second turn. Nothing is answered
+/// before its commit.
+async fn write_batches(mut target: Target, gate: Arc<Gate>, mut queue: mpsc::Receiver<Write>) {
     let mut batch = Vec::with_capacity(BATCH);
-    while queue.recv_many(&mut batch, BATCH).await > 0 {
-        match write_batch(&pool, &batch).await {
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        let written = {
+            let _turn = gate.write.lock().await;
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            write_batch(&mut target, &batch).await
+        };
+        match written {
             Ok(accepted) => {
                 for (write, accepted) in batch.drain(..).zip(accepted) {
                     let _ = write.done.send(Ok(accepted));
@@ -342,9 +394,55 @@ async fn write_batches(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
     }
 }
 
-async fn write_batch(pool: &SqlitePool, batch: &[Write]) -> Result<Vec<Accepted>, BoxError> {
-    let mut connection = pool.acquire().await?;
-    let mut tx = connection.begin_with("BEGIN IMMEDIATE").await?;
+async fn write_batch(target: &mut Target, batch: &[Write]) -> Result<Vec<Accepted>, BoxError> {
+    match target {
+        Target::Pool(pool) => {
+            let mut connection = pool.acquire().await?;
+            write_on(&mut connection, batch).await
+        }
+        Target::Own {
+            options,
+            connection,
+            pool,
+        } => {
+            // Closing the inbox's pool closes the inbox, its writer included.
+            if pool.is_closed() {
+                *connection = None;
+                return Err(sqlx::Error::PoolClosed.into());
+            }
+            let mut own = match connection.take() {
+                Some(own) => own,
+                None => SqliteConnection::connect_with(options).await?,
+            };
+            let written = write_on(&mut own, batch).await;
+            // A connection that failed is opened again for the next batch.
+            if written.is_ok() {
+                *connection = Some(own);
+            }
+            written
+        }
+    }
+}
+
+/// One batch in one transaction on `connection`, waiting for another process's write lock
+/// for up to [`ACCEPT_PATIENCE`].
+async fn write_on(
+    connection: &mut SqliteConnection,
+    batch: &[Write],
+) -> Result<Vec<Accepted>, BoxError> {
+    let started = Instant::now();
+    let mut tx = loop {
+        match connection.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => break tx,
+            Err(error) => {
+                let error = BoxError::from(error);
+                if !is_busy(&error) || started.elapsed() >= ACCEPT_PATIENCE {
+                    return Err(error);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
     let mut accepted = Vec::with_capacity(batch.len());
     for write in batch {
         accepted.push(write_one(&mut tx, write).await?);
@@ -389,7 +487,7 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
     .await?;
     let id = EntryId(row.try_get("id")?);
     let stored: Vec<u8> = row.try_get("fingerprint")?;
-    Ok(stored::existing(id, &stored, &write.fingerprint))
+    Ok(sql::existing(id, &stored, &write.fingerprint))
 }
 
 impl Inbox for SqliteInbox {
@@ -416,10 +514,12 @@ impl Inbox for SqliteInbox {
     }
 
     async fn take(&self, kind: CallbackKind, lease: Duration) -> Result<Option<Taken>, BoxError> {
-        let now = self.now_ms();
+        let _turn = self.turn().await;
         let row = sqlx::query(
             "UPDATE cregis_inbox
-             SET attempts = attempts + 1, lease_until_ms = ?1 + ?2
+             SET attempts = attempts + 1,
+                 interrupted = interrupted + (lease_until_ms IS NOT NULL),
+                 lease_until_ms = ?2
              WHERE id = (
                  SELECT id FROM cregis_inbox
                  WHERE kind = ?3 AND state = 'pending' AND due_ms <= ?1
@@ -427,31 +527,25 @@ impl Inbox for SqliteInbox {
                  ORDER BY due_ms, id
                  LIMIT 1
              )
-             RETURNING id, kind, pid, cid, status, body, attempts, accepted_ms",
+             RETURNING id, kind, pid, cid, status, body, attempts, interrupted,
+                       ?1 - accepted_ms AS age_ms",
         )
-        .bind(now)
-        .bind(millis(lease))
+        .bind(self.now_ms())
+        .bind(self.in_ms(lease))
         .bind(kind.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let accepted_ms: i64 = row.try_get("accepted_ms")?;
-        Ok(Some(Taken {
-            id: EntryId(row.try_get("id")?),
-            key: key_of(&row)?,
-            body: row.try_get("body")?,
-            attempt: attempts_of(&row)?,
-            age: duration_ms(now - accepted_ms),
-        }))
+        row.as_ref().map(sql::taken_of).transpose()
     }
 
     async fn renew(&self, taken: &Taken, lease: Duration) -> Result<bool, BoxError> {
+        let _turn = self.turn().await;
         let renewed = sqlx::query(
-            "UPDATE cregis_inbox SET lease_until_ms = ? + ?
-             WHERE id = ? AND attempts = ? AND state = 'pending' AND lease_until_ms IS NOT NULL",
+            "UPDATE cregis_inbox SET lease_until_ms = ?2
+             WHERE id = ?3 AND attempts = ?4 AND state = 'pending' AND lease_until_ms >= ?1",
         )
         .bind(self.now_ms())
-        .bind(millis(lease))
+        .bind(self.in_ms(lease))
         .bind(taken.id.0)
         .bind(i64::from(taken.attempt))
         .execute(&self.pool)
@@ -460,75 +554,70 @@ impl Inbox for SqliteInbox {
     }
 
     async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
+        let _turn = self.turn().await;
         let mut connection = self.pool.acquire().await?;
         self.mark_done(&mut connection, taken).await
     }
 
     async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
-        let now = self.now_ms();
-        let query = match next {
-            Next::RetryAfter(delay) => sqlx::query(
-                "UPDATE cregis_inbox
-                 SET due_ms = ? + ?, lease_until_ms = NULL, last_error = ?
-                 WHERE id = ? AND attempts = ? AND state = 'pending'
-                   AND lease_until_ms IS NOT NULL",
-            )
-            .bind(now)
-            .bind(millis(delay)),
-            Next::Dead => sqlx::query(
-                "UPDATE cregis_inbox
-                 SET state = 'dead', finished_ms = ?, lease_until_ms = NULL, last_error = ?
-                 WHERE id = ? AND attempts = ? AND state = 'pending'
-                   AND lease_until_ms IS NOT NULL",
-            )
-            .bind(now),
+        let (dead, due) = match next {
+            Next::RetryAfter(delay) => (false, self.in_ms(delay)),
+            Next::Dead => (true, 0),
         };
-        let failed = query
-            .bind(error)
-            .bind(taken.id.0)
-            .bind(i64::from(taken.attempt))
-            .execute(&self.pool)
-            .await?;
+        let _turn = self.turn().await;
+        let failed = sqlx::query(
+            "UPDATE cregis_inbox
+             SET state = CASE WHEN ?2 THEN 'dead' ELSE 'pending' END,
+                 due_ms = CASE WHEN ?2 THEN due_ms ELSE ?3 END,
+                 finished_ms = CASE WHEN ?2 THEN ?1 END,
+                 lease_until_ms = NULL,
+                 last_error = ?4
+             WHERE id = ?5 AND attempts = ?6 AND state = 'pending' AND lease_until_ms >= ?1",
+        )
+        .bind(self.now_ms())
+        .bind(dead)
+        .bind(due)
+        .bind(error)
+        .bind(taken.id.0)
+        .bind(i64::from(taken.attempt))
+        .execute(&self.pool)
+        .await?;
         Ok(failed.rows_affected() == 1)
     }
 
-    async fn list(&self, states: &[EntryState]) -> Result<Vec<EntrySummary>, BoxError> {
-        let now = self.now_ms();
-        let rows = sqlx::query(
-            "SELECT id, kind, pid, cid, status, state, attempts, due_ms, lease_until_ms, last_error,
-                    accepted_ms
-             FROM cregis_inbox ORDER BY accepted_ms, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut entries = Vec::new();
-        for row in rows {
-            let stored: String = row.try_get("state")?;
-            let due_ms: i64 = row.try_get("due_ms")?;
-            let lease_until_ms: Option<i64> = row.try_get("lease_until_ms")?;
-            let running = lease_until_ms.is_some_and(|until| until >= now);
-            let state = stored::state(&stored, running, due_ms > now);
-            if !states.contains(&state) {
-                continue;
-            }
-            let accepted_ms: i64 = row.try_get("accepted_ms")?;
-            entries.push(EntrySummary {
-                id: EntryId(row.try_get("id")?),
-                key: key_of(&row)?,
-                state,
-                attempts: attempts_of(&row)?,
-                last_error: row.try_get("last_error")?,
-                age: duration_ms(now - accepted_ms),
-                due_in: (state == EntryState::Waiting).then(|| duration_ms(due_ms - now)),
-            });
+    async fn page(&self, listing: &Listing) -> Result<Page, BoxError> {
+        let text = DIALECT.page(listing);
+        let mut query = sqlx::query(AssertSqlSafe(text)).bind(self.now_ms());
+        if let Some(kind) = listing.kind {
+            query = query.bind(kind.as_str());
         }
-        Ok(entries)
+        let rows = query
+            .bind(sql::after(listing))
+            .bind(sql::limit(listing))
+            .fetch_all(&self.pool)
+            .await?;
+        let entries = rows
+            .iter()
+            .map(sql::summary_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = sql::next_cursor(&entries, listing);
+        Ok(Page { entries, next })
+    }
+
+    async fn counts(&self) -> Result<Vec<Count>, BoxError> {
+        let rows = sqlx::query(AssertSqlSafe(DIALECT.counts()))
+            .bind(self.now_ms())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::count_row).collect()
     }
 
     async fn replay(&self, id: EntryId) -> Result<bool, BoxError> {
+        let _turn = self.turn().await;
         let replayed = sqlx::query(
-            "UPDATE cregis_inbox SET state = 'pending', due_ms = ?, finished_ms = NULL
-             WHERE id = ? AND state = 'dead'",
+            "UPDATE cregis_inbox
+             SET state = 'pending', due_ms = ?1, finished_ms = NULL, interrupted = 0
+             WHERE id = ?2 AND state = 'dead'",
         )
         .bind(self.now_ms())
         .bind(id.0)
@@ -537,23 +626,72 @@ impl Inbox for SqliteInbox {
         Ok(replayed.rows_affected() == 1)
     }
 
+    async fn replay_dead(&self) -> Result<usize, BoxError> {
+        let _turn = self.turn().await;
+        let replayed = sqlx::query(
+            "UPDATE cregis_inbox
+             SET state = 'pending', due_ms = ?1, finished_ms = NULL, interrupted = 0
+             WHERE state = 'dead'",
+        )
+        .bind(self.now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(replayed.rows_affected()).unwrap_or(usize::MAX))
+    }
+
     async fn discard(&self, id: EntryId, reason: &str) -> Result<bool, BoxError> {
+        let _turn = self.turn().await;
         let removed = sqlx::query(
             "DELETE FROM cregis_inbox
-             WHERE id = ?1 AND NOT (state = 'pending' AND coalesce(lease_until_ms >= ?2, 0))
+             WHERE id = ?2 AND NOT (state = 'pending' AND coalesce(lease_until_ms >= ?1, 0))
              RETURNING kind, pid, cid, status",
         )
-        .bind(id.0)
         .bind(self.now_ms())
+        .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
-        match removed {
-            Some(row) => {
-                super::worker::report_discard(id, key_of(&row)?, reason);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        sql::operated(removed.as_ref(), id, reason, super::worker::report_discard)
+    }
+
+    async fn release(&self, id: EntryId, reason: &str) -> Result<bool, BoxError> {
+        let _turn = self.turn().await;
+        let released = sqlx::query(
+            "UPDATE cregis_inbox
+             SET lease_until_ms = NULL, due_ms = ?1, last_error = ?3,
+                 interrupted = interrupted + 1
+             WHERE id = ?2 AND state = 'pending' AND lease_until_ms >= ?1
+             RETURNING kind, pid, cid, status",
+        )
+        .bind(self.now_ms())
+        .bind(id.0)
+        .bind(reason)
+        .fetch_optional(&self.pool)
+        .await?;
+        sql::operated(released.as_ref(), id, reason, super::worker::report_release)
+    }
+
+    async fn prune(
+        &self,
+        kind: CallbackKind,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<usize, BoxError> {
+        let before = self.now_ms().saturating_sub(sql_ms(older_than));
+        let _turn = self.turn().await;
+        let pruned = sqlx::query(
+            "DELETE FROM cregis_inbox WHERE id IN (
+                 SELECT id FROM cregis_inbox
+                 WHERE kind = ?1 AND state = 'done' AND finished_ms < ?2
+                 ORDER BY finished_ms
+                 LIMIT ?3
+             )",
+        )
+        .bind(kind.as_str())
+        .bind(before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(usize::try_from(pruned.rows_affected()).unwrap_or(usize::MAX))
     }
 }
 
@@ -577,10 +715,13 @@ pub trait SqliteHandler<C = PayoutCallback>: Send + Sync + 'static {
 }
 
 /// On SQLite, the transaction begins with `BEGIN IMMEDIATE`, so it holds the write lock while
-/// the handler runs: keep the handler to its database work (no network calls inside), since
-/// accepts and other writers wait for it (up to the busy timeout, 5 s).
+/// the handler runs: the inbox's accepts and other writers queue behind it (see
+/// [`SqliteInbox`]), so keep the handler to its database work, bounded by the worker's
+/// [`deadline`](super::Worker::deadline) ([`DEFAULT_IN_TRANSACTION_DEADLINE`](super::DEFAULT_IN_TRANSACTION_DEADLINE)).
 impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H, C> {
     type Callback = C;
+
+    const DEADLINE: Duration = super::DEFAULT_IN_TRANSACTION_DEADLINE;
 
     async fn run(
         &self,
@@ -589,6 +730,9 @@ impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H,
         callback: &C,
     ) -> Result<bool, JobError> {
         let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
+        // One handler at a time holds or waits for the write lock (see `Gate`).
+        let _handlers = inbox.gate.handlers.lock().await;
+        let _turn = inbox.turn().await;
         let mut tx = inbox
             .pool
             .begin_with("BEGIN IMMEDIATE")

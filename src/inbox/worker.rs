@@ -5,9 +5,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use super::{EntryId, Inbox, Next, RetryPolicy, Taken};
+use crate::deadline::{later, later_from};
+
+use super::{AbortOnDrop, EntryId, Inbox, Next, RetryPolicy, Taken};
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
 use crate::wire::Params;
@@ -20,12 +24,65 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// due entries again.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The default [`Worker::deadline`] of [`Worker::new`]'s handlers: a minute (as River's job
+/// timeout). A handler still running then is aborted, and the run is a failure. A handler that
+/// calls another service within its own timeouts finishes well within it.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The default [`Worker::deadline`] of [`Worker::in_transaction`]'s handlers: 2 s. An
+/// in-transaction handler holds a transaction (on SQLite, the write lock, which the accepts
+/// queue behind) while it runs: a database effect of a few statements takes milliseconds, and
+/// 2 s bounds what a stuck one costs an accept well within the few seconds a webhook sender
+/// waits. A handler that needs longer (an outside call) belongs in [`Worker::new`].
+pub const DEFAULT_IN_TRANSACTION_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The default [`Worker::shutdown_deadline`]: 20 s, within the 30 s an orchestrator
+/// (Kubernetes' `terminationGracePeriodSeconds`, systemd's `TimeoutStopSec` is 90 s) waits
+/// before it kills the process, so the handlers still running are aborted and their entries
+/// released by the worker, not by the lease.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The default [`Worker::retention`]: done entries are kept 30 days, then deleted. While an
+/// entry is kept, a re-push of its fact (an operator's, from the Cregis console) is a
+/// duplicate; after, it is a new entry and the handler runs again. 30 days covers a month of
+/// reconciliation: an operator re-pushes a callback when a payout looks unsettled, within days.
+/// A handler whose effect is keyed on the fact ([`DeliveryKey`]) stays exactly-once even after.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// The longest lease: a day. Longer leases saturate to it.
+const MAX_LEASE: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest lease: renewals come every third of it.
+const MIN_LEASE: Duration = Duration::from_millis(30);
+/// The longest poll interval: an hour.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// The shortest poll interval: an idle worker never spins.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The shortest deadline: a handler gets at least this long.
+const MIN_DEADLINE: Duration = Duration::from_millis(1);
+/// The shortest retention: a minute.
+const MIN_RETENTION: Duration = Duration::from_secs(60);
+/// The most handlers one worker runs at once.
+const MAX_CONCURRENCY: usize = 10_000;
+/// How often a worker prunes done entries past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// The most done entries one prune statement deletes, and the most statements of one round.
+const PRUNE_BATCH: usize = 500;
+const PRUNE_ROUNDS: usize = 20;
+/// A retention this long keeps done entries for ever.
+const KEEP_FOR_EVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+/// How long the worker gives its aborted runs, after the shutdown deadline, to release their
+/// entries.
+const RELEASE_TIME: Duration = Duration::from_secs(5);
+
 /// How a [`Worker`] runs the handler on an entry and records its success: [`AtLeastOnce`] for
 /// any [`AsyncCallbackHandler`], or `InTransaction` (SQLite) to commit the handler's effect
 /// and "done" together.
 pub trait Job<I: Inbox>: Send + Sync + 'static {
     /// The kind of callback the job runs on: the worker takes entries of this kind only.
     type Callback: Notification;
+
+    /// The [`Worker::deadline`] a worker running this job starts with.
+    const DEADLINE: Duration = DEFAULT_DEADLINE;
 
     /// Runs the handler on `callback`, and on success records `taken` as done. `Ok(false)`:
     /// the run no longer held the entry, and nothing was recorded.
@@ -56,7 +113,8 @@ pub trait Job<I: Inbox>: Send + Sync + 'static {
 pub enum JobError {
     /// The handler failed: its error's text. The entry is retried, or dead.
     Handler(String),
-    /// The inbox failed to record the outcome: the entry's lease lapses and it runs again.
+    /// The inbox failed to record the outcome (its transaction did not begin or commit): a
+    /// failed run like the handler's, retried or dead.
     Inbox(BoxError),
 }
 
@@ -147,6 +205,20 @@ pub struct InTransaction<H, C = PayoutCallback> {
 /// the entry done; a failure (or a panic) is recorded with its error text, and the
 /// [`RetryPolicy`] says when the entry runs again or that it is dead.
 ///
+/// Every run counts toward the policy's limit, however it ended:
+///
+/// | the run | recorded |
+/// |---|---|
+/// | the handler fails or panics | a failure with its text |
+/// | the inbox cannot commit the outcome (the handler's transaction fails to commit) | a failure with the database's error |
+/// | the handler passes its [`deadline`](Worker::deadline) | aborted; a failure |
+/// | the renewal says the lease is lost, or no renewal succeeds for most of the lease | aborted; nothing (the run can no longer settle the entry: another run may hold it) |
+/// | the worker shuts down and the handler passes the [`shutdown_deadline`](Worker::shutdown_deadline) | aborted; the entry due again at once |
+/// | the process dies (a crash, a kill, an OOM) | nothing: counted when the entry is next taken ([`Taken::interrupted_runs`]), dead then if the limit is reached |
+///
+/// An abort takes effect at the handler's next `.await`: a handler that blocks its thread
+/// (a loop with no await, a blocking call) cannot be aborted.
+///
 /// # Example
 ///
 /// See the [module docs](super).
@@ -159,6 +231,9 @@ pub struct Worker<I, J> {
     lease: Duration,
     poll_interval: Duration,
     concurrency: usize,
+    deadline: Duration,
+    shutdown_deadline: Duration,
+    retention: Duration,
 }
 
 impl<I, H, C> Worker<I, AtLeastOnce<H, C>>
@@ -168,8 +243,9 @@ where
     H: AsyncCallbackHandler<C> + Send + 'static,
 {
     /// A worker running `handler` on the entries of `inbox` ([`AtLeastOnce`]), with the default
-    /// policy, lease ([`DEFAULT_LEASE`]), poll interval ([`DEFAULT_POLL_INTERVAL`]) and 4
-    /// handlers at a time.
+    /// policy, lease ([`DEFAULT_LEASE`]), poll interval ([`DEFAULT_POLL_INTERVAL`]), deadline
+    /// ([`DEFAULT_DEADLINE`]), shutdown deadline ([`DEFAULT_SHUTDOWN_DEADLINE`]), retention
+    /// ([`DEFAULT_RETENTION`]) and 4 handlers at a time.
     ///
     /// # Example
     ///
@@ -187,6 +263,12 @@ where
     /// A worker whose handler writes its effect in the inbox's own transaction
     /// ([`InTransaction`]: an `inbox::SqliteHandler` on a `SqliteInbox`, an
     /// `inbox::PgHandler` on a `PgInbox`): effect and "done" commit together, exactly once.
+    ///
+    /// The handler holds a transaction while it runs (on SQLite, the database's one write
+    /// lock, which accepts wait for): keep it to its database work. Its deadline defaults to
+    /// [`DEFAULT_IN_TRANSACTION_DEADLINE`] (2 s), past which it is rolled back and the run is a
+    /// failure. A handler that needs longer, or calls out (an HTTP request, a message to
+    /// another service), belongs in [`Worker::new`], its effect keyed on the fact.
     ///
     /// # Example
     ///
@@ -264,10 +346,14 @@ where
             lease: DEFAULT_LEASE,
             poll_interval: DEFAULT_POLL_INTERVAL,
             concurrency: 4,
+            deadline: J::DEADLINE,
+            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+            retention: DEFAULT_RETENTION,
         }
     }
 
-    /// Sets when failed entries run again and when they are dead.
+    /// Sets when failed entries run again and when they are dead (its delays saturate to
+    /// 100 years, "never").
     ///
     /// # Example
     ///
@@ -284,7 +370,10 @@ where
     ///     .retry(RetryPolicy { max_attempts: 10, ..RetryPolicy::default() })
     ///     .lease(Duration::from_secs(30))
     ///     .poll_interval(Duration::from_millis(250))
-    ///     .concurrency(8);
+    ///     .concurrency(8)
+    ///     .deadline(Duration::from_secs(20))
+    ///     .shutdown_deadline(Duration::from_secs(10))
+    ///     .retention(Duration::from_secs(90 * 24 * 60 * 60));
     /// # drop(worker);
     /// # Ok(())
     /// # }
@@ -298,44 +387,89 @@ where
     }
 
     /// Sets the lease an entry is taken under (and renewed to while its handler runs).
-    /// Defaults to [`DEFAULT_LEASE`]. Shorter, a dead worker's entries run again sooner; the
-    /// renewals come every third of it, so it must leave the inbox's database time to answer.
+    /// Defaults to [`DEFAULT_LEASE`]; saturates to 30 ms ..= 1 day. Shorter, a dead worker's
+    /// entries run again sooner; the renewals come every third of it, so it must leave the
+    /// inbox's database time to answer.
     ///
     /// # Example
     ///
     /// See [`retry`](Worker::retry).
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(30));
+        self.lease = lease.clamp(MIN_LEASE, MAX_LEASE);
         self
     }
 
     /// Sets how long an idle worker waits before it looks for due entries again. Defaults to
-    /// [`DEFAULT_POLL_INTERVAL`]. An entry accepted while the worker is idle runs at once when
-    /// the inbox announces it ([`Inbox::arrivals`]), else within the interval; a retry runs
-    /// within it of falling due.
+    /// [`DEFAULT_POLL_INTERVAL`]; saturates to 10 ms ..= 1 hour. An entry accepted while the
+    /// worker is idle runs at once when the inbox announces it ([`Inbox::arrivals`]), else
+    /// within the interval; a retry runs within it of falling due.
     ///
     /// # Example
     ///
     /// See [`retry`](Worker::retry).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.poll_interval = interval.clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL);
         self
     }
 
-    /// Sets how many handlers run at once (at least 1). Defaults to 4.
+    /// Sets how many handlers run at once, 1 ..= 10,000. Defaults to 4.
     ///
     /// # Example
     ///
     /// See [`retry`](Worker::retry).
     pub fn concurrency(mut self, handlers: usize) -> Self {
-        self.concurrency = handlers.max(1);
+        self.concurrency = handlers.clamp(1, MAX_CONCURRENCY);
         self
     }
 
-    /// Runs until `shutdown` completes, then waits for the running handlers to end.
+    /// Sets how long one run of the handler may take: past it, the handler is aborted and the
+    /// run is a failure (retried, or dead, by the policy). Defaults to [`DEFAULT_DEADLINE`]
+    /// for [`Worker::new`], [`DEFAULT_IN_TRANSACTION_DEADLINE`] for
+    /// [`Worker::in_transaction`]; at least 1 ms, and `Duration::MAX` means none. An
+    /// in-transaction deadline should stay well below the [`lease`](Worker::lease): on
+    /// SQLite, the handler's renewals wait for its transaction.
+    ///
+    /// # Example
+    ///
+    /// See [`retry`](Worker::retry).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline.max(MIN_DEADLINE);
+        self
+    }
+
+    /// Sets how long [`run`](Worker::run) lets running handlers finish once `shutdown` has
+    /// completed; past it, they are aborted and their entries made due again at once (another
+    /// instance takes them), and `run` returns within a few seconds more. Defaults to
+    /// [`DEFAULT_SHUTDOWN_DEADLINE`]; `Duration::ZERO` aborts them at once.
+    ///
+    /// # Example
+    ///
+    /// See [`retry`](Worker::retry).
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.shutdown_deadline = deadline;
+        self
+    }
+
+    /// Sets how long done entries of the worker's kind are kept: every minute, the worker
+    /// deletes the ones done longer ago ([`Inbox::prune`], in batches of 500). Defaults to
+    /// [`DEFAULT_RETENTION`] (see there for the trade-off); at least a minute, and
+    /// `Duration::MAX` keeps them for ever. Dead entries are never deleted.
+    ///
+    /// # Example
+    ///
+    /// See [`retry`](Worker::retry).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention.max(MIN_RETENTION);
+        self
+    }
+
+    /// Runs until `shutdown` completes, then stops taking entries, lets the running handlers
+    /// finish until the [`shutdown_deadline`](Worker::shutdown_deadline), aborts the ones
+    /// left and releases their entries.
     ///
     /// An inbox that fails (its database is down) is reported and tried again after the poll
-    /// interval: the worker never stops on its own.
+    /// interval: the worker never stops on its own. Dropping the future aborts the handlers
+    /// running (their leases lapse).
     ///
     /// `shutdown` is polled between the worker's own steps: make it a signal (a channel, a
     /// `ctrl_c`), not a future that queries the inbox, which would hold one of its connections
@@ -347,14 +481,21 @@ where
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let shared = Arc::new(self);
         let mut shutdown = std::pin::pin!(shutdown);
+        // Dropped with this future: every run is aborted with it.
         let mut running = JoinSet::new();
+        let (stop, stopped) = watch::channel(false);
         let mut arrivals = shared.inbox.arrivals();
+        let mut next_prune = Instant::now();
         let kind = <J::Callback as crate::Callback>::KIND;
         loop {
+            if Instant::now() >= next_prune {
+                shared.prune().await;
+                next_prune = later(PRUNE_EVERY);
+            }
             while running.len() < shared.concurrency {
                 match shared.inbox.take(kind, shared.lease).await {
                     Ok(Some(taken)) => {
-                        running.spawn(Arc::clone(&shared).run_entry(taken));
+                        running.spawn(Arc::clone(&shared).run_entry(taken, stopped.clone()));
                     }
                     Ok(None) => break,
                     Err(error) => {
@@ -370,12 +511,50 @@ where
                 () = tokio::time::sleep(shared.poll_interval) => {}
             }
         }
-        while running.join_next().await.is_some() {}
+        // Stop taking; let the handlers finish until the deadline.
+        let deadline = tokio::time::sleep_until(later(shared.shutdown_deadline));
+        let mut deadline = std::pin::pin!(deadline);
+        loop {
+            tokio::select! {
+                joined = running.join_next() => if joined.is_none() { return },
+                () = &mut deadline => break,
+            }
+        }
+        // Abort the rest; each releases its entry.
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(RELEASE_TIME, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    /// Deletes the done entries of the worker's kind past the retention, a few batches.
+    async fn prune(&self) {
+        if self.retention >= KEEP_FOR_EVER {
+            return;
+        }
+        let kind = <J::Callback as crate::Callback>::KIND;
+        for _ in 0..PRUNE_ROUNDS {
+            match self.inbox.prune(kind, self.retention, PRUNE_BATCH).await {
+                Ok(pruned) if pruned == PRUNE_BATCH => {}
+                Ok(_) => return,
+                Err(error) => return report_inbox_error("prune", &error),
+            }
+        }
     }
 
     /// One run of one entry: the handler in a task of its own, the lease renewed meanwhile,
-    /// then the outcome recorded.
-    async fn run_entry(self: Arc<Self>, taken: Taken) {
+    /// the deadline and the shutdown watched, then the outcome recorded.
+    async fn run_entry(self: Arc<Self>, taken: Taken, mut stopped: watch::Receiver<bool>) {
+        // The earlier runs that never ended count: dead now if they reach the limit.
+        if taken.interrupted_runs > 0 {
+            let earlier = taken.attempt.saturating_sub(1);
+            if self.policy.next(taken.id, earlier, taken.age) == Next::Dead {
+                let error = interrupted_error(taken.interrupted_runs);
+                self.record_failure(&taken, &error, Next::Dead).await;
+                return;
+            }
+        }
         let callback = match parse::<J::Callback>(&taken.body) {
             Ok(callback) => callback,
             Err(error) => {
@@ -385,40 +564,81 @@ where
                 return;
             }
         };
+        let started = Instant::now();
+        // Aborted when this run ends, however it ends (this future dropped included).
         let mut task = {
             let (job, inbox, taken) = (Arc::clone(&self.job), self.inbox.clone(), taken.clone());
-            tokio::spawn(async move { job.run(&inbox, &taken, &callback).await })
+            AbortOnDrop(tokio::spawn(async move {
+                job.run(&inbox, &taken, &callback).await
+            }))
         };
-        let mut heartbeat = tokio::time::interval(self.lease / 3);
-        heartbeat.tick().await;
-        let joined = loop {
+        let deadline = later_from(started, self.deadline);
+        // The run stops before its lease can lapse unrenewed: another worker may take the
+        // entry then.
+        let hold = self.lease.saturating_sub(self.lease / 6);
+        let mut held_until = later_from(started, hold);
+        let mut heartbeat = tokio::time::interval_at(started + self.lease / 3, self.lease / 3);
+        let ended = loop {
             tokio::select! {
-                joined = &mut task => break joined,
-                _ = heartbeat.tick() => match self.inbox.renew(&taken, self.lease).await {
-                    Ok(true) => {}
-                    Ok(false) => report_lost(&taken),
-                    Err(error) => report_inbox_error("renew", &error),
-                },
-            }
-        };
-        match joined {
-            Ok(Ok(true)) => report_succeeded(&taken),
-            Ok(Ok(false)) => report_lost(&taken),
-            Ok(Err(JobError::Inbox(error))) => report_inbox_error("succeed", &error),
-            Ok(Err(JobError::Handler(error))) => {
-                let next = self.policy.next(taken.id, taken.attempt, taken.age);
-                self.record_failure(&taken, &error, next).await;
-            }
-            // Cancelled (the runtime is shutting down): the lease lapses and the entry runs
-            // again.
-            Err(join) => {
-                if let Ok(panic) = join.try_into_panic() {
-                    let error = crate::error::panic_text(&*panic);
-                    let next = self.policy.next(taken.id, taken.attempt, taken.age);
-                    self.record_failure(&taken, &error, next).await;
+                joined = &mut task.0 => break Ended::Joined(joined),
+                () = tokio::time::sleep_until(deadline) => break Ended::PastDeadline,
+                () = tokio::time::sleep_until(held_until) => break Ended::Lost,
+                // Sent once, at the shutdown deadline.
+                Ok(()) = stopped.changed() => break Ended::Stopped,
+                _ = heartbeat.tick() => {
+                    let sent = Instant::now();
+                    let renewed = tokio::time::timeout_at(
+                        held_until,
+                        self.inbox.renew(&taken, self.lease),
+                    );
+                    match renewed.await {
+                        Ok(Ok(true)) => held_until = later_from(sent, hold),
+                        Ok(Err(error)) => report_inbox_error("renew", &error),
+                        // Lost, or not renewed before it would lapse.
+                        Ok(Ok(false)) | Err(_) => break Ended::Lost,
+                    }
                 }
             }
+        };
+        drop(task);
+        match ended {
+            Ended::Joined(Ok(Ok(true))) => report_succeeded(&taken),
+            Ended::Joined(Ok(Ok(false))) | Ended::Lost => report_lost(&taken),
+            Ended::Joined(Ok(Err(JobError::Handler(error)))) => self.failed(&taken, &error).await,
+            Ended::Joined(Ok(Err(JobError::Inbox(error)))) => {
+                let error = format!("the inbox could not record the outcome: {error}");
+                self.failed(&taken, &error).await;
+            }
+            Ended::Joined(Err(join)) => {
+                // Cancelled (the runtime is shutting down): the lease lapses and the entry runs
+                // again, counted then.
+                if let Ok(panic) = join.try_into_panic() {
+                    self.failed(&taken, &crate::error::panic_text(&*panic))
+                        .await;
+                }
+            }
+            Ended::PastDeadline => {
+                let error = format!(
+                    "the handler did not finish within its deadline of {:?}; aborted",
+                    self.deadline
+                );
+                self.failed(&taken, &error).await;
+            }
+            Ended::Stopped => {
+                let error = "the worker shut down before the handler finished; aborted";
+                let next = match self.policy.next(taken.id, taken.attempt, taken.age) {
+                    Next::Dead => Next::Dead,
+                    Next::RetryAfter(_) => Next::RetryAfter(Duration::ZERO),
+                };
+                self.record_failure(&taken, error, next).await;
+            }
         }
+    }
+
+    /// Records a failed run, the policy saying what comes next.
+    async fn failed(&self, taken: &Taken, error: &str) {
+        let next = self.policy.next(taken.id, taken.attempt, taken.age);
+        self.record_failure(taken, error, next).await;
     }
 
     async fn record_failure(&self, taken: &Taken, error: &str, next: Next) {
@@ -428,6 +648,28 @@ where
             Err(failure) => report_inbox_error("fail", &failure),
         }
     }
+}
+
+/// How a run ended.
+enum Ended {
+    /// The job returned, or panicked.
+    Joined(Result<Result<bool, JobError>, tokio::task::JoinError>),
+    /// Past its deadline: aborted.
+    PastDeadline,
+    /// Its lease is lost, or could not be renewed in time: aborted.
+    Lost,
+    /// The worker shut down, past its shutdown deadline: aborted.
+    Stopped,
+}
+
+/// The last error of an entry made dead at its take: its earlier runs never ended.
+fn interrupted_error(runs: u32) -> String {
+    let runs = if runs == 1 {
+        "1 run".to_owned()
+    } else {
+        format!("{runs} runs")
+    };
+    format!("the worker stopped or lost its lease during {runs}")
 }
 
 /// The callback in a body the inbox accepted (verified then).
@@ -513,6 +755,20 @@ mod events {
         );
     }
 
+    pub(super) fn released(id: EntryId, key: DeliveryKey, reason: &str) {
+        tracing::warn!(
+            target: TARGET,
+            event = "released",
+            entry = id.0,
+            pid = key.pid,
+            cid = key.cid,
+            kind = key.kind.as_str(),
+            fact = %key.fact,
+            reason,
+            "cregis inbox entry released by an operator"
+        );
+    }
+
     pub(super) fn inbox_error(operation: &str, error: &BoxError) {
         tracing::error!(
             target: TARGET,
@@ -553,5 +809,13 @@ pub(super) fn report_inbox_error(operation: &str, error: &BoxError) {
 pub(super) fn report_discard(id: EntryId, key: DeliveryKey, reason: &str) {
     #[cfg(feature = "tracing")]
     events::discarded(id, key, reason);
+    let _ = (id, key, reason);
+}
+
+/// Reports a running entry an operator released (each backend's `release` calls it).
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(super) fn report_release(id: EntryId, key: DeliveryKey, reason: &str) {
+    #[cfg(feature = "tracing")]
+    events::released(id, key, reason);
     let _ = (id, key, reason);
 }

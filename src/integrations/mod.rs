@@ -47,7 +47,7 @@ where
     let bounded = WithinLease {
         handler,
         lease,
-        deadline: Instant::now() + lease,
+        deadline: crate::deadline::later(lease),
     };
     verifier.process_async(body, &bounded).await
 }
@@ -85,7 +85,7 @@ where
     let bounded = WithinTimeout { handler, timeout };
     // The handler is bounded by the timeout; the whole decision, the store's claim and record
     // included, by the timeout and the time to record a decision: a store that hangs is denied.
-    let whole = timeout.saturating_add(RECORD_GRACE);
+    let whole = timeout.saturating_add(crate::approval::APPROVAL_RECORD_GRACE);
     match tokio::time::timeout(whole, verifier.decide(body, &bounded)).await {
         Ok(reply) => reply,
         Err(_) => refuse_approval(Error::HandlerFailed {
@@ -94,10 +94,6 @@ where
         }),
     }
 }
-
-/// How long past the approval timeout a decision may take to be recorded (or its claim
-/// released) before the whole decision is denied.
-const RECORD_GRACE: Duration = Duration::from_millis(500);
 
 /// An approval handler stopped at `timeout`, with [`PastTimeout`] as its error.
 struct WithinTimeout<'h, H> {

@@ -63,7 +63,7 @@ impl Limiter {
         let mut state = self.state();
         let pause = super::doubled(first, state.failures, max);
         state.failures = state.failures.saturating_add(1);
-        let resume = Instant::now() + pause;
+        let resume = crate::deadline::later(pause);
         state.next = Some(state.next.map_or(resume, |next| next.max(resume)));
     }
 

@@ -76,6 +76,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// The most queries a reconciler runs at once; more saturates to it.
+const MAX_CONCURRENCY: usize = 1024;
+
+use crate::deadline::later_from;
 use crate::request::{Client, PayoutState, RequestError, Transport, fresh_nonce};
 use crate::{CallbackKind, Reply};
 
@@ -372,7 +376,8 @@ where
         }
     }
 
-    /// At most `concurrency` queries in flight at once ([`DEFAULT_CONCURRENCY`]; at least 1).
+    /// At most `concurrency` queries in flight at once ([`DEFAULT_CONCURRENCY`]; saturates to
+    /// 1 ..= 1024).
     ///
     /// # Example
     ///
@@ -381,7 +386,7 @@ where
     pub fn concurrency(self, concurrency: usize) -> Self {
         Reconciler {
             settings: Settings {
-                concurrency: concurrency.max(1),
+                concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
                 ..self.settings
             },
             ..self
@@ -553,7 +558,7 @@ where
                     at: now,
                     not_final: 0,
                 });
-                next.at = now + settings.recheck.max(Duration::from_secs(60));
+                next.at = later_from(now, settings.recheck.max(Duration::from_secs(60)));
             }
             due
         };
@@ -645,7 +650,7 @@ where
             // Delivered: the host's list drops it once handled; until then, not again soon.
             Outcome::Delivered(_) | Outcome::Failed(_) => settings.recheck,
         };
-        next.at = Instant::now() + wait;
+        next.at = later_from(Instant::now(), wait);
         outcome
     }
 

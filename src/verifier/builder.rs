@@ -36,6 +36,8 @@ use crate::idempotency::{DEFAULT_CLAIM_LEASE, NoStore, Store};
 pub struct VerifierBuilder<S = NoStore> {
     settings: Settings,
     store: S,
+    /// Whether deliveries are claimed in a store, under `claim_lease`.
+    claims: bool,
 }
 
 impl VerifierBuilder<NoStore> {
@@ -52,6 +54,7 @@ impl VerifierBuilder<NoStore> {
                 clock: Arc::new(SystemClock),
             },
             store: NoStore,
+            claims: false,
         }
     }
 
@@ -97,6 +100,7 @@ impl VerifierBuilder<NoStore> {
         VerifierBuilder {
             settings: self.settings,
             store: Store(store),
+            claims: true,
         }
     }
 }
@@ -105,7 +109,11 @@ impl<T> VerifierBuilder<Store<T>> {
     /// Sets how long a claim in progress holds off other deliveries of the same fact; once it
     /// has ended, the next delivery takes the claim over
     /// ([`Claim::TakenOver`](crate::idempotency::Claim::TakenOver)). Defaults to 5 minutes
-    /// ([`DEFAULT_CLAIM_LEASE`]). Only a verifier with a store has a lease.
+    /// ([`DEFAULT_CLAIM_LEASE`]). Only a verifier with a store has a lease. It must outlast an
+    /// approval's decision (the approval timeout plus
+    /// [`APPROVAL_RECORD_GRACE`](crate::approval::APPROVAL_RECORD_GRACE)):
+    /// [`try_build`](VerifierBuilder::try_build) refuses a shorter one, and approval decisions
+    /// claim for that long when it is shorter.
     ///
     /// Make it longer than your handler can ever take: a delivery that takes over a claim
     /// whose handler is in fact still running would run the handler a second time. The axum
@@ -319,6 +327,72 @@ impl<S> VerifierBuilder<S> {
             kind: std::marker::PhantomData,
         }
     }
+
+    /// The verifier, or an error if a setting cannot work: a claim lease (with a store) shorter
+    /// than the approval timeout plus [`APPROVAL_RECORD_GRACE`](crate::approval::APPROVAL_RECORD_GRACE),
+    /// where a second delivery of an approval request could take the claim over while the
+    /// first is still deciding. [`build`](VerifierBuilder::build) accepts it (a verifier of
+    /// payout callbacks may want a short lease), and its approval decisions claim for that sum
+    /// instead.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cregis_payout_callback::{ApiKey, Verifier};
+    /// use cregis_payout_callback::idempotency::MemoryIdempotencyStore;
+    ///
+    /// let key = ApiKey::new("fake-api-key-for-docs")?;
+    /// let refused = Verifier::builder(key)
+    ///     .idempotency(MemoryIdempotencyStore::new(1000))
+    ///     .approval_timeout(Duration::from_secs(3))
+    ///     .claim_lease(Duration::from_secs(2))
+    ///     .try_build();
+    /// assert_eq!(
+    ///     refused.unwrap_err().to_string(),
+    ///     "the claim lease (2s) is shorter than the approval timeout (3s) plus 500ms to record \
+    ///      the decision: a second delivery could take over the claim while the first decides"
+    /// );
+    /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidSetting`] says which setting and why.
+    pub fn try_build(self) -> Result<Verifier<S>, InvalidSetting> {
+        let least = self.least_claim_lease();
+        if self.claims && self.settings.claim_lease < least {
+            return Err(InvalidSetting {
+                message: format!(
+                    "the claim lease ({:?}) is shorter than the approval timeout ({:?}) plus \
+                     {:?} to record the decision: a second delivery could take over the claim \
+                     while the first decides",
+                    self.settings.claim_lease,
+                    self.settings.approval_timeout,
+                    crate::approval::APPROVAL_RECORD_GRACE,
+                ),
+            });
+        }
+        Ok(self.build())
+    }
+
+    /// The shortest claim lease that outlasts an approval's decision.
+    fn least_claim_lease(&self) -> Duration {
+        self.settings
+            .approval_timeout
+            .saturating_add(crate::approval::APPROVAL_RECORD_GRACE)
+    }
+}
+
+/// A verifier setting that cannot work, from [`VerifierBuilder::try_build`].
+///
+/// # Example
+///
+/// See [`VerifierBuilder::try_build`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidSetting {
+    message: String,
 }
 
 /// The future skew allowed once [`VerifierBuilder::max_age`] is set, unless set otherwise:

@@ -71,14 +71,15 @@ impl<S: AsyncStoreSlot> Verifier<S, ApprovalRequest> {
             };
         };
         let fingerprint = Fingerprint::of::<ApprovalRequest>(&params);
-        let attempt = |approved| {
-            Attempt::new(
-                request.decision_key(approved),
-                fingerprint,
-                now,
-                settings.claim_lease,
-            )
-        };
+        // The claim outlasts the decision, however short the lease set: a second delivery must
+        // not take over a claim whose decision is still being made.
+        let lease = settings.claim_lease.max(
+            settings
+                .approval_timeout
+                .saturating_add(crate::approval::APPROVAL_RECORD_GRACE),
+        );
+        let attempt =
+            |approved| Attempt::new(request.decision_key(approved), fingerprint, now, lease);
         let (approve, deny) = (attempt(true), attempt(false));
         // Both decisions are claimed before the handler is asked: a decision already made (or
         // being made, or made on other content) is found under one of them.

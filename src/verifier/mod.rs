@@ -33,7 +33,7 @@ mod decide;
 mod delivery;
 mod freshness;
 
-pub use builder::{DEFAULT_FUTURE_SKEW, VerifierBuilder};
+pub use builder::{DEFAULT_FUTURE_SKEW, InvalidSetting, VerifierBuilder};
 pub use clock::{Clock, SystemClock};
 
 /// The callback of kind `C` in verified parameters; a body that is another kind is
