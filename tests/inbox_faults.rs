@@ -45,7 +45,7 @@ impl SqliteHandler for Ledger {
             .map_err(|e| e.to_string())?;
         // A moment inside the transaction, for the kills to land in.
         tokio::time::sleep(Duration::from_millis(2)).await;
-        self.0.after_effect(callback)
+        self.0.after_effect(callback, Duration::ZERO).await
     }
 }
 

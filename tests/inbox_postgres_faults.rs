@@ -40,7 +40,7 @@ impl PgHandler for Ledger {
             .await
             .map_err(|e| e.to_string())?;
         tokio::time::sleep(Duration::from_millis(2)).await;
-        self.0.after_effect(callback)
+        self.0.after_effect(callback, Duration::ZERO).await
     }
 }
 

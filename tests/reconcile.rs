@@ -409,3 +409,37 @@ async fn a_pass_stopped_by_shutdown_leaves_the_rest_due_and_clones_never_ask_twi
         "{passes:?}"
     );
 }
+
+/// Every duration setting at `Duration::ZERO` and `Duration::MAX`, and the counts at their
+/// extremes, reconcile without a panic: a recheck of `Duration::MAX` means "not again" (0.2
+/// panicked adding it to an instant).
+#[tokio::test]
+async fn every_setting_at_its_extremes_reconciles_without_a_panic() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 3, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for (concurrency, rate) in [(0, 0), (usize::MAX, u32::MAX)] {
+        let delivered = Delivered::default();
+        let reconciler = Reconciler::new(client(&fake), delivered.deliver())
+            .grace(Duration::ZERO)
+            .recheck(Duration::MAX, Duration::MAX)
+            .error_backoff(Duration::MAX)
+            .concurrency(concurrency)
+            .rate(rate);
+        let report = reconciler.reconcile(&pending).await;
+        assert_eq!((report.asked, report.delivered), (3, 3), "{report:?}");
+        // Not asked again: the recheck is as far ahead as an instant goes.
+        assert_eq!(reconciler.reconcile(&pending).await.asked, 0);
+        let zero = Reconciler::new(client(&fake), delivered.deliver())
+            .recheck(Duration::ZERO, Duration::ZERO)
+            .error_backoff(Duration::ZERO)
+            .grace(Duration::MAX);
+        assert_eq!(
+            zero.reconcile(&pending).await.asked,
+            0,
+            "younger than the grace"
+        );
+    }
+}

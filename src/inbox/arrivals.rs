@@ -11,7 +11,7 @@ use tokio::sync::watch;
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::inbox::Announcer;
+/// use cregis_payout_callback::inbox::backend::Announcer;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 /// let announcer = Announcer::new();
@@ -83,7 +83,7 @@ impl Arrivals {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::inbox::Arrivals;
+    /// use cregis_payout_callback::inbox::backend::Arrivals;
     ///
     /// let arrivals = Arrivals::none();
     /// # drop(arrivals);

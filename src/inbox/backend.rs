@@ -1,12 +1,10 @@
-//! What only the author of a backend needs: the records an [`Inbox`] passes to and from its
-//! worker, and the [`Job`] a [`Worker`](super::Worker) runs. A host that uses
+//! What only the author of a backend needs: the records an [`Inbox`](super::Inbox) passes to
+//! and from its worker, and the [`Job`] a [`Worker`](super::Worker) runs. A host that uses
 //! [`SqliteInbox`](super::SqliteInbox) or [`PgInbox`](super::PgInbox) never names them.
 
 use std::time::Duration;
 
 use super::EntryId;
-#[allow(unused_imports)] // Named by the docs.
-use super::Inbox;
 pub use super::arrivals::{Announcer, Arrivals};
 pub use super::worker::{Job, JobError};
 use crate::idempotency::{DeliveryKey, Fingerprint};
@@ -16,7 +14,7 @@ use crate::idempotency::{DeliveryKey, Fingerprint};
 ///
 /// # Example
 ///
-/// See [`Inbox::accept`].
+/// See [`Inbox::accept`](super::Inbox::accept).
 #[derive(Debug, Clone, Copy)]
 pub struct NewEntry<'a> {
     /// The fact it reports; at most one entry per key.
@@ -27,11 +25,11 @@ pub struct NewEntry<'a> {
     pub body: &'a [u8],
 }
 
-/// What [`Inbox::accept`] did with an entry.
+/// What [`Inbox::accept`](super::Inbox::accept) did with an entry.
 ///
 /// # Example
 ///
-/// See [`Inbox::accept`].
+/// See [`Inbox::accept`](super::Inbox::accept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Accepted {
@@ -47,7 +45,7 @@ pub enum Accepted {
 ///
 /// # Example
 ///
-/// See [`Inbox::take`].
+/// See [`Inbox::take`](super::Inbox::take).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
     /// The entry.
@@ -57,7 +55,7 @@ pub struct Taken {
     /// The body as accepted.
     pub body: Vec<u8>,
     /// Which run of the entry this is, from 1; also the lease's token: the inbox refuses
-    /// [`renew`](Inbox::renew), [`succeed`](Inbox::succeed) and [`fail`](Inbox::fail) from an
+    /// [`renew`](super::Inbox::renew), [`succeed`](super::Inbox::succeed) and [`fail`](super::Inbox::fail) from an
     /// older run.
     pub attempt: u32,
     /// How long ago the entry was accepted, on the inbox's clock.
@@ -76,7 +74,7 @@ pub struct Taken {
 ///
 /// # Example
 ///
-/// See [`Inbox::fail`].
+/// See [`Inbox::fail`](super::Inbox::fail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     /// Due again after this long.

@@ -22,6 +22,34 @@
 //!    handler is never run twice at once; an entry whose worker died runs again once its lease
 //!    lapses.
 //!
+//! # Under production conditions
+//!
+//! - **Accepting never waits for a handler.** The accepts have connections of their own
+//!   ([`PgInbox`]: four, apart from the host's pool; [`SqliteInbox`]: one, and a turn among
+//!   this process's writers behind at most the one in-transaction handler holding the write
+//!   lock, bounded by its deadline). A slow handler delays an accept by at most
+//!   [`DEFAULT_IN_TRANSACTION_DEADLINE`] on SQLite, and not at all on PostgreSQL; it never
+//!   makes one fail.
+//! - **Every run counts, however it ended**: a handler's error or panic, a failed commit, a
+//!   handler past its [deadline](Worker::deadline), and a process that died mid-run (counted
+//!   at the next [`take`](Inbox::take), [`Taken::interrupted_runs`]). At the
+//!   [`RetryPolicy`]'s limit the entry is dead.
+//! - **A run that loses its lease stops**: its renewal says so, or it cannot renew in time;
+//!   and nothing a run does after its lease lapsed can settle the entry. Dropping
+//!   [`Worker::run`] aborts its runs; a shutdown aborts them at its
+//!   [deadline](Worker::shutdown_deadline) and makes their entries due at once.
+//! - **The tables stay small**: done entries are deleted after the worker's
+//!   [retention](Worker::retention) (30 days); dead ones are kept for an operator. Listing
+//!   ([`Inbox::page`]) and counting ([`Inbox::counts`]) read indexes, not the table.
+//!
+//! | default | value | why |
+//! |---|---|---|
+//! | [`DEFAULT_DEADLINE`] | 60 s | River's job timeout; a handler within its own timeouts finishes well within it |
+//! | [`DEFAULT_IN_TRANSACTION_DEADLINE`] | 2 s | a transaction of a few statements takes milliseconds; this bounds what a stuck one costs an accept |
+//! | [`DEFAULT_LEASE`] | 60 s | renewed every 20 s; a dead worker's entries run again a minute later |
+//! | [`DEFAULT_SHUTDOWN_DEADLINE`] | 20 s | inside the 30 s an orchestrator waits before it kills the process |
+//! | [`DEFAULT_RETENTION`] | 30 days | covers a month of console re-pushes; later, a re-push runs again |
+//!
 //! # What "exactly once" means here
 //!
 //! Every authentic callback that was acknowledged is in the inbox and is run until it succeeds
@@ -37,9 +65,9 @@
 //! | state | meaning | next |
 //! |---|---|---|
 //! | [`Pending`](EntryState::Pending) | accepted, due, not yet run | a worker takes it: running |
-//! | [`Running`](EntryState::Running) | a worker holds its lease | done, waiting, dead; pending again if the lease lapses |
+//! | [`Running`](EntryState::Running) | a worker holds its lease | done, waiting, dead; pending again if the lease lapses or an operator [`release`](Inbox::release)s it (counted as interrupted) |
 //! | [`Waiting`](EntryState::Waiting) | failed, its retry is due later | pending when due |
-//! | [`Done`](EntryState::Done) | the handler succeeded | (stays: later deliveries are duplicates) |
+//! | [`Done`](EntryState::Done) | the handler succeeded | deleted after the [retention](Worker::retention) (until then, later deliveries are duplicates) |
 //! | [`Dead`](EntryState::Dead) | failed past the policy's limit | [`replay`](Inbox::replay): pending; [`discard`](Inbox::discard): gone |
 //!
 //! # Example
@@ -310,7 +338,8 @@ pub struct Count {
 /// # #[cfg(feature = "sqlite")]
 /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use std::time::Duration;
-/// use cregis_payout_callback::inbox::{Accepted, EntryState, Inbox, NewEntry, Next, SqliteInbox};
+/// use cregis_payout_callback::inbox::backend::{Accepted, NewEntry, Next};
+/// use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
 /// use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
 /// use cregis_payout_callback::{CallbackKind, CallbackStatus};
 ///

@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 ///
 /// ```
 /// use std::time::Duration;
-/// use cregis_payout_callback::inbox::{EntryId, Next, RetryPolicy};
+/// use cregis_payout_callback::inbox::backend::Next;
+/// use cregis_payout_callback::inbox::{EntryId, RetryPolicy};
 ///
 /// let policy = RetryPolicy::default();
 /// assert_eq!((policy.initial, policy.max_delay), (Duration::from_secs(1), Duration::from_secs(600)));

@@ -103,7 +103,7 @@ pub trait Job<I: Inbox>: Send + Sync + 'static {
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::inbox::JobError;
+/// use cregis_payout_callback::inbox::backend::JobError;
 ///
 /// let error = JobError::Handler("database is down".to_owned());
 /// assert_eq!(error.to_string(), "database is down");

@@ -28,17 +28,40 @@ pub fn retry_policy() -> RetryPolicy {
     }
 }
 
-/// What becomes of each run of the handler: 30 % fail and 2 % panic, decided by a hash of the
-/// payout, the run (counted in memory: a count rolled back with the effect would give a retry
-/// the same fate) and a seed per process.
+/// What becomes of each run of the handler, decided by a hash of the payout, the run (counted
+/// in memory: a count rolled back with the effect would give a retry the same fate) and a
+/// seed per process: [`Fate::new`] fails 30 % and panics in 2 %; [`Fate::soak`] also stalls.
 #[derive(Debug)]
 pub struct Fate {
     seed: u64,
     runs: Mutex<HashMap<i64, u64>>,
+    /// Out of 100 runs: how many panic, fail, and stall past their deadline.
+    panics: u64,
+    fails: u64,
+    stalls: u64,
+}
+
+/// One run's fate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Panic,
+    Fail,
+    Stall,
+    Succeed,
 }
 
 impl Fate {
+    /// 30 % of runs fail, 2 % panic.
     pub fn new() -> Fate {
+        Fate::with(2, 30, 0)
+    }
+
+    /// The soak's: 1 % of runs panic, 20 % fail, 5 % stall past their deadline.
+    pub fn soak() -> Fate {
+        Fate::with(1, 20, 5)
+    }
+
+    fn with(panics: u64, fails: u64, stalls: u64) -> Fate {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -46,27 +69,55 @@ impl Fate {
         Fate {
             seed: u64::from(nanos) ^ u64::from(std::process::id()) << 32,
             runs: Mutex::default(),
+            panics,
+            fails,
+            stalls,
         }
     }
 
-    /// Called once the run has written its effect: fails or panics as fate says.
-    pub fn after_effect(&self, callback: &PayoutCallback) -> Result<(), String> {
+    /// This run's fate, for payout `cid`.
+    pub fn verdict(&self, cid: i64) -> (Verdict, u64) {
         let run = {
             let mut runs = self.runs.lock().unwrap();
-            let run = runs.entry(callback.cid).or_insert(0);
+            let run = runs.entry(cid).or_insert(0);
             *run += 1;
             *run
         };
-        let mut z = self.seed ^ u64::from_ne_bytes(callback.cid.to_ne_bytes()) ^ (run << 40);
+        let mut z = self.seed ^ u64::from_ne_bytes(cid.to_ne_bytes()) ^ (run << 40);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        match (z ^ (z >> 31)) % 100 {
-            0..=1 => panic!("the handler's bug (payout {}, run {run})", callback.cid),
-            2..=31 => Err(format!(
+        let roll = (z ^ (z >> 31)) % 100;
+        let verdict = if roll < self.panics {
+            Verdict::Panic
+        } else if roll < self.panics + self.fails {
+            Verdict::Fail
+        } else if roll < self.panics + self.fails + self.stalls {
+            Verdict::Stall
+        } else {
+            Verdict::Succeed
+        };
+        (verdict, run)
+    }
+
+    /// Called once the run has written its effect: fails, panics or stalls for `stall` as fate
+    /// says.
+    pub async fn after_effect(
+        &self,
+        callback: &PayoutCallback,
+        stall: Duration,
+    ) -> Result<(), String> {
+        let (verdict, run) = self.verdict(callback.cid);
+        match verdict {
+            Verdict::Panic => panic!("the handler's bug (payout {}, run {run})", callback.cid),
+            Verdict::Fail => Err(format!(
                 "the ledger is busy (payout {}, run {run})",
                 callback.cid
             )),
-            _ => Ok(()),
+            Verdict::Stall => {
+                tokio::time::sleep(stall).await;
+                Ok(())
+            }
+            Verdict::Succeed => Ok(()),
         }
     }
 }
@@ -215,10 +266,16 @@ pub fn wait_for_acknowledged(sent: &Sent, at: usize) {
 /// Waits (up to 2 minutes) until every payout's entry is done, through the servers' workers;
 /// checks that none is dead, and returns how many runs they took in all.
 pub async fn wait_all_done(inbox: &impl Inbox) -> u32 {
+    wait_done(inbox, usize::try_from(PAYOUTS).unwrap()).await
+}
+
+/// Waits (up to 2 minutes) until `n` entries are done; checks that none is dead, and returns
+/// how many runs they took in all.
+pub async fn wait_done(inbox: &impl Inbox, n: usize) -> u32 {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let done = loop {
         let done = inbox.list(&[EntryState::Done]).await.unwrap();
-        if done.len() == usize::try_from(PAYOUTS).unwrap() {
+        if done.len() == n {
             break done;
         }
         assert!(
@@ -232,9 +289,149 @@ pub async fn wait_all_done(inbox: &impl Inbox) -> u32 {
     done.iter().map(|entry| entry.attempts).sum()
 }
 
+/// What a soak saw.
+#[derive(Debug)]
+pub struct Soak {
+    /// Callbacks sent (one payout each), every one acknowledged.
+    pub sent: usize,
+    /// How long each acknowledged request took, sorted.
+    pub latencies: Vec<Duration>,
+    /// Answers other than `success` (not counting a server that was down).
+    pub refused: usize,
+    /// The most entries waiting to run (pending, running, waiting) at any sample.
+    pub max_backlog: u64,
+}
+
+impl Soak {
+    /// Prints what the soak saw under `what`, and checks it: every callback acknowledged with
+    /// no other answer while a server was up, and the handler failing along the way (`runs`
+    /// in all, more than the callbacks).
+    pub fn report(&self, what: &str, runs: u32) {
+        eprintln!(
+            "{what}, 1 SIGKILL: {} callbacks; accept p50 {:?}, p99 {:?}, max {:?}; largest \
+             backlog {} entries; {runs} runs",
+            self.sent,
+            self.percentile(50),
+            self.percentile(99),
+            self.latencies[self.latencies.len() - 1],
+            self.max_backlog,
+        );
+        assert_eq!(
+            self.refused, 0,
+            "an answer other than success while a server was up"
+        );
+        assert_eq!(self.latencies.len(), self.sent);
+        let runs = usize::try_from(runs).unwrap();
+        assert!(
+            runs > self.sent,
+            "the handler failed along the way: {runs} runs"
+        );
+    }
+
+    /// The latency at `percent` (of 100).
+    pub fn percentile(&self, percent: usize) -> Duration {
+        let at = (self.latencies.len() * percent / 100).min(self.latencies.len() - 1);
+        self.latencies[at]
+    }
+}
+
+/// The soak: `rate` callbacks a second for `length`, each a payout of its own, to the
+/// servers in turn; each re-sent (after 20 ms) only while its server is down, until
+/// acknowledged. Halfway, `kill` `SIGKILL`s a server and starts it again. The backlog is
+/// sampled from `inbox` every 250 ms.
+pub async fn soak(
+    servers: &Servers,
+    inbox: &impl Inbox,
+    rate: u32,
+    length: Duration,
+    kill: impl FnOnce() + Send + 'static,
+) -> Soak {
+    let client = reqwest::Client::new();
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    let started = tokio::time::Instant::now();
+    let mut killer = Some(kill);
+    let mut next_sample = started;
+    let mut max_backlog = 0;
+    let mut sends = Vec::new();
+    let mut cid = 0i64;
+    while started.elapsed() < length {
+        ticks.tick().await;
+        if started.elapsed() >= length / 2 {
+            if let Some(kill) = killer.take() {
+                tokio::task::spawn_blocking(kill);
+            }
+        }
+        if tokio::time::Instant::now() >= next_sample {
+            next_sample += Duration::from_millis(250);
+            let backlog: u64 = inbox
+                .counts()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|count| !matches!(count.state, EntryState::Done | EntryState::Dead))
+                .map(|count| count.entries)
+                .sum();
+            max_backlog = max_backlog.max(backlog);
+        }
+        let (client, servers, latencies, refused) = (
+            client.clone(),
+            Arc::clone(servers),
+            Arc::clone(&latencies),
+            Arc::clone(&refused),
+        );
+        sends.push(tokio::spawn(async move {
+            for push in 0u32.. {
+                let url = {
+                    let servers = servers.read().unwrap();
+                    let at = usize::try_from(cid).unwrap() + push as usize;
+                    servers[at % servers.len()].1.clone()
+                };
+                let sent = std::time::Instant::now();
+                let answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(delivery(cid, push))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                if let Ok(response) = answer {
+                    let status = response.status().as_u16();
+                    let text = response.text().await.unwrap_or_default();
+                    if (status, text.as_str()) == (200, "success") {
+                        latencies.lock().unwrap().push(sent.elapsed());
+                        return;
+                    }
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+        cid += 1;
+    }
+    for send in sends {
+        send.await.unwrap();
+    }
+    let mut latencies = std::mem::take(&mut *latencies.lock().unwrap());
+    latencies.sort();
+    Soak {
+        sent: usize::try_from(cid).unwrap(),
+        latencies,
+        refused: refused.load(Ordering::SeqCst),
+        max_backlog,
+    }
+}
+
 /// Checks that the ledger's effects, counted per payout (`cid`, count), hold each payout once.
 pub fn assert_each_applied_once(effects: &[(i64, i64)]) {
-    assert_eq!(effects.len(), usize::try_from(PAYOUTS).unwrap());
+    assert_each_of_n_applied_once(effects, usize::try_from(PAYOUTS).unwrap());
+}
+
+/// Checks that the ledger's effects, counted per payout (`cid`, count), hold each of `n`
+/// payouts once.
+pub fn assert_each_of_n_applied_once(effects: &[(i64, i64)], n: usize) {
+    assert_eq!(effects.len(), n);
     let twice: Vec<_> = effects.iter().filter(|(_, n)| *n != 1).collect();
     assert!(twice.is_empty(), "applied more than once: {twice:?}");
 }
