@@ -8,7 +8,7 @@
 //! delivery. With the inbox, the route does only what cannot fail for the host's reasons:
 //!
 //! 1. [`Verifier::accept`](crate::Verifier::accept) verifies and parses the body, then records it (its raw body, its
-//!    [`DeliveryKey`] and [`Fingerprint`]) in one atomic write, and answers `success` only once
+//!    [`DeliveryKey`] and [`Fingerprint`](crate::idempotency::Fingerprint)) in one atomic write, and answers `success` only once
 //!    that write is committed. A duplicate (same key, same content) is acknowledged without a
 //!    second entry; other content under a known key is a 409
 //!    [`ConflictingDelivery`](crate::Error::ConflictingDelivery); nothing unauthentic or
