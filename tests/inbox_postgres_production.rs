@@ -271,3 +271,15 @@ async fn a_commit_that_fails_is_a_failed_run_and_dead_at_the_limit() {
         .unwrap();
     assert_eq!(ledger, 0, "every run rolled back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: DATABASE_URL, or .ci/with-postgres"]
+async fn concurrent_accepts_of_one_fact_are_new_once_duplicate_or_conflict() {
+    production::concurrent_accepts_of_one_fact_are_new_once(inbox().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: DATABASE_URL, or .ci/with-postgres"]
+async fn completions_marked_in_one_batch_never_settle_a_lapsed_run() {
+    production::a_batch_of_completions_keeps_the_fencing(inbox().await).await;
+}

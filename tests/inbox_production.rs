@@ -304,3 +304,15 @@ async fn a_version_1_file_is_migrated_with_its_entries() {
         (7, 2, 1)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_of_one_fact_are_new_once_duplicate_or_conflict() {
+    let (inbox, _dir) = inbox().await;
+    production::concurrent_accepts_of_one_fact_are_new_once(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_marked_in_one_batch_never_settle_a_lapsed_run() {
+    let (inbox, _dir) = inbox().await;
+    production::a_batch_of_completions_keeps_the_fencing(inbox).await;
+}

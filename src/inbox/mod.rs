@@ -25,7 +25,7 @@
 //! # Under production conditions
 //!
 //! - **Accepting never waits for a handler.** The accepts have connections of their own
-//!   ([`PgInbox`]: four, apart from the host's pool; [`SqliteInbox`]: one, and a turn among
+//!   ([`PgInbox`]: six, apart from the host's pool; [`SqliteInbox`]: one, and a turn among
 //!   this process's writers behind at most the one in-transaction handler holding the write
 //!   lock, bounded by its deadline). A slow handler delays an accept by at most
 //!   [`DEFAULT_IN_TRANSACTION_DEADLINE`] on SQLite, and not at all on PostgreSQL; it never
@@ -382,6 +382,32 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         kind: CallbackKind,
         lease: Duration,
     ) -> impl Future<Output = Result<Option<Taken>, BoxError>> + Send;
+
+    /// Takes up to `n` entries of `kind` due longest, as [`take`](Inbox::take) does each,
+    /// in one statement where the backend can ([`SqliteInbox`] and [`PgInbox`] do); fewer, or
+    /// none, if fewer are due. A [`Worker`] takes as many as it has handlers free. Defaults to
+    /// `take` `n` times.
+    ///
+    /// # Errors
+    ///
+    /// The database failed: none was taken.
+    fn take_many(
+        &self,
+        kind: CallbackKind,
+        lease: Duration,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<Taken>, BoxError>> + Send {
+        async move {
+            let mut taken = Vec::new();
+            while taken.len() < n {
+                match self.take(kind, lease).await? {
+                    Some(entry) => taken.push(entry),
+                    None => break,
+                }
+            }
+            Ok(taken)
+        }
+    }
 
     /// Extends the lease of `taken` to `lease` from now. `false` if the run no longer holds the
     /// entry (its lease lapsed and another run took it, or an operator discarded it).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{self, Dialect};
 use super::{
@@ -14,6 +15,7 @@ use super::{
     JobError, Listing, NewEntry, Next, Page, Taken,
 };
 use crate::error::BoxError;
+use crate::idempotency::{DeliveryKey, Fingerprint};
 use crate::schema::{Schema, migrate_pg, sql_ms};
 use crate::{CallbackKind, Notification, PayoutCallback};
 
@@ -68,7 +70,7 @@ const DIALECT: Dialect = Dialect {
 /// The connections of the inbox's own statements (accepts, takes, renewals, outcomes), apart
 /// from the pool the handlers' transactions use: however many handlers hold connections, an
 /// accept finds one.
-const RESERVED_CONNECTIONS: u32 = 4;
+const RESERVED_CONNECTIONS: u32 = 6;
 
 /// The inbox in PostgreSQL: one table that every instance shares.
 ///
@@ -79,10 +81,12 @@ const RESERVED_CONNECTIONS: u32 = 4;
 /// its schema version checked, under an advisory lock, so instances may start at once.
 ///
 /// **Accepting never waits for a handler.** The inbox's own statements (accepts, takes,
-/// renewals, outcomes, listings) run on a pool of their own, four connections opened with the
+/// renewals, outcomes, listings) run on a pool of their own, six connections opened with the
 /// host pool's options, apart from the connections the in-transaction handlers hold; an
-/// accept is a single-row insert that no handler's lock blocks. Each instance opens at most the
-/// host pool's connections, these four, and one that listens.
+/// accept is an insert that no handler's lock blocks. Concurrent accepts share one statement
+/// and one commit ([`group_commit`](PgInbox::group_commit), three batches in flight at most),
+/// each acknowledged after it. Each instance opens at most the host pool's connections, these
+/// six, and one that listens.
 ///
 /// Connections use TLS when the URL asks for it (`sslmode=require`, `verify-full`, ...), as
 /// production databases require; with `sslmode=prefer` (the default) TLS is used if the server
@@ -109,6 +113,232 @@ pub struct PgInbox {
     reserved: PgPool,
     /// Wakes idle workers when any instance accepts an entry (`LISTEN`).
     news: Arc<News>,
+    /// The queue of the task that writes accepts and completions in batches (group commit);
+    /// `None`: one statement each.
+    writer: Option<Arc<Writer>>,
+}
+
+/// The group-commit writers of one inbox: their queue, and their tasks (ended with the last
+/// clone).
+#[derive(Debug)]
+struct Writer {
+    queue: mpsc::Sender<Write>,
+    _tasks: Vec<AbortOnDrop<()>>,
+}
+
+/// How many batches one inbox writes at once: while one commits, the next fills, and
+/// PostgreSQL flushes the WAL of concurrent commits together.
+const WRITERS: usize = 3;
+
+/// What waits for the writer: an entry to accept, or a run to mark done, and where to say
+/// what became of it.
+#[derive(Debug)]
+enum Write {
+    Accept {
+        key: DeliveryKey,
+        fingerprint: Fingerprint,
+        body: Vec<u8>,
+        done: oneshot::Sender<Result<Option<Accepted>, String>>,
+    },
+    Done {
+        id: EntryId,
+        attempt: u32,
+        done: oneshot::Sender<Result<bool, String>>,
+    },
+}
+
+/// The most writes one batch holds.
+const BATCH: usize = 256;
+
+/// A writer: waits for a write, takes every one that came meanwhile (up to [`BATCH`]), and
+/// writes the accepts in one `INSERT` and the completions in one `UPDATE`, each its own
+/// commit; each write is answered after its statement committed. Under load one commit (one
+/// WAL flush, one round trip) serves many; alone, a write is its own batch. [`WRITERS`] of
+/// them share the queue.
+async fn write_batches(pool: PgPool, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Write>>>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let taken = queue.lock().await.recv_many(&mut batch, BATCH).await;
+        if taken == 0 {
+            return;
+        }
+        let (mut accepts, mut dones) = (Vec::new(), Vec::new());
+        for write in batch.drain(..) {
+            match write {
+                Write::Accept { .. } => accepts.push(write),
+                Write::Done { .. } => dones.push(write),
+            }
+        }
+        if !accepts.is_empty() {
+            accept_batch(&pool, accepts).await;
+        }
+        if !dones.is_empty() {
+            done_batch(&pool, dones).await;
+        }
+    }
+}
+
+/// The accepts of a batch: one `INSERT` of them all; the keys it did not insert are read back
+/// to tell duplicates from conflicts. An entry found neither way (discarded meanwhile) is
+/// answered `None`, and its `accept` tries again on its own.
+async fn accept_batch(pool: &PgPool, writes: Vec<Write>) {
+    let mut entries = Vec::with_capacity(writes.len());
+    let mut answers = Vec::with_capacity(writes.len());
+    for write in writes {
+        if let Write::Accept {
+            key,
+            fingerprint,
+            body,
+            done,
+        } = write
+        {
+            entries.push((key, fingerprint, body));
+            answers.push(done);
+        }
+    }
+    match insert_all(pool, &entries).await {
+        Ok(accepted) => {
+            for (done, accepted) in answers.into_iter().zip(accepted) {
+                let _ = done.send(Ok(accepted));
+            }
+        }
+        Err(error) => {
+            let error = error.to_string();
+            for done in answers {
+                let _ = done.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Inserts `entries` in one statement; what became of each.
+async fn insert_all(
+    pool: &PgPool,
+    entries: &[(DeliveryKey, Fingerprint, Vec<u8>)],
+) -> Result<Vec<Option<Accepted>>, BoxError> {
+    let columns = |entries: &[(DeliveryKey, Fingerprint, Vec<u8>)]| {
+        let kinds: Vec<&str> = entries.iter().map(|(key, ..)| key.kind.as_str()).collect();
+        let pids: Vec<i64> = entries.iter().map(|(key, ..)| key.pid).collect();
+        let cids: Vec<i64> = entries.iter().map(|(key, ..)| key.cid).collect();
+        let statuses: Vec<i32> = entries.iter().map(|(key, ..)| key.fact.code()).collect();
+        (kinds, pids, cids, statuses)
+    };
+    let (kinds, pids, cids, statuses) = columns(entries);
+    let fingerprints: Vec<&[u8]> = entries
+        .iter()
+        .map(|(_, fingerprint, _)| &fingerprint.as_bytes()[..])
+        .collect();
+    let bodies: Vec<&[u8]> = entries.iter().map(|(.., body)| body.as_slice()).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO cregis_inbox
+             (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind)
+         SELECT pid, cid, status, fingerprint, body, 'pending', now(), now(), kind
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bytea[], $5::bytea[],
+                     $6::text[]) WITH ORDINALITY AS t(pid, cid, status, fingerprint, body, kind, n)
+         ORDER BY n
+         ON CONFLICT (kind, pid, cid, status) DO NOTHING
+         RETURNING id, kind, pid, cid, status::bigint AS status",
+    )
+    .bind(&pids)
+    .bind(&cids)
+    .bind(&statuses)
+    .bind(&fingerprints)
+    .bind(&bodies)
+    .bind(&kinds)
+    .fetch_all(pool)
+    .await?;
+    let mut new = std::collections::HashMap::with_capacity(inserted.len());
+    for row in &inserted {
+        new.insert(sql::key_of(row)?, EntryId(row.try_get("id")?));
+    }
+    // The first write of a key inserted is new; the others of the batch, and the keys that
+    // were there before, are found as they are now.
+    let mut accepted = vec![None; entries.len()];
+    let mut claimed = std::collections::HashSet::new();
+    let mut unresolved = Vec::new();
+    for (at, (key, ..)) in entries.iter().enumerate() {
+        match new.get(key) {
+            Some(&id) if claimed.insert(*key) => accepted[at] = Some(Accepted::New(id)),
+            _ => unresolved.push(at),
+        }
+    }
+    if unresolved.is_empty() {
+        return Ok(accepted);
+    }
+    let wanted: Vec<_> = unresolved.iter().map(|&at| entries[at].clone()).collect();
+    let (kinds, pids, cids, statuses) = columns(&wanted);
+    let found = sqlx::query(
+        "SELECT e.id, e.fingerprint, e.kind, e.pid, e.cid, e.status::bigint AS status
+         FROM cregis_inbox AS e
+         JOIN UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::text[])
+              AS k(pid, cid, status, kind)
+           ON e.pid = k.pid AND e.cid = k.cid AND e.status = k.status AND e.kind = k.kind",
+    )
+    .bind(&pids)
+    .bind(&cids)
+    .bind(&statuses)
+    .bind(&kinds)
+    .fetch_all(pool)
+    .await?;
+    let mut stored = std::collections::HashMap::with_capacity(found.len());
+    for row in &found {
+        let fingerprint: Vec<u8> = row.try_get("fingerprint")?;
+        stored.insert(
+            sql::key_of(row)?,
+            (EntryId(row.try_get("id")?), fingerprint),
+        );
+    }
+    for at in unresolved {
+        let (key, fingerprint, _) = &entries[at];
+        accepted[at] = stored
+            .get(key)
+            .map(|(id, stored)| sql::existing(*id, stored, fingerprint));
+    }
+    Ok(accepted)
+}
+
+/// The completions of a batch: one `UPDATE` marks done every run that still holds its lease.
+async fn done_batch(pool: &PgPool, writes: Vec<Write>) {
+    let mut runs = Vec::with_capacity(writes.len());
+    let mut answers = Vec::with_capacity(writes.len());
+    for write in writes {
+        if let Write::Done { id, attempt, done } = write {
+            runs.push((id, attempt));
+            answers.push(done);
+        }
+    }
+    let ids: Vec<i64> = runs.iter().map(|(id, _)| id.0).collect();
+    let attempts: Vec<i32> = runs
+        .iter()
+        .map(|(_, attempt)| self::attempts(*attempt))
+        .collect();
+    let marked = sqlx::query_scalar::<_, i64>(
+        "UPDATE cregis_inbox AS e
+         SET state = 'done', lease_until = NULL, last_error = NULL,
+             finished_at = clock_timestamp()
+         FROM UNNEST($1::bigint[], $2::integer[]) AS d(id, attempts)
+         WHERE e.id = d.id AND e.attempts = d.attempts AND e.state = 'pending'
+           AND e.lease_until >= clock_timestamp()
+         RETURNING e.id",
+    )
+    .bind(&ids)
+    .bind(&attempts)
+    .fetch_all(pool)
+    .await;
+    match marked {
+        Ok(marked) => {
+            let marked: std::collections::HashSet<i64> = marked.into_iter().collect();
+            for ((id, _), done) in runs.into_iter().zip(answers) {
+                let _ = done.send(Ok(marked.contains(&id.0)));
+            }
+        }
+        Err(error) => {
+            let error = error.to_string();
+            for done in answers {
+                let _ = done.send(Err(error.clone()));
+            }
+        }
+    }
 }
 
 /// The channel every instance's `accept` notifies and every worker's instance listens on.
@@ -226,7 +456,58 @@ impl PgInbox {
             pool,
             reserved,
             news: Arc::default(),
-        })
+            writer: None,
+        }
+        .group_commit(true))
+    }
+
+    /// Whether accepts and completions are written in batches by one task per inbox (`true`,
+    /// the default: concurrent accepts share a statement and a commit, each acknowledged
+    /// after it) or one statement each (`false`: the way to compare, or for a database that
+    /// must see each statement). Outside a tokio runtime there is no task: one statement each.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::inbox::PgInbox;
+    ///
+    /// let one_by_one = PgInbox::connect("postgres://app@127.0.0.1/payments").await?.group_commit(false);
+    /// # drop(one_by_one);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn group_commit(mut self, on: bool) -> PgInbox {
+        self.writer = match (on, tokio::runtime::Handle::try_current()) {
+            (true, Ok(runtime)) => {
+                let (queue, writes) = mpsc::channel(4 * BATCH);
+                let writes = Arc::new(tokio::sync::Mutex::new(writes));
+                let tasks = (0..WRITERS)
+                    .map(|_| {
+                        let batches = write_batches(self.reserved.clone(), Arc::clone(&writes));
+                        AbortOnDrop(runtime.spawn(batches))
+                    })
+                    .collect();
+                Some(Arc::new(Writer {
+                    queue,
+                    _tasks: tasks,
+                }))
+            }
+            _ => None,
+        };
+        self
+    }
+
+    /// Hands `write` to the writer and waits for its answer.
+    async fn write<T>(
+        writer: &Writer,
+        write: Write,
+        answer: oneshot::Receiver<Result<T, String>>,
+    ) -> Result<T, BoxError> {
+        let stopped = || BoxError::from("the inbox's writer has stopped (its runtime shut down)");
+        writer.queue.send(write).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?.map_err(BoxError::from)
     }
 
     /// The host's pool (the one given, or the one [`connect`](PgInbox::connect) opened), to
@@ -279,6 +560,22 @@ fn attempts(attempt: u32) -> i32 {
 
 impl Inbox for PgInbox {
     async fn accept(&self, entry: &NewEntry<'_>) -> Result<Accepted, BoxError> {
+        if let Some(writer) = &self.writer {
+            let (done, answer) = oneshot::channel();
+            let write = Write::Accept {
+                key: entry.key,
+                fingerprint: entry.fingerprint,
+                body: entry.body.to_vec(),
+                done,
+            };
+            // `None`: its row was discarded between the insert and the read; on its own.
+            if let Some(accepted) = PgInbox::write(writer, write, answer).await? {
+                if let Accepted::New(_) = accepted {
+                    self.announce();
+                }
+                return Ok(accepted);
+            }
+        }
         let key = entry.key;
         // An entry is never changed by `accept`, and only removed by `discard`: if the insert
         // finds a row and the row is then discarded before it is read, try again.
@@ -334,28 +631,42 @@ impl Inbox for PgInbox {
     }
 
     async fn take(&self, kind: CallbackKind, lease: Duration) -> Result<Option<Taken>, BoxError> {
-        let row = sqlx::query(
-            "UPDATE cregis_inbox
-             SET attempts = attempts + 1,
-                 interrupted = interrupted + (lease_until IS NOT NULL)::integer,
-                 lease_until = now() + $1 * interval '1 millisecond'
-             WHERE id = (
+        Ok(self.take_many(kind, lease, 1).await?.pop())
+    }
+
+    async fn take_many(
+        &self,
+        kind: CallbackKind,
+        lease: Duration,
+        n: usize,
+    ) -> Result<Vec<Taken>, BoxError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "WITH due AS (
                  SELECT id FROM cregis_inbox
                  WHERE state = 'pending' AND kind = $2 AND due_at <= now()
                    AND (lease_until IS NULL OR lease_until < now())
                  ORDER BY due_at, id
-                 LIMIT 1
+                 LIMIT $3
                  FOR UPDATE SKIP LOCKED
              )
-             RETURNING id, kind, pid, cid, status::bigint AS status, body,
-                       attempts::bigint AS attempts, interrupted::bigint AS interrupted,
-                       (extract(epoch FROM now() - accepted_at) * 1000)::bigint AS age_ms",
+             UPDATE cregis_inbox AS e
+             SET attempts = e.attempts + 1,
+                 interrupted = e.interrupted + (e.lease_until IS NOT NULL)::integer,
+                 lease_until = now() + $1 * interval '1 millisecond'
+             FROM due WHERE e.id = due.id
+             RETURNING e.id, e.kind, e.pid, e.cid, e.status::bigint AS status, e.body,
+                       e.attempts::bigint AS attempts, e.interrupted::bigint AS interrupted,
+                       (extract(epoch FROM now() - e.accepted_at) * 1000)::bigint AS age_ms",
         )
         .bind(sql_ms(lease))
         .bind(kind.as_str())
-        .fetch_optional(&self.reserved)
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .fetch_all(&self.reserved)
         .await?;
-        row.as_ref().map(sql::taken_of).transpose()
+        sql::taken_all(&rows)
     }
 
     async fn renew(&self, taken: &Taken, lease: Duration) -> Result<bool, BoxError> {
@@ -371,7 +682,18 @@ impl Inbox for PgInbox {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Through the writer, with group commit on: the runs that end while it writes are
+    /// marked done together in its next statement, each only if its lease is live.
     async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
+        if let Some(writer) = &self.writer {
+            let (done, answer) = oneshot::channel();
+            let write = Write::Done {
+                id: taken.id,
+                attempt: taken.attempt,
+                done,
+            };
+            return PgInbox::write(writer, write, answer).await;
+        }
         let mut connection = self.reserved.acquire().await?;
         PgInbox::mark_done(&mut connection, taken).await
     }

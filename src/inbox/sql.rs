@@ -211,6 +211,18 @@ where
     })
 }
 
+/// The rows of a `take`, oldest first (`RETURNING` keeps no order).
+pub(super) fn taken_all<R>(rows: &[R]) -> Result<Vec<Taken>, BoxError>
+where
+    R: EntryRow,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut taken = rows.iter().map(taken_of).collect::<Result<Vec<_>, _>>()?;
+    taken.sort_by_key(|taken| taken.id);
+    Ok(taken)
+}
+
 /// A row of [`Dialect::page`].
 pub(super) fn summary_of<R>(row: &R) -> Result<EntrySummary, BoxError>
 where

@@ -144,14 +144,56 @@ pub struct SqliteInbox {
     gate: Arc<Gate>,
 }
 
-/// An entry waiting for the writer, and where to say what became of it.
+/// What waits for the writer: an entry to accept, or a run to mark done (a completion of
+/// [`Worker::new`](super::Worker::new)'s), and where to say what became of it.
 #[derive(Debug)]
-struct Write {
-    key: DeliveryKey,
-    fingerprint: Fingerprint,
-    body: Vec<u8>,
-    now_ms: i64,
-    done: oneshot::Sender<Result<Accepted, String>>,
+enum Write {
+    Accept {
+        key: DeliveryKey,
+        fingerprint: Fingerprint,
+        body: Vec<u8>,
+        now_ms: i64,
+        done: oneshot::Sender<Result<Accepted, String>>,
+    },
+    Done {
+        id: EntryId,
+        attempt: u32,
+        now_ms: i64,
+        done: oneshot::Sender<Result<bool, String>>,
+    },
+}
+
+/// What one write came to, once committed.
+enum Written {
+    Accepted(Accepted),
+    Done(bool),
+}
+
+impl Write {
+    /// Says what became of it (after the commit, or the failure).
+    fn answer(self, written: Result<Written, String>) {
+        // `write_on` answers each write in kind; a mismatch would be a bug here, and is
+        // answered as a failure, never as a success.
+        fn mixed_up<T>() -> Result<T, String> {
+            Err("the inbox's writer mixed up its answers".to_owned())
+        }
+        match self {
+            Write::Accept { done, .. } => {
+                let _ = done.send(match written {
+                    Ok(Written::Accepted(accepted)) => Ok(accepted),
+                    Ok(_) => mixed_up(),
+                    Err(error) => Err(error),
+                });
+            }
+            Write::Done { done, .. } => {
+                let _ = done.send(match written {
+                    Ok(Written::Done(marked)) => Ok(marked),
+                    Ok(_) => mixed_up(),
+                    Err(error) => Err(error),
+                });
+            }
+        }
+    }
 }
 
 /// The most entries one commit writes.
@@ -318,24 +360,15 @@ impl SqliteInbox {
         self.gate.write.lock().await
     }
 
-    /// Marks `taken` done on `connection` (in the handler's transaction, for
-    /// [`InTransaction`]); `false` if the run no longer holds it.
-    async fn mark_done(
+    /// Hands `write` to the writer and waits for its answer.
+    async fn write<T>(
         &self,
-        connection: &mut SqliteConnection,
-        taken: &Taken,
-    ) -> Result<bool, BoxError> {
-        let done = sqlx::query(
-            "UPDATE cregis_inbox
-             SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = ?1
-             WHERE id = ?2 AND attempts = ?3 AND state = 'pending' AND lease_until_ms >= ?1",
-        )
-        .bind(self.now_ms())
-        .bind(taken.id.0)
-        .bind(i64::from(taken.attempt))
-        .execute(&mut *connection)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        write: Write,
+        answer: oneshot::Receiver<Result<T, String>>,
+    ) -> Result<T, BoxError> {
+        let stopped = || BoxError::from("the inbox's writer has stopped (its runtime shut down)");
+        self.writer.send(write).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?.map_err(BoxError::from)
     }
 
     /// Now, in milliseconds since the epoch, on the inbox's clock.
@@ -379,22 +412,22 @@ async fn write_batches(mut target: Target, gate: Arc<Gate>, mut queue: mpsc::Rec
             write_batch(&mut target, &batch).await
         };
         match written {
-            Ok(accepted) => {
-                for (write, accepted) in batch.drain(..).zip(accepted) {
-                    let _ = write.done.send(Ok(accepted));
+            Ok(written) => {
+                for (write, written) in batch.drain(..).zip(written) {
+                    write.answer(Ok(written));
                 }
             }
             Err(error) => {
                 let error = error.to_string();
                 for write in batch.drain(..) {
-                    let _ = write.done.send(Err(error.clone()));
+                    write.answer(Err(error.clone()));
                 }
             }
         }
     }
 }
 
-async fn write_batch(target: &mut Target, batch: &[Write]) -> Result<Vec<Accepted>, BoxError> {
+async fn write_batch(target: &mut Target, batch: &[Write]) -> Result<Vec<Written>, BoxError> {
     match target {
         Target::Pool(pool) => {
             let mut connection = pool.acquire().await?;
@@ -429,7 +462,7 @@ async fn write_batch(target: &mut Target, batch: &[Write]) -> Result<Vec<Accepte
 async fn write_on(
     connection: &mut SqliteConnection,
     batch: &[Write],
-) -> Result<Vec<Accepted>, BoxError> {
+) -> Result<Vec<Written>, BoxError> {
     let started = Instant::now();
     let mut tx = loop {
         match connection.begin_with("BEGIN IMMEDIATE").await {
@@ -443,18 +476,91 @@ async fn write_on(
             }
         }
     };
-    let mut accepted = Vec::with_capacity(batch.len());
+    let mut written = Vec::with_capacity(batch.len());
     for write in batch {
-        accepted.push(write_one(&mut tx, write).await?);
+        written.push(match write {
+            Write::Accept {
+                key,
+                fingerprint,
+                body,
+                now_ms,
+                ..
+            } => Written::Accepted(write_one(&mut tx, *key, fingerprint, body, *now_ms).await?),
+            Write::Done {
+                id,
+                attempt,
+                now_ms,
+                ..
+            } => Written::Done(mark_done(&mut tx, *id, *attempt, *now_ms).await?),
+        });
     }
     tx.commit().await?;
-    Ok(accepted)
+    Ok(written)
+}
+
+/// Takes up to `n` entries of `kind` due at `now_ms` on `connection`, under a lease until
+/// `lease_until_ms`.
+async fn take_on(
+    connection: &mut SqliteConnection,
+    kind: CallbackKind,
+    n: usize,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> Result<Vec<Taken>, BoxError> {
+    let rows = sqlx::query(
+        "UPDATE cregis_inbox
+         SET attempts = attempts + 1,
+             interrupted = interrupted + (lease_until_ms IS NOT NULL),
+             lease_until_ms = ?2
+         WHERE id IN (
+             SELECT id FROM cregis_inbox
+             WHERE kind = ?3 AND state = 'pending' AND due_ms <= ?1
+               AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
+             ORDER BY due_ms, id
+             LIMIT ?4
+         )
+         RETURNING id, kind, pid, cid, status, body, attempts, interrupted,
+                   ?1 - accepted_ms AS age_ms",
+    )
+    .bind(now_ms)
+    .bind(lease_until_ms)
+    .bind(kind.as_str())
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .fetch_all(&mut *connection)
+    .await?;
+    sql::taken_all(&rows)
+}
+
+/// Marks entry `id` done on `connection` (the writer's transaction, or the handler's, for
+/// [`InTransaction`]) if run `attempt` still holds its lease at `now_ms`; whether it did.
+async fn mark_done(
+    connection: &mut SqliteConnection,
+    id: EntryId,
+    attempt: u32,
+    now_ms: i64,
+) -> Result<bool, BoxError> {
+    let done = sqlx::query(
+        "UPDATE cregis_inbox
+         SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = ?1
+         WHERE id = ?2 AND attempts = ?3 AND state = 'pending' AND lease_until_ms >= ?1",
+    )
+    .bind(now_ms)
+    .bind(id.0)
+    .bind(i64::from(attempt))
+    .execute(&mut *connection)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// One entry, in the writer's transaction (which holds the write lock, so the row it finds
 /// cannot change before it is read).
-async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted, BoxError> {
-    let key = write.key;
+async fn write_one(
+    tx: &mut SqliteConnection,
+    key: DeliveryKey,
+    fingerprint: &Fingerprint,
+    body: &[u8],
+    now_ms: i64,
+) -> Result<Accepted, BoxError> {
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO cregis_inbox
              (kind, pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
@@ -466,10 +572,10 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
     .bind(key.pid)
     .bind(key.cid)
     .bind(i64::from(key.fact.code()))
-    .bind(&write.fingerprint.as_bytes()[..])
-    .bind(&write.body)
-    .bind(write.now_ms)
-    .bind(write.now_ms)
+    .bind(&fingerprint.as_bytes()[..])
+    .bind(body)
+    .bind(now_ms)
+    .bind(now_ms)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(id) = inserted {
@@ -487,26 +593,24 @@ async fn write_one(tx: &mut SqliteConnection, write: &Write) -> Result<Accepted,
     .await?;
     let id = EntryId(row.try_get("id")?);
     let stored: Vec<u8> = row.try_get("fingerprint")?;
-    Ok(sql::existing(id, &stored, &write.fingerprint))
+    Ok(sql::existing(id, &stored, fingerprint))
 }
 
 impl Inbox for SqliteInbox {
     async fn accept(&self, entry: &NewEntry<'_>) -> Result<Accepted, BoxError> {
-        let (done, accepted) = oneshot::channel();
-        let write = Write {
+        let (done, answer) = oneshot::channel();
+        let write = Write::Accept {
             key: entry.key,
             fingerprint: entry.fingerprint,
             body: entry.body.to_vec(),
             now_ms: self.now_ms(),
             done,
         };
-        let stopped = || BoxError::from("the inbox's writer has stopped (its runtime shut down)");
-        self.writer.send(write).await.map_err(|_| stopped())?;
-        let accepted = accepted.await.map_err(|_| stopped())?;
-        if let Ok(Accepted::New(_)) = accepted {
+        let accepted = self.write(write, answer).await?;
+        if let Accepted::New(_) = accepted {
             self.announcer.announce();
         }
-        accepted.map_err(BoxError::from)
+        Ok(accepted)
     }
 
     fn arrivals(&self) -> Arrivals {
@@ -514,28 +618,21 @@ impl Inbox for SqliteInbox {
     }
 
     async fn take(&self, kind: CallbackKind, lease: Duration) -> Result<Option<Taken>, BoxError> {
+        Ok(self.take_many(kind, lease, 1).await?.pop())
+    }
+
+    async fn take_many(
+        &self,
+        kind: CallbackKind,
+        lease: Duration,
+        n: usize,
+    ) -> Result<Vec<Taken>, BoxError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
         let _turn = self.turn().await;
-        let row = sqlx::query(
-            "UPDATE cregis_inbox
-             SET attempts = attempts + 1,
-                 interrupted = interrupted + (lease_until_ms IS NOT NULL),
-                 lease_until_ms = ?2
-             WHERE id = (
-                 SELECT id FROM cregis_inbox
-                 WHERE kind = ?3 AND state = 'pending' AND due_ms <= ?1
-                   AND (lease_until_ms IS NULL OR lease_until_ms < ?1)
-                 ORDER BY due_ms, id
-                 LIMIT 1
-             )
-             RETURNING id, kind, pid, cid, status, body, attempts, interrupted,
-                       ?1 - accepted_ms AS age_ms",
-        )
-        .bind(self.now_ms())
-        .bind(self.in_ms(lease))
-        .bind(kind.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(sql::taken_of).transpose()
+        let mut connection = self.pool.acquire().await?;
+        take_on(&mut connection, kind, n, self.now_ms(), self.in_ms(lease)).await
     }
 
     async fn renew(&self, taken: &Taken, lease: Duration) -> Result<bool, BoxError> {
@@ -553,10 +650,17 @@ impl Inbox for SqliteInbox {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Through the accepts' writer: the runs that end while it commits are marked done
+    /// together in its next transaction (one fsync for many), each only if its lease is live.
     async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
-        let _turn = self.turn().await;
-        let mut connection = self.pool.acquire().await?;
-        self.mark_done(&mut connection, taken).await
+        let (done, answer) = oneshot::channel();
+        let write = Write::Done {
+            id: taken.id,
+            attempt: taken.attempt,
+            now_ms: self.now_ms(),
+            done,
+        };
+        self.write(write, answer).await
     }
 
     async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
@@ -742,8 +846,7 @@ impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H,
             .handle(callback, &mut tx)
             .await
             .map_err(|error| JobError::Handler(error.to_string()))?;
-        if !inbox
-            .mark_done(&mut tx, taken)
+        if !mark_done(&mut tx, taken.id, taken.attempt, inbox.now_ms())
             .await
             .map_err(JobError::Inbox)?
         {

@@ -492,21 +492,29 @@ where
                 shared.prune().await;
                 next_prune = later(PRUNE_EVERY);
             }
-            while running.len() < shared.concurrency {
-                match shared.inbox.take(kind, shared.lease).await {
-                    Ok(Some(taken)) => {
-                        running.spawn(Arc::clone(&shared).run_entry(taken, stopped.clone()));
+            // As many as there are handlers free, in one statement, once a quarter of them
+            // are (or all): a take is a write, and one per finished run would cost a commit
+            // each.
+            let free = shared.concurrency - running.len();
+            if free > 0 && (free >= shared.concurrency.div_ceil(4) || running.is_empty()) {
+                // Before the lease begins: the run's own reckoning of it can only be earlier.
+                let asked = Instant::now();
+                match shared.inbox.take_many(kind, shared.lease, free).await {
+                    Ok(taken) => {
+                        for taken in taken {
+                            let run = Arc::clone(&shared).run_entry(taken, asked, stopped.clone());
+                            running.spawn(run);
+                        }
                     }
-                    Ok(None) => break,
-                    Err(error) => {
-                        report_inbox_error("take", &error);
-                        break;
-                    }
+                    Err(error) => report_inbox_error("take", &error),
                 }
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {
+                    // Every run that ended meanwhile: their handlers are taken for in one go.
+                    while running.try_join_next().is_some() {}
+                }
                 () = arrivals.next() => {}
                 () = tokio::time::sleep(shared.poll_interval) => {}
             }
@@ -545,7 +553,13 @@ where
 
     /// One run of one entry: the handler in a task of its own, the lease renewed meanwhile,
     /// the deadline and the shutdown watched, then the outcome recorded.
-    async fn run_entry(self: Arc<Self>, taken: Taken, mut stopped: watch::Receiver<bool>) {
+    /// `asked` is when the entry was asked for: its lease began later.
+    async fn run_entry(
+        self: Arc<Self>,
+        taken: Taken,
+        asked: Instant,
+        mut stopped: watch::Receiver<bool>,
+    ) {
         // The earlier runs that never ended count: dead now if they reach the limit.
         if taken.interrupted_runs > 0 {
             let earlier = taken.attempt.saturating_sub(1);
@@ -573,11 +587,11 @@ where
             }))
         };
         let deadline = later_from(started, self.deadline);
-        // The run stops before its lease can lapse unrenewed: another worker may take the
-        // entry then.
+        // The run stops before its lease can lapse unrenewed (another worker may take the
+        // entry then), reckoned from before each lease began.
         let hold = self.lease.saturating_sub(self.lease / 6);
-        let mut held_until = later_from(started, hold);
-        let mut heartbeat = tokio::time::interval_at(started + self.lease / 3, self.lease / 3);
+        let mut held_until = later_from(asked, hold);
+        let mut heartbeat = tokio::time::interval_at(asked + self.lease / 3, self.lease / 3);
         let ended = loop {
             tokio::select! {
                 joined = &mut task.0 => break Ended::Joined(joined),

@@ -656,3 +656,96 @@ async fn no_time_and_no_retries(inbox: &impl Inbox, cid: i64) {
     running.abort();
     assert_eq!(dead.attempts, 1);
 }
+
+/// Concurrent accepts (one batch, where the backend groups them) of the same fact: once new,
+/// the same content a duplicate, other content a conflict; each answered after its commit.
+pub async fn concurrent_accepts_of_one_fact_are_new_once<I: Inbox>(inbox: I) {
+    use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
+    use cregis_payout_callback::{CallbackKind, CallbackStatus};
+    let key = DeliveryKey::new(
+        CallbackKind::Payout,
+        1382528827416576,
+        50,
+        Fact::Status(CallbackStatus::TransactionSuccessful),
+    );
+    let body = crate::faults::delivery(50, 0).into_bytes();
+    let mut accepts = Vec::new();
+    for content in [1u8, 1, 2, 1, 2, 1, 1, 1] {
+        let (inbox, body) = (inbox.clone(), body.clone());
+        accepts.push(tokio::spawn(async move {
+            let entry = NewEntry {
+                key,
+                fingerprint: Fingerprint::from_bytes([content; 16]),
+                body: &body,
+            };
+            (content, inbox.accept(&entry).await.unwrap())
+        }));
+    }
+    let mut answers = Vec::new();
+    for accept in accepts {
+        answers.push(accept.await.unwrap());
+    }
+    let new: Vec<_> = answers
+        .iter()
+        .filter(|(_, accepted)| matches!(accepted, Accepted::New(_)))
+        .collect();
+    assert_eq!(new.len(), 1, "{answers:?}");
+    let first = new[0].0;
+    for (content, accepted) in &answers {
+        match accepted {
+            Accepted::New(_) => {}
+            Accepted::Duplicate(_) => assert_eq!(*content, first, "{answers:?}"),
+            Accepted::Conflict(_) => assert_ne!(*content, first, "{answers:?}"),
+            _ => panic!("{answers:?}"),
+        }
+    }
+    assert_eq!(inbox.list(&[EntryState::Pending]).await.unwrap().len(), 1);
+}
+
+/// Runs ending together are marked done together (in one batch, where the backend groups
+/// them), and never one whose lease lapsed: the batch checks each run's own lease.
+pub async fn a_batch_of_completions_keeps_the_fencing<I: Inbox>(inbox: I) {
+    for cid in 60..70 {
+        accept(&inbox, cid).await;
+    }
+    let kind = CallbackKind::Payout;
+    let lapsing = inbox
+        .take_many(kind, Duration::from_millis(50), 5)
+        .await
+        .unwrap();
+    let held = inbox
+        .take_many(kind, Duration::from_secs(60), 5)
+        .await
+        .unwrap();
+    assert_eq!((lapsing.len(), held.len()), (5, 5));
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let mut marks = Vec::new();
+    for taken in lapsing.iter().chain(&held) {
+        let (inbox, taken) = (inbox.clone(), taken.clone());
+        marks.push(tokio::spawn(
+            async move { inbox.succeed(&taken).await.unwrap() },
+        ));
+    }
+    let mut marked = Vec::new();
+    for mark in marks {
+        marked.push(mark.await.unwrap());
+    }
+    assert_eq!(
+        marked,
+        [
+            false, false, false, false, false, true, true, true, true, true
+        ]
+    );
+    assert_eq!(inbox.list(&[EntryState::Done]).await.unwrap().len(), 5);
+    // The lapsed ones run again, their lapsed runs counted.
+    let again = inbox
+        .take_many(kind, Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 5);
+    assert!(
+        again
+            .iter()
+            .all(|taken| (taken.attempt, taken.interrupted_runs) == (2, 1))
+    );
+}
