@@ -222,37 +222,52 @@ pub async fn send_all(servers: &Servers, sent: &Arc<Sent>) {
         );
         sends.push(tokio::spawn(async move {
             let _permit = permits.acquire().await.unwrap();
-            for push in 0u32.. {
-                let url = {
-                    let servers = servers.read().unwrap();
-                    let at = usize::try_from(cid).unwrap() + push as usize;
-                    servers[at % servers.len()].1.clone()
-                };
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(delivery(cid, push))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-                // An error: the server is down (killed, or not yet up again).
-                if let Ok(response) = answer {
-                    let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
-                    if (status, text.as_str()) == (200, "success") {
-                        sent.acknowledged.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    }
-                    sent.refused.fetch_add(1, Ordering::SeqCst);
-                    let at = std::time::Instant::now();
-                    sent.refusals.lock().unwrap().push((at, status));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            send_until_acknowledged(&client, &servers, cid, &sent).await;
         }));
     }
     for send in sends {
         send.await.unwrap();
+    }
+}
+
+/// Sends payout `cid`'s callback to the servers in turn (a re-send goes to the next one),
+/// each push after 20 ms, until one is acknowledged; counts it (and every refusal) in `sent`,
+/// and returns how long the acknowledged request took. A server that is down (killed, or not
+/// yet up again) is not a refusal.
+pub async fn send_until_acknowledged(
+    client: &reqwest::Client,
+    servers: &Servers,
+    cid: i64,
+    sent: &Sent,
+) -> Duration {
+    let mut push = 0u32;
+    loop {
+        let url = {
+            let servers = servers.read().unwrap();
+            let at = usize::try_from(cid).unwrap() + push as usize;
+            servers[at % servers.len()].1.clone()
+        };
+        let started = std::time::Instant::now();
+        let answer = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(delivery(cid, push))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Ok(response) = answer {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            if (status, text.as_str()) == (200, "success") {
+                sent.acknowledged.fetch_add(1, Ordering::SeqCst);
+                return started.elapsed();
+            }
+            sent.refused.fetch_add(1, Ordering::SeqCst);
+            let at = std::time::Instant::now();
+            sent.refusals.lock().unwrap().push((at, status));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        push += 1;
     }
 }
 
@@ -348,7 +363,7 @@ pub async fn soak(
 ) -> Soak {
     let client = reqwest::Client::new();
     let latencies = Arc::new(Mutex::new(Vec::new()));
-    let refused = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(Sent::default());
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
     let started = tokio::time::Instant::now();
     let mut killer = Some(kill);
@@ -375,38 +390,15 @@ pub async fn soak(
                 .sum();
             max_backlog = max_backlog.max(backlog);
         }
-        let (client, servers, latencies, refused) = (
+        let (client, servers, latencies, sent) = (
             client.clone(),
             Arc::clone(servers),
             Arc::clone(&latencies),
-            Arc::clone(&refused),
+            Arc::clone(&sent),
         );
         sends.push(tokio::spawn(async move {
-            for push in 0u32.. {
-                let url = {
-                    let servers = servers.read().unwrap();
-                    let at = usize::try_from(cid).unwrap() + push as usize;
-                    servers[at % servers.len()].1.clone()
-                };
-                let sent = std::time::Instant::now();
-                let answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(delivery(cid, push))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-                if let Ok(response) = answer {
-                    let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
-                    if (status, text.as_str()) == (200, "success") {
-                        latencies.lock().unwrap().push(sent.elapsed());
-                        return;
-                    }
-                    refused.fetch_add(1, Ordering::SeqCst);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let took = send_until_acknowledged(&client, &servers, cid, &sent).await;
+            latencies.lock().unwrap().push(took);
         }));
         cid += 1;
     }
@@ -418,7 +410,7 @@ pub async fn soak(
     Soak {
         sent: usize::try_from(cid).unwrap(),
         latencies,
-        refused: refused.load(Ordering::SeqCst),
+        refused: sent.refused.load(Ordering::SeqCst),
         max_backlog,
     }
 }
