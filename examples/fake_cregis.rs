@@ -55,6 +55,9 @@ pub struct Options {
     pub late_delay: Duration,
     /// How long a query takes to answer.
     pub query_latency: Duration,
+    /// Percent of payouts whose queries answer the amount in the scale of Cregis's own
+    /// column (`12.5` as `12.500000`), as a real Cregis may.
+    pub scaled_percent: u64,
 }
 
 impl Options {
@@ -68,7 +71,13 @@ impl Options {
             final_after: Duration::from_millis(100),
             late_delay: Duration::from_millis(50),
             query_latency: Duration::ZERO,
+            scaled_percent: 0,
         }
+    }
+
+    /// Whether the queries of the `n`th payout created answer its amount in six decimals.
+    pub fn scaled(&self, n: u64) -> bool {
+        n * 53 % 100 < self.scaled_percent
     }
 
     /// The fate of the `n`th payout created: exact shares in every 100 payouts, spread out.
@@ -517,7 +526,7 @@ fn answer_query(fake: &Fake, path: &str, body: &str) -> String {
         "token_id": token,
         "currency": currency_name(&payout.currency),
         "from_address": payout.from_address,
-        "amount": payout.reported_amount.as_ref().unwrap_or(&payout.amount),
+        "amount": reported_amount(&fake.options, &payout),
         "status": payout.status.code(),
         "third_party_id": payout.third_party_id,
         "remark": payout.remark,
@@ -552,4 +561,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("fake Cregis on {}", fake.url());
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// The amount a query answers for `payout`: a misreported one, or as created, in six decimals
+/// for the share [`Options::scaled_percent`] says.
+fn reported_amount(options: &Options, payout: &Payout) -> String {
+    if let Some(amount) = &payout.reported_amount {
+        return amount.clone();
+    }
+    match payout.amount.split_once('.') {
+        Some((whole, fraction)) if options.scaled(payout.n) && fraction.len() < 6 => {
+            format!("{whole}.{fraction:0<6}")
+        }
+        None if options.scaled(payout.n) => format!("{}.000000", payout.amount),
+        _ => payout.amount.clone(),
+    }
 }

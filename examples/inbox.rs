@@ -93,8 +93,9 @@ async fn apply(callback: &PayoutCallback, tx: &mut SqliteConnection) -> Result<(
         cid,
         status,
     };
-    // The callback must describe the payout this host created, to the character, and move it
-    // forward: never back, never from one final status to another.
+    // The callback must describe the payout this host created (the same amount, `12.5` or
+    // `12.500000`; the same currency and address) and move it forward: never back, never
+    // from one final status to another.
     match callback.check_against(&ours).map_err(|e| e.to_string())? {
         Verdict::Apply => {}
         // Nothing new, or an older status arriving late: the payout has moved on.

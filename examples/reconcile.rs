@@ -206,7 +206,8 @@ async fn settle(
             .map_err(|e| e.to_string())?;
     // Not recorded yet (the callback raced the create response): the worker retries.
     let (ours, to) = row.ok_or_else(|| format!("payout {cid} is not recorded yet"))?;
-    if ours != amount || to != address {
+    // One rule for amounts: `12.5` and a query's `12.500000` are the same.
+    if !cregis_payout_callback::same_amount(&ours, amount) || to != address {
         let why =
             format!("payout {cid}: Cregis says {amount} to {address}, we sent {ours} to {to}");
         sqlx::query("UPDATE payouts SET flagged = ? WHERE cid = ?")

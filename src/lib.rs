@@ -133,7 +133,7 @@ mod wire;
 
 pub use callback::{
     ApprovalRequest, Callback, CallbackKind, CallbackStatus, Notification, PayoutCallback,
-    PayoutRecord, Verdict, WithdrawalCallback,
+    PayoutRecord, Verdict, WithdrawalCallback, same_amount,
 };
 pub use error::Error;
 pub use handler::{AsyncCallbackHandler, CallbackHandler, async_handler_fn, handler_fn};

@@ -756,3 +756,24 @@ fn a_full_memory_store_frees_an_expired_claim_before_forgetting_a_handled_delive
     let in_progress: Vec<DeliveryKey> = store.claims_in_progress().iter().map(|c| c.key).collect();
     assert_eq!(in_progress, [key(3)]);
 }
+
+#[test]
+fn the_same_amount_in_another_scale_is_the_same_content_another_number_a_conflict() {
+    // The callback said `1.1`; a reconciled delivery (or a re-push) says `1.100000`, the scale
+    // of Cregis's column: the same amount (`same_amount`), a duplicate.
+    let clock = ManualClock::new(t0());
+    let store = Arc::new(MemoryIdempotencyStore::default());
+    let verifier = verifier_with(&store, &clock);
+    assert_handled(&deliver_at(&verifier, &clock, &success_body(), t0()).0);
+    for same in [r#""1.100000""#, r#""01.10""#] {
+        let other = signed_body(&with_field(&example_with_status("6"), "amount", same), KEY);
+        let (reply, ran) = deliver_at(&verifier, &clock, &other, t0() + Duration::from_secs(1));
+        assert_duplicate(&reply);
+        assert!(!ran, "{same}");
+    }
+    for differs in [r#""11""#, r#""1.10001""#, r#""1.1e0""#, r#""0.11""#] {
+        let other = signed_body(&with_field(&example_with_status("6"), "amount", differs), KEY);
+        let (reply, ran) = deliver_at(&verifier, &clock, &other, t0() + Duration::from_secs(1));
+        assert_eq!((reply.status_code(), ran), (409, false), "{differs}");
+    }
+}

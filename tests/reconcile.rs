@@ -8,6 +8,9 @@ mod common;
 #[path = "../examples/reconcile.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod host;
+#[path = "../examples/inbox.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod inbox_example;
 #[path = "../examples/simulate.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod simulate;
@@ -442,4 +445,101 @@ async fn every_setting_at_its_extremes_reconciles_without_a_panic() {
             "younger than the grace"
         );
     }
+}
+
+/// The one comparison of amounts, end to end: a payout the host recorded as `12.5` whose
+/// callback is lost, and whose query answers `12.500000` (the scale of Cregis's column). The
+/// reconciler delivers it to the inbox, `examples/inbox.rs`'s handler settles it once, and
+/// the real callback, re-pushed afterwards with its `12.5`, is acknowledged as a duplicate.
+#[tokio::test]
+async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_duplicate() {
+    use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox, Worker};
+    use cregis_payout_callback::reconcile::ToInbox;
+
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    // No callback URL: the callback is lost; only the query finds the payout.
+    let order = CreatePayout::new("195@195", TO, "12.5", "order-12");
+    let cid = client(&fake).create_payout(&order).await.unwrap().cid;
+    fake.misreport_amount(cid, "12.500000");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let inbox = SqliteInbox::open_in_memory().await.unwrap();
+    sqlx::query(inbox_example::PAYOUTS)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO payouts (third_party_id, amount, currency, address) VALUES (?, ?, ?, ?)")
+        .bind("order-12")
+        .bind("12.5")
+        .bind("TRX")
+        .bind(TO)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let pending = Pending::new(
+        CallbackKind::Payout,
+        cid,
+        SystemTime::now() - Duration::from_secs(3600),
+        "12.5",
+        TO,
+    );
+    let deliver = ToInbox::new(Verifier::new(key()), inbox.clone());
+    let report = Reconciler::new(client(&fake), deliver)
+        .reconcile(&[pending])
+        .await;
+    assert_eq!((report.asked, report.delivered), (1, 1), "{report:?}");
+    assert!(report.flagged.is_empty(), "{report:?}");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::in_transaction(inbox.clone(), inbox_example::Payouts)
+            .poll_interval(Duration::from_millis(10))
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    let settled = async {
+        loop {
+            let row: (Option<i32>, Option<i64>) =
+                sqlx::query_as("SELECT status, cid FROM payouts WHERE third_party_id = ?")
+                    .bind("order-12")
+                    .fetch_one(inbox.pool())
+                    .await
+                    .unwrap();
+            if row.0.is_some() {
+                break row;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let (status, settled_cid) = tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("the reconciled delivery settles the payout");
+    let payout = fake.payouts()[&cid].clone();
+    assert_eq!((status, settled_cid), (Some(payout.status.code()), Some(cid)));
+
+    // The real callback, re-pushed from the console: `12.5`, a fresh nonce and signature.
+    let body = fake_cregis::callback_body(&key(), PID, &payout);
+    assert!(body.contains(r#""amount":"12.5""#), "{body}");
+    let reply = Verifier::new(key()).accept(body.as_bytes(), &inbox).await;
+    assert_eq!((reply.status_code(), reply.body()), (200, "success"));
+    assert!(reply.is_duplicate(), "a duplicate, not a new fact nor a conflict: {reply:?}");
+
+    let _ = stop.send(());
+    worker.await.unwrap();
+    let entries = inbox
+        .list(&[
+            EntryState::Pending,
+            EntryState::Waiting,
+            EntryState::Running,
+            EntryState::Done,
+            EntryState::Dead,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1, "one entry, done once: {entries:?}");
+    assert_eq!(entries[0].state, EntryState::Done);
+    assert_eq!(entries[0].attempts, 1);
 }

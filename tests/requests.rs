@@ -178,18 +178,34 @@ fn a_create_response_gives_the_cid_exactly_or_a_typed_error() {
                 status: 200,
                 body: "not json".to_owned(),
             },
-            "the response is not as documented: not json: expected ident at line 1 column 2",
+            "the response is not as documented: the answer is not json (line 1, column 2)",
         ),
         (
             Response {
                 status: 200,
                 body: r#"{"code":0,"msg":"ok","data":{"cid":1}}"#.to_owned(),
             },
-            "the response is not as documented: code is 0",
+            "the response is not as documented: code is 0, not a string",
+        ),
+        // An echoed value is cut to a short excerpt.
+        (
+            Response {
+                status: 200,
+                body: format!(r#"{{"code":{{"x":"{}"}},"data":{{}}}}"#, "a".repeat(500)),
+            },
+            r#"the response is not as documented: code is {"x":"aaaaaaaaaaaaaaaaaaaaaaaaaa..., not a string"#,
+        ),
+        // Cregis's error envelope on a non-200 answer is kept.
+        (
+            Response {
+                status: 500,
+                body: r#"{"code":"99999","msg":"system busy","data":null}"#.to_owned(),
+            },
+            "cregis answered http 500: 99999 system busy",
         ),
         (
             ok("null"),
-            "the response is not as documented: data is not an object",
+            "the response is not as documented: data is not a json object (line 1, column 4)",
         ),
         (
             ok(r#"{"cid":1.5}"#),
@@ -281,4 +297,43 @@ fn a_query_response_reads_the_whole_lifecycle_exactly() {
         PayoutState::from_response(CallbackKind::Payout, cid, &not_found),
         Err(RequestError::Cregis { code, .. }) if code == "20004"
     ));
+}
+
+#[test]
+fn query_numbers_keep_their_exact_text_never_a_float() {
+    // 2^53 + 1 and a decimal longer than an f64 holds, sent as JSON numbers.
+    let data = query_data("address", "6")
+        .replace(r#""amount":"12.500000""#, r#""amount":12.500000000000000000000001"#)
+        .replace(r#""block_height":86403311"#, r#""block_height":9007199254740993"#)
+        .replace(r#""block_time":"1686814482000""#, r#""block_time":9007199254740993"#);
+    let state = PayoutState::from_response(CallbackKind::Payout, 7, &ok(&data)).unwrap();
+    assert_eq!(state.amount, "12.500000000000000000000001");
+    assert_eq!(state.block_height.as_deref(), Some("9007199254740993"));
+    assert_eq!(state.block_time, Some(9007199254740993));
+    // A number in exponent form is kept as written, never rewritten.
+    let data = query_data("address", "6").replace(r#""amount":"12.500000""#, r#""amount":1.25e1"#);
+    let state = PayoutState::from_response(CallbackKind::Payout, 7, &ok(&data)).unwrap();
+    assert_eq!(state.amount, "1.25e1");
+}
+
+#[tokio::test]
+async fn asking_for_an_approval_is_a_usage_error_and_sends_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    let transport = move |_: &'static str, _: String| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::io::Error>(Response { status: 200, body: String::new() }) }
+    };
+    let client = cregis_payout_callback::request::Client::new(
+        cregis_payout_callback::request::Requests::new(common::key(), PID),
+        transport,
+    );
+    let error = client.query(CallbackKind::Approval, 1).await.unwrap_err();
+    assert!(matches!(error, RequestError::NoQuery { kind: CallbackKind::Approval }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "approval requests have no query: only payouts and withdrawals are asked about"
+    );
+    assert_eq!(sent.load(Ordering::SeqCst), 0);
 }

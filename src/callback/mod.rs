@@ -11,6 +11,7 @@ use crate::Error;
 use crate::idempotency::{DeliveryKey, Fact};
 use crate::wire::Params;
 
+mod amount;
 mod approval;
 mod fields;
 pub(crate) mod integer;
@@ -19,6 +20,8 @@ mod record;
 mod status;
 mod withdrawal;
 
+pub(crate) use amount::canonical_amount;
+pub use amount::same_amount;
 pub use approval::ApprovalRequest;
 pub(crate) use fields::required_integer;
 use fields::{Fields, places, required};

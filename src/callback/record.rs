@@ -28,7 +28,8 @@ use super::{CallbackStatus, PayoutCallback};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PayoutRecord<'a> {
-    /// The amount, as the host sent it to Cregis (compared as text, to the character).
+    /// The amount, as the host sent it to Cregis (compared by [`same_amount`](crate::same_amount):
+    /// `12.5` and `12.500000` are one amount).
     pub amount: &'a str,
     /// The currency (`TRX`, `USDT-TRC20`, ...).
     pub currency: &'a str,
@@ -62,12 +63,12 @@ pub enum Verdict {
 /// use cregis_payout_callback::{PayoutRecord, error::Disagreement, testing::CallbackBuilder};
 ///
 /// let ours = PayoutRecord {
-///     amount: "1.10", currency: "TRX", address: "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
+///     amount: "11", currency: "TRX", address: "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
 ///     cid: None, status: None,
 /// };
 /// let callback = CallbackBuilder::new().third_party_id("order-7").callback()?;
 /// let refused = callback.check_against(&ours).unwrap_err();
-/// assert_eq!(refused.to_string(), "payout order-7: the callback says amount 1.1, our record says 1.10");
+/// assert_eq!(refused.to_string(), "payout order-7: the callback says amount 1.1, our record says 11");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,11 +113,17 @@ impl PayoutCallback {
     ///
     /// # Errors
     ///
-    /// [`Disagreement`]: the amount, currency, address or a known `cid` differ (compared
-    /// exactly, as text), or the callback would change a final status.
+    /// [`Disagreement`]: the amount (by [`same_amount`](crate::same_amount)), currency,
+    /// address or a known `cid` differ (the others compared exactly, as text), or the
+    /// callback would change a final status.
     pub fn check_against(&self, ours: &PayoutRecord<'_>) -> Result<Verdict, Disagreement> {
         let differs = |field: &'static str, callback: &str, ours: &str| {
-            (callback != ours).then(|| Disagreement::Field {
+            let same = if field == "amount" {
+                super::same_amount(callback, ours)
+            } else {
+                callback == ours
+            };
+            (!same).then(|| Disagreement::Field {
                 third_party_id: self.third_party_id.clone(),
                 field,
                 callback: callback.to_owned(),
@@ -211,13 +218,28 @@ mod tests {
     }
 
     #[test]
-    fn each_business_field_must_match_to_the_character() {
+    fn the_amount_matches_as_a_number_the_other_fields_to_the_character() {
         let ok = callback(TransactionSuccessful);
+        // The amount is compared as the number it denotes (`same_amount`).
+        for same in ["1.1", "1.10", "1.100000", "01.1"] {
+            let ours = PayoutRecord {
+                amount: same,
+                ..record(None)
+            };
+            assert_eq!(ok.check_against(&ours), Ok(Verdict::Apply), "{same}");
+        }
         for (field, ours) in [
             (
                 "amount",
                 PayoutRecord {
-                    amount: "1.10",
+                    amount: "11",
+                    ..record(None)
+                },
+            ),
+            (
+                "amount",
+                PayoutRecord {
+                    amount: "1.1e0",
                     ..record(None)
                 },
             ),

@@ -26,6 +26,7 @@
 //! # Ok::<(), cregis_payout_callback::error::KeyError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
@@ -218,7 +219,8 @@ impl fmt::Display for Fact {
 
 /// A digest of a delivery's business content: every field its kind documents except
 /// `nonce`, `timestamp` and `sign`, as signed (numbers as sent, strings decoded, `null` and
-/// `""` left out, and a `block_time` of `0` read as none, as for a rejection).
+/// `""` left out, a `block_time` of `0` read as none, as for a rejection, and the amount by
+/// the number it denotes: [`same_amount`](crate::same_amount)).
 ///
 /// Two deliveries of the same fact (the same [`DeliveryKey`]) carry the same fingerprint, even
 /// when re-pushed with a fresh `nonce` and `timestamp`. A different fingerprint under a known
@@ -276,7 +278,12 @@ impl Fingerprint {
             if text.is_empty() || (place == k::BLOCK_TIME && text == "0") {
                 continue;
             }
-            for part in [KNOWN[place], text] {
+            let text = if place == k::AMOUNT {
+                crate::callback::canonical_amount(text)
+            } else {
+                Cow::Borrowed(text)
+            };
+            for part in [KNOWN[place], &text] {
                 md5.update((part.len() as u64).to_le_bytes());
                 md5.update(part.as_bytes());
             }

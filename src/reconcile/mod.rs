@@ -185,32 +185,12 @@ impl Pending {
         .find_map(|(field, cregis, ours)| {
             let ours = ours?;
             let same = if field == "amount" {
-                same_amount(cregis, ours)
+                crate::same_amount(cregis, ours)
             } else {
                 cregis == ours
             };
             (!same).then(|| (field, cregis.clone(), ours.clone()))
         })
-    }
-}
-
-/// Whether two amounts are the same number: as decimal text, `12.5` and `012.500000` are
-/// (Cregis may answer with the scale of its own column); anything but plain decimal digits
-/// must match exactly. No floats.
-fn same_amount(a: &str, b: &str) -> bool {
-    fn plain(amount: &str) -> Option<(&str, &str)> {
-        let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
-        let digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-        (!whole.is_empty() && digits(whole) && digits(fraction)).then(|| {
-            (
-                whole.trim_start_matches('0'),
-                fraction.trim_end_matches('0'),
-            )
-        })
-    }
-    match (plain(a), plain(b)) {
-        (Some(a), Some(b)) => a == b,
-        _ => a == b,
     }
 }
 
@@ -768,34 +748,3 @@ fn trace_report(report: &Report) {
 
 #[cfg(not(feature = "tracing"))]
 fn trace_report(_: &Report) {}
-
-#[cfg(test)]
-mod tests {
-    use super::same_amount;
-
-    #[test]
-    fn amounts_are_compared_as_decimal_numbers_not_as_text() {
-        for (a, b) in [
-            ("12.5", "12.500000"),
-            ("012.5", "12.50"),
-            ("7", "7.000"),
-            ("0", "0.0"),
-        ] {
-            assert!(same_amount(a, b), "{a} {b}");
-        }
-        for (a, b) in [
-            ("12.5", "125"),
-            ("1.05", "1.5"),
-            ("-1", "1"),
-            ("1e2", "100"),
-            ("", "0"),
-            (".5", "0.5"),
-        ] {
-            assert!(!same_amount(a, b), "{a} {b}");
-        }
-        assert!(
-            same_amount("1e2", "1e2"),
-            "other text: equal only as written"
-        );
-    }
-}

@@ -209,16 +209,13 @@ impl<T: Transport> Client<T> {
     /// # Errors
     ///
     /// What [`send`](Self::send) and [`PayoutState::from_response`] return;
-    /// [`RequestError::Malformed`] for [`CallbackKind::Approval`], which has no query.
+    /// [`RequestError::NoQuery`] for [`CallbackKind::Approval`], which has no query (nothing
+    /// is sent).
     pub async fn query(&self, kind: CallbackKind, cid: i64) -> Result<PayoutState, RequestError> {
         let response = match kind {
             CallbackKind::Payout => self.send(&QueryPayout { cid }).await?,
             CallbackKind::Withdrawal => self.send(&QueryWithdrawal { cid }).await?,
-            _ => {
-                return Err(RequestError::Malformed {
-                    reason: format!("{kind} requests have no query"),
-                });
-            }
+            _ => return Err(RequestError::NoQuery { kind }),
         };
         PayoutState::from_response(kind, cid, &response)
     }

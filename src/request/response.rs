@@ -1,7 +1,9 @@
 //! Reading the Cregis API's responses: the `{code, msg, data}` envelope, the create response's
 //! `cid`, and the query response's payout state.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 
 use super::Response;
 use crate::callback::integer::parse_canonical_i64;
@@ -32,11 +34,23 @@ pub enum RequestError {
         /// The transport's error.
         cause: Cause,
     },
-    /// The answer's HTTP status was not 200.
-    #[error("cregis answered http {status}")]
+    /// The answer's HTTP status was not 200; Cregis's error `code` and `msg` when the answer
+    /// carried its envelope.
+    #[error("cregis answered http {status}{}", describe_envelope(code.as_deref(), msg.as_deref()))]
     Http {
         /// The HTTP status.
         status: u16,
+        /// Cregis's error code, if the answer carried one.
+        code: Option<String>,
+        /// Cregis's explanation, if the answer carried one.
+        msg: Option<String>,
+    },
+    /// The request cannot be made: [`Client::query`](super::Client::query) of a kind that
+    /// has no query (approval requests: Cregis asks the host, never the reverse).
+    #[error("{kind} requests have no query: only payouts and withdrawals are asked about")]
+    NoQuery {
+        /// The kind asked about.
+        kind: CallbackKind,
     },
     /// Cregis answered with an error `code` (anything but `"00000"`).
     #[error("cregis refused the request: {code} {msg}")]
@@ -54,6 +68,17 @@ pub enum RequestError {
     },
 }
 
+/// `: <code> <msg>` of an error envelope, cut short; nothing without one.
+fn describe_envelope(code: Option<&str>, msg: Option<&str>) -> String {
+    match (code, msg) {
+        (Some(code), Some(msg)) if !msg.is_empty() => {
+            format!(": {} {}", excerpt(code), excerpt(msg))
+        }
+        (Some(code), _) => format!(": {}", excerpt(code)),
+        _ => String::new(),
+    }
+}
+
 impl RequestError {
     fn malformed(reason: impl Into<String>) -> RequestError {
         RequestError::Malformed {
@@ -62,59 +87,124 @@ impl RequestError {
     }
 }
 
+/// The most characters of a value from a response that an error quotes.
+const EXCERPT: usize = 32;
+
+/// `text` cut to a short excerpt, for an error message: a response is outside input.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// A response's object, each value as its raw JSON text: numbers stay exact.
+type Raw<'a> = BTreeMap<String, &'a RawValue>;
+
+/// A JSON object of `text`, its values unparsed.
+fn object<'a>(text: &'a str, what: &str) -> Result<Raw<'a>, RequestError> {
+    // A map of raw values: serde_json reads no number, so none goes through a float.
+    serde_json::from_str(text).map_err(|e| {
+        // serde_json's own message may quote the value: only its category and place.
+        let why = match e.classify() {
+            serde_json::error::Category::Data => "not a json object",
+            serde_json::error::Category::Eof => "cut short",
+            serde_json::error::Category::Syntax | serde_json::error::Category::Io => "not json",
+        };
+        RequestError::malformed(format!(
+            "{what} is {why} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// The `code` and `msg` of an envelope, when it has them as documented.
+fn envelope_error(envelope: &Raw<'_>) -> Option<(String, String)> {
+    let code: String = serde_json::from_str(envelope.get("code")?.get()).ok()?;
+    let msg = envelope
+        .get("msg")
+        .and_then(|msg| serde_json::from_str::<String>(msg.get()).ok())
+        .unwrap_or_default();
+    Some((code, msg))
+}
+
 /// The `data` of a successful response, or why there is none.
-fn data(response: &Response) -> Result<Map<String, Value>, RequestError> {
+fn data(response: &Response) -> Result<Raw<'_>, RequestError> {
     if response.status != 200 {
+        // Cregis's error envelope, when it sent one with the status, is kept.
+        let envelope = object(&response.body, "the answer").ok();
+        let (code, msg) = envelope.as_ref().and_then(envelope_error).unzip();
         return Err(RequestError::Http {
             status: response.status,
+            code,
+            msg,
         });
     }
-    let envelope: Value = serde_json::from_str(&response.body)
-        .map_err(|e| RequestError::malformed(format!("not json: {e}")))?;
-    let Value::Object(mut envelope) = envelope else {
-        return Err(RequestError::malformed("not a json object"));
-    };
-    let code = match envelope.remove("code") {
-        Some(Value::String(code)) => code,
-        Some(other) => return Err(RequestError::malformed(format!("code is {other}"))),
+    let envelope = object(&response.body, "the answer")?;
+    let code = match envelope.get("code") {
+        Some(code) => serde_json::from_str::<String>(code.get()).map_err(|_| {
+            RequestError::malformed(format!(
+                "code is {}, not a string",
+                excerpt(code.get())
+            ))
+        })?,
         None => return Err(RequestError::malformed("no code")),
     };
     if code != SUCCESS {
-        let msg = match envelope.remove("msg") {
-            Some(Value::String(msg)) => msg,
-            _ => String::new(),
-        };
+        let (code, msg) = envelope_error(&envelope).unwrap_or((code, String::new()));
         return Err(RequestError::Cregis { code, msg });
     }
-    match envelope.remove("data") {
-        Some(Value::Object(data)) => Ok(data),
-        _ => Err(RequestError::malformed("data is not an object")),
+    match envelope.get("data") {
+        Some(data) => object(data.get(), "data"),
+        None => Err(RequestError::malformed("no data")),
+    }
+}
+
+/// What a raw JSON value is: a string (decoded), a number (its exact text), `null`, or
+/// something else.
+enum Scalar {
+    Text(String),
+    Number(String),
+    Null,
+    Other,
+}
+
+fn scalar(value: &RawValue) -> Scalar {
+    let raw = value.get();
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str(raw).map_or(Scalar::Other, Scalar::Text),
+        // serde_json checked it is a JSON number; its text is kept as sent.
+        Some(b'-' | b'0'..=b'9') => Scalar::Number(raw.to_owned()),
+        Some(b'n') => Scalar::Null,
+        _ => Scalar::Other,
     }
 }
 
 /// An integer field, sent as a JSON integer or as a string of one (some Java back ends do),
 /// read exactly.
-fn integer(data: &Map<String, Value>, name: &str) -> Result<i64, RequestError> {
-    let read = match data.get(name) {
-        Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::String(s)) => parse_canonical_i64(s.as_bytes()),
+fn integer(data: &Raw<'_>, name: &str) -> Result<i64, RequestError> {
+    let read = match data.get(name).map(|value| scalar(value)) {
+        Some(Scalar::Number(n) | Scalar::Text(n)) => parse_canonical_i64(n.as_bytes()),
         _ => None,
     };
     read.ok_or_else(|| RequestError::malformed(format!("{name} is not an integer")))
 }
 
-/// A text field; a number's digits as sent. `None` when absent, `null` or `""`.
-fn text(data: &Map<String, Value>, name: &str) -> Result<Option<String>, RequestError> {
-    match data.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(RequestError::malformed(format!("{name} is not text"))),
+/// A text field; a number's digits exactly as sent (never through a float). `None` when
+/// absent, `null` or `""`.
+fn text(data: &Raw<'_>, name: &str) -> Result<Option<String>, RequestError> {
+    match data.get(name).map(|value| scalar(value)) {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::Text(s)) if s.is_empty() => Ok(None),
+        Some(Scalar::Text(s) | Scalar::Number(s)) => Ok(Some(s)),
+        Some(Scalar::Other) => Err(RequestError::malformed(format!(
+            "{name} is not text or a number"
+        ))),
     }
 }
 
-fn required(data: &Map<String, Value>, name: &str) -> Result<String, RequestError> {
+fn required(data: &Raw<'_>, name: &str) -> Result<String, RequestError> {
     text(data, name)?.ok_or_else(|| RequestError::malformed(format!("no {name}")))
 }
 
@@ -248,9 +338,8 @@ impl PayoutState {
         let status = CallbackStatus::try_from(code)
             .ok()
             .ok_or_else(|| RequestError::malformed(format!("status {code} is not documented")))?;
-        let block_time = match data.get("block_time") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
+        let block_time = match text(&data, "block_time")? {
+            None => None,
             Some(_) => Some(integer(&data, "block_time")?).filter(|&t| t != 0),
         };
         Ok(PayoutState {
