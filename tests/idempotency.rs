@@ -772,7 +772,10 @@ fn the_same_amount_in_another_scale_is_the_same_content_another_number_a_conflic
         assert!(!ran, "{same}");
     }
     for differs in [r#""11""#, r#""1.10001""#, r#""1.1e0""#, r#""0.11""#] {
-        let other = signed_body(&with_field(&example_with_status("6"), "amount", differs), KEY);
+        let other = signed_body(
+            &with_field(&example_with_status("6"), "amount", differs),
+            KEY,
+        );
         let (reply, ran) = deliver_at(&verifier, &clock, &other, t0() + Duration::from_secs(1));
         assert_eq!((reply.status_code(), ran), (409, false), "{differs}");
     }

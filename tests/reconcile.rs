@@ -189,8 +189,8 @@ async fn a_payout_cregis_reports_otherwise_is_flagged_never_delivered() {
 }
 
 #[tokio::test]
-async fn cregis_errors_are_reported_and_all_queries_back_off() {
-    // Cregis answers 503 three times, then works.
+async fn cregis_errors_are_reported_at_once_and_all_queries_back_off() {
+    // Cregis answers 503 three times, then works. The host calls a pass every 20 ms.
     let fake = FakeCregis::start(Options::new(key(), PID), 0)
         .await
         .unwrap();
@@ -227,31 +227,122 @@ async fn cregis_errors_are_reported_and_all_queries_back_off() {
     .rate(1000)
     .error_backoff(Duration::from_millis(100))
     .recheck(Duration::ZERO, Duration::ZERO);
+    // The first pass: one query fails, the other three are deferred, and it says so at once.
     let report = reconciler.reconcile(&pending).await;
-    assert_eq!(report.failed.len(), 3, "{report:?}");
-    assert!(
-        report
-            .failed
-            .iter()
-            .all(|(_, _, e)| e.to_string() == "cregis answered http 503")
+    assert_eq!(
+        (report.asked, report.failed.len(), report.deferred),
+        (1, 1, 3),
+        "{report:?}"
     );
-    assert_eq!(report.delivered, 1);
+    assert_eq!(report.failed[0].2.to_string(), "cregis answered http 503");
+    assert!(report.backing_off.is_some(), "{report:?}");
+    let mut failures = report.failed.len();
+    let mut left: Vec<Pending> = pending.clone();
+    let mut passes = 1;
+    while !left.is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let report = reconciler.reconcile(&left).await;
+        passes += 1;
+        failures += report.failed.len();
+        // During the backoff a pass sends nothing and ends at once, naming the pause.
+        if report.asked == 0 {
+            assert_eq!(report.deferred, left.len(), "{report:?}");
+            assert!(report.backing_off.is_some(), "{report:?}");
+        }
+        let settled: Vec<i64> = delivered.all().iter().map(|c| c.cid).collect();
+        left.retain(|p| !settled.contains(&p.cid));
+        assert!(passes < 200, "never settled: {report:?}");
+    }
+    assert_eq!(failures, 3);
+    // Each payout delivered once.
+    let mut cids: Vec<i64> = delivered.all().iter().map(|c| c.cid).collect();
+    cids.sort_unstable();
+    cids.dedup();
+    assert_eq!((cids.len(), delivered.all().len()), (4, 4));
     // The pauses after the 1st, 2nd and 3rd error in a row: 100, 200, 400 ms.
     let calls = calls.lock().unwrap().clone();
     let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
     for (gap, at_least) in gaps.iter().zip([100, 200, 400]) {
         assert!(*gap >= Duration::from_millis(at_least), "{gaps:?}");
     }
-    // The failed payouts are asked again at the next pass (the host's list no longer has the
-    // delivered one), and delivered.
-    let settled = delivered.all()[0].cid;
-    let still: Vec<Pending> = pending.into_iter().filter(|p| p.cid != settled).collect();
-    let report = reconciler.reconcile(&still).await;
-    assert_eq!(
-        (report.asked, report.delivered, report.failed.len()),
-        (3, 3, 0),
-        "{report:?}"
+}
+
+/// An outage longer than the host's pass interval: every pass while Cregis answers 500 ends
+/// at once with a report naming the failure or the backoff (the host's loop sees the outage
+/// while it lasts), and once Cregis is back every payout is delivered exactly once.
+#[tokio::test]
+async fn an_outage_is_reported_while_it_lasts_and_settles_once_after() {
+    use std::sync::atomic::AtomicBool;
+    let fake = FakeCregis::start(Options::new(key(), PID), 0)
+        .await
+        .unwrap();
+    let pending = create(&fake, 20, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let down = Arc::new(AtomicBool::new(true));
+    let real = HttpTransport::new(fake.url()).unwrap();
+    let transport = {
+        let down = Arc::clone(&down);
+        move |path: &'static str, body: String| {
+            let (real, down) = (real.clone(), Arc::clone(&down));
+            async move {
+                if down.load(Ordering::SeqCst) {
+                    return Ok(Response {
+                        status: 500,
+                        body: r#"{"code":"99999","msg":"system busy","data":null}"#.to_owned(),
+                    });
+                }
+                cregis_payout_callback::request::Transport::post(&real, path, body).await
+            }
+        }
+    };
+    let delivered = Delivered::default();
+    let reconciler = Reconciler::new(
+        Client::new(Requests::new(key(), PID), transport),
+        delivered.deliver(),
+    )
+    .rate(1000)
+    .error_backoff(Duration::from_millis(50))
+    .recheck(Duration::ZERO, Duration::ZERO);
+    // The host's loop: a pass every 30 ms. The outage lasts 20 passes (600 ms, against a
+    // backoff that doubles from 50 ms): far longer than the interval.
+    let mut reports_during_outage = Vec::new();
+    for _ in 0..20 {
+        let report = reconciler.reconcile(&pending).await;
+        assert_eq!(report.delivered, 0);
+        assert!(
+            !report.failed.is_empty() || report.backing_off.is_some(),
+            "a pass during the outage says so: {report:?}"
+        );
+        reports_during_outage.push(report);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let named: Vec<String> = reports_during_outage
+        .iter()
+        .flat_map(|r| r.failed.iter().map(|(_, _, e)| e.to_string()))
+        .collect();
+    assert!(named.len() >= 2, "{named:?}");
+    assert!(
+        named
+            .iter()
+            .all(|e| e == "cregis answered http 500: 99999 system busy"),
+        "{named:?}"
     );
+    down.store(false, Ordering::SeqCst);
+    let mut left = pending.clone();
+    for _ in 0..200 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        reconciler.reconcile(&left).await;
+        let settled: Vec<i64> = delivered.all().iter().map(|c| c.cid).collect();
+        left.retain(|p| !settled.contains(&p.cid));
+    }
+    assert!(left.is_empty(), "{} never settled", left.len());
+    let mut cids: Vec<i64> = delivered.all().iter().map(|c| c.cid).collect();
+    cids.sort_unstable();
+    cids.dedup();
+    assert_eq!((cids.len(), delivered.all().len()), (20, 20), "each once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,14 +561,16 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
         .execute(inbox.pool())
         .await
         .unwrap();
-    sqlx::query("INSERT INTO payouts (third_party_id, amount, currency, address) VALUES (?, ?, ?, ?)")
-        .bind("order-12")
-        .bind("12.5")
-        .bind("TRX")
-        .bind(TO)
-        .execute(inbox.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO payouts (third_party_id, amount, currency, address) VALUES (?, ?, ?, ?)",
+    )
+    .bind("order-12")
+    .bind("12.5")
+    .bind("TRX")
+    .bind(TO)
+    .execute(inbox.pool())
+    .await
+    .unwrap();
     let pending = Pending::new(
         CallbackKind::Payout,
         cid,
@@ -518,14 +611,20 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
         .await
         .expect("the reconciled delivery settles the payout");
     let payout = fake.payouts()[&cid].clone();
-    assert_eq!((status, settled_cid), (Some(payout.status.code()), Some(cid)));
+    assert_eq!(
+        (status, settled_cid),
+        (Some(payout.status.code()), Some(cid))
+    );
 
     // The real callback, re-pushed from the console: `12.5`, a fresh nonce and signature.
     let body = fake_cregis::callback_body(&key(), PID, &payout);
     assert!(body.contains(r#""amount":"12.5""#), "{body}");
     let reply = Verifier::new(key()).accept(body.as_bytes(), &inbox).await;
     assert_eq!((reply.status_code(), reply.body()), (200, "success"));
-    assert!(reply.is_duplicate(), "a duplicate, not a new fact nor a conflict: {reply:?}");
+    assert!(
+        reply.is_duplicate(),
+        "a duplicate, not a new fact nor a conflict: {reply:?}"
+    );
 
     let _ = stop.send(());
     worker.await.unwrap();
@@ -542,4 +641,86 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
     assert_eq!(entries.len(), 1, "one entry, done once: {entries:?}");
     assert_eq!(entries[0].state, EntryState::Done);
     assert_eq!(entries[0].attempts, 1);
+}
+
+/// A delivery the host refuses (its inbox cannot write, say) is asked again less and less
+/// often, doubling from the recheck to its longest, and reported once per pass.
+#[tokio::test]
+async fn a_refused_delivery_backs_off_instead_of_being_asked_every_recheck() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 1, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refusals = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let deliver = {
+        let refusals = Arc::clone(&refusals);
+        move |_: CallbackKind, _: Vec<u8>| {
+            refusals.lock().unwrap().push(Instant::now());
+            std::future::ready(Reply::from(cregis_payout_callback::Error::HandlerFailed {
+                cause: cregis_payout_callback::error::Cause::new("the inbox is read-only"),
+                release_failure: None,
+            }))
+        }
+    };
+    let reconciler = Reconciler::new(client(&fake), deliver)
+        .rate(1000)
+        .recheck(Duration::from_millis(20), Duration::from_millis(160));
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(900) {
+        let report = reconciler.reconcile(&pending).await;
+        assert!(report.refused.len() <= 1, "once per pass: {report:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refusals = refusals.lock().unwrap().clone();
+    let gaps: Vec<Duration> = refusals.windows(2).map(|w| w[1] - w[0]).collect();
+    // 20, 40, 80, 160, 160, ... ms: not every 20 ms (some 45 times in 900 ms).
+    assert!(refusals.len() <= 10, "{} asks: {gaps:?}", refusals.len());
+    for (gap, at_least) in gaps.iter().zip([20, 40, 80, 160, 160]) {
+        assert!(*gap >= Duration::from_millis(at_least), "{gaps:?}");
+    }
+}
+
+/// The currency as the create took it (`195@195`) or as Cregis names it (`TRX`): either is
+/// checked against the query, and another currency is flagged.
+#[tokio::test]
+async fn the_currency_is_checked_in_either_form_cregis_uses() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 1, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for (currency, flagged) in [
+        ("195@195", None),
+        ("TRX", None),
+        (
+            "144@144",
+            Some("payout {cid}: Cregis says currency 195@195, our record says 144@144"),
+        ),
+        (
+            "XRP",
+            Some("payout {cid}: Cregis says currency TRX, our record says XRP"),
+        ),
+    ] {
+        let delivered = Delivered::default();
+        let reconciler = Reconciler::new(client(&fake), delivered.deliver());
+        let payout = pending[0].clone().currency(currency);
+        let report = reconciler.reconcile(&[payout]).await;
+        let cid = pending[0].cid.to_string();
+        match flagged {
+            None => assert_eq!(
+                (report.delivered, report.flagged.len()),
+                (1, 0),
+                "{currency}: {report:?}"
+            ),
+            Some(text) => {
+                assert_eq!(
+                    (report.delivered, report.flagged.len()),
+                    (0, 1),
+                    "{currency}: {report:?}"
+                );
+                assert_eq!(report.flagged[0].to_string(), text.replace("{cid}", &cid));
+            }
+        }
+    }
 }

@@ -303,9 +303,18 @@ fn a_query_response_reads_the_whole_lifecycle_exactly() {
 fn query_numbers_keep_their_exact_text_never_a_float() {
     // 2^53 + 1 and a decimal longer than an f64 holds, sent as JSON numbers.
     let data = query_data("address", "6")
-        .replace(r#""amount":"12.500000""#, r#""amount":12.500000000000000000000001"#)
-        .replace(r#""block_height":86403311"#, r#""block_height":9007199254740993"#)
-        .replace(r#""block_time":"1686814482000""#, r#""block_time":9007199254740993"#);
+        .replace(
+            r#""amount":"12.500000""#,
+            r#""amount":12.500000000000000000000001"#,
+        )
+        .replace(
+            r#""block_height":86403311"#,
+            r#""block_height":9007199254740993"#,
+        )
+        .replace(
+            r#""block_time":"1686814482000""#,
+            r#""block_time":9007199254740993"#,
+        );
     let state = PayoutState::from_response(CallbackKind::Payout, 7, &ok(&data)).unwrap();
     assert_eq!(state.amount, "12.500000000000000000000001");
     assert_eq!(state.block_height.as_deref(), Some("9007199254740993"));
@@ -323,14 +332,27 @@ async fn asking_for_an_approval_is_a_usage_error_and_sends_nothing() {
     let counter = std::sync::Arc::clone(&sent);
     let transport = move |_: &'static str, _: String| {
         counter.fetch_add(1, Ordering::SeqCst);
-        async { Ok::<_, std::io::Error>(Response { status: 200, body: String::new() }) }
+        async {
+            Ok::<_, std::io::Error>(Response {
+                status: 200,
+                body: String::new(),
+            })
+        }
     };
     let client = cregis_payout_callback::request::Client::new(
         cregis_payout_callback::request::Requests::new(common::key(), PID),
         transport,
     );
     let error = client.query(CallbackKind::Approval, 1).await.unwrap_err();
-    assert!(matches!(error, RequestError::NoQuery { kind: CallbackKind::Approval }), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            RequestError::NoQuery {
+                kind: CallbackKind::Approval
+            }
+        ),
+        "{error:?}"
+    );
     assert_eq!(
         error.to_string(),
         "approval requests have no query: only payouts and withdrawals are asked about"

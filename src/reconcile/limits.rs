@@ -30,12 +30,17 @@ struct State {
 }
 
 impl Limiter {
-    /// Waits for this query's turn.
-    pub(super) async fn wait(&self, rate: u32) {
+    /// Waits for this query's turn; `Err(pause)` at once, without waiting, while Cregis is
+    /// failing and the backoff still has `pause` to run: the query is not sent (the pass
+    /// defers it). Once the pause is over, one query at a time probes until one succeeds.
+    pub(super) async fn wait(&self, rate: u32) -> Result<(), Duration> {
         let interval = Duration::from_secs(1) / rate.max(1);
         let _turn = self.turn.lock().await;
         // Read again after each sleep: a failure meanwhile may have pushed the start back.
         while let Some(next) = self.not_before() {
+            if let Some(pause) = self.backing_off() {
+                return Err(pause);
+            }
             tokio::time::sleep_until(next).await;
         }
         let mut state = self.state();
@@ -46,6 +51,18 @@ impl Limiter {
         let late = now.checked_sub(TIMER_TICK.min(interval)).unwrap_or(now);
         let start = state.next.map_or(now, |next| next.max(late));
         state.next = Some(start + interval);
+        Ok(())
+    }
+
+    /// What is left of the pause after failures, while queries keep failing and the next
+    /// may not start yet.
+    pub(super) fn backing_off(&self) -> Option<Duration> {
+        let state = self.state();
+        let now = Instant::now();
+        match state.next {
+            Some(next) if state.failures > 0 && next > now => Some(next - now),
+            _ => None,
+        }
     }
 
     /// When the next query may start, if that is still ahead.
@@ -96,7 +113,7 @@ mod tests {
                     let (limiter, starts) = (Arc::clone(&limiter), Arc::clone(&starts));
                     tokio::spawn(async move {
                         for _ in 0..10 {
-                            limiter.wait(100).await;
+                            limiter.wait(100).await.unwrap();
                             let mut starts = starts.lock().unwrap();
                             starts.push(Instant::now());
                             if starts.len() == 10 {

@@ -155,7 +155,9 @@ impl Pending {
         }
     }
 
-    /// Also checks the currency Cregis reports.
+    /// Also checks the currency Cregis reports, in either form Cregis uses: `chain_id@token_id`
+    /// as the create request took it (`195@195`), compared with the query's `chain_id` and
+    /// `token_id`; or the symbol (`TRX`, `USDT-TRC20`), compared with its `currency`.
     ///
     /// # Example
     ///
@@ -164,8 +166,8 @@ impl Pending {
     /// use cregis_payout_callback::{CallbackKind, reconcile::Pending};
     ///
     /// let pending = Pending::new(CallbackKind::Withdrawal, 7, SystemTime::now(), "12.5", "rHb9CJAWyB4rj91VRWn96DkukG4bwdtyTh")
-    ///     .currency("XRP");
-    /// assert_eq!(pending.currency.as_deref(), Some("XRP"));
+    ///     .currency("144@144"); // as created; `.currency("XRP")` checks the same payout
+    /// assert_eq!(pending.currency.as_deref(), Some("144@144"));
     /// ```
     #[must_use]
     pub fn currency(mut self, currency: impl Into<String>) -> Pending {
@@ -175,22 +177,23 @@ impl Pending {
 
     /// The first field of `state` that is not what the host expects.
     fn disagreement(&self, state: &PayoutState) -> Option<(&'static str, String, String)> {
-        let currency = self.currency.as_ref();
-        [
-            ("amount", &state.amount, Some(&self.amount)),
-            ("address", &state.to_address, Some(&self.address)),
-            ("currency", &state.currency, currency),
-        ]
-        .into_iter()
-        .find_map(|(field, cregis, ours)| {
-            let ours = ours?;
-            let same = if field == "amount" {
-                crate::same_amount(cregis, ours)
-            } else {
-                cregis == ours
-            };
-            (!same).then(|| (field, cregis.clone(), ours.clone()))
-        })
+        if !crate::same_amount(&state.amount, &self.amount) {
+            return Some(("amount", state.amount.clone(), self.amount.clone()));
+        }
+        if state.to_address != self.address {
+            return Some(("address", state.to_address.clone(), self.address.clone()));
+        }
+        let ours = self.currency.as_ref()?;
+        // Either form Cregis uses: `195@195` (chain and token, as a create takes it) or `TRX`
+        // (its symbol, as a query and a callback name it).
+        let (cregis, same) = if ours.contains('@') {
+            let pair = format!("{}@{}", state.chain_id, state.token_id);
+            let same = pair == *ours;
+            (pair, same)
+        } else {
+            (state.currency.clone(), state.currency == *ours)
+        };
+        (!same).then(|| ("currency", cregis, ours.clone()))
     }
 }
 
@@ -251,6 +254,13 @@ pub struct Report {
     /// Final states the delivery refused (the inbox could not write, say), with the reply;
     /// asked again later.
     pub refused: Vec<(CallbackKind, i64, Reply)>,
+    /// Payouts not asked because Cregis is failing (every query of the pass after a failure
+    /// waits for its backoff, and the pass does not: it ends and reports): due at the next
+    /// pass.
+    pub deferred: usize,
+    /// While Cregis is failing, what is left of the backoff: the next pass asks again once
+    /// it is over (one query, then all once one succeeds). `None` when no query was deferred.
+    pub backing_off: Option<Duration>,
     /// The pass ended early because `shutdown` completed
     /// ([`reconcile_until`](Reconciler::reconcile_until)): stop your loop here, and do not
     /// poll that future again (a completed `async` block panics when polled).
@@ -262,6 +272,8 @@ pub struct Report {
 struct Next {
     at: Instant,
     not_final: u32,
+    /// Deliveries refused in a row.
+    refused: u32,
 }
 
 /// The settings of a [`Reconciler`].
@@ -426,7 +438,11 @@ where
     }
 
     /// After a failed query all queries pause for `first`, doubling with each failure in a row
-    /// to a minute ([`DEFAULT_ERROR_BACKOFF`]).
+    /// to a minute ([`DEFAULT_ERROR_BACKOFF`]). A pass does not wait out the pause: it ends
+    /// at once, its report naming the failures ([`Report::failed`]) and the payouts deferred
+    /// ([`Report::deferred`], [`Report::backing_off`]), so an outage shows in every pass while
+    /// it lasts. Once the pause is over, the next pass sends one query; when one succeeds, all
+    /// are asked again.
     ///
     /// # Example
     ///
@@ -537,6 +553,7 @@ where
                 let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
                     at: now,
                     not_final: 0,
+                    refused: 0,
                 });
                 next.at = later_from(now, settings.recheck.max(Duration::from_secs(60)));
             }
@@ -548,6 +565,14 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         let mut due = due.into_iter();
         while let Some(payout) = due.next() {
+            // Cregis is failing: the rest waits for the next pass, which this one does not.
+            if let Some(pause) = shared.limiter.backing_off() {
+                let rest: Vec<Pending> = std::iter::once(payout).chain(due.by_ref()).collect();
+                self.unreserve(&rest, now);
+                report.deferred += rest.len();
+                report.backing_off = Some(pause);
+                break;
+            }
             let permit = tokio::select! {
                 biased;
                 () = shutdown.as_mut() => None,
@@ -555,15 +580,8 @@ where
             };
             let Some(permit) = permit else {
                 // Not asked: no longer reserved, due at the next pass.
-                let mut schedule = shared
-                    .schedule
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                for unasked in std::iter::once(payout).chain(due.by_ref()) {
-                    if let Some(next) = schedule.get_mut(&(unasked.kind, unasked.cid)) {
-                        next.at = now;
-                    }
-                }
+                let rest: Vec<Pending> = std::iter::once(payout).chain(due.by_ref()).collect();
+                self.unreserve(&rest, now);
                 report.stopped = true;
                 break;
             };
@@ -584,11 +602,66 @@ where
         report
     }
 
+    /// No longer reserved by this pass: due again at `now`.
+    fn unreserve(&self, unasked: &[Pending], now: Instant) {
+        let mut schedule = self
+            .shared
+            .schedule
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for payout in unasked {
+            if let Some(next) = schedule.get_mut(&(payout.kind, payout.cid)) {
+                next.at = now;
+            }
+        }
+    }
+
     /// Queries one payout, delivers or flags its state, and schedules its next ask.
     async fn ask(&self, payout: &Pending) -> Outcome {
         let (shared, settings) = (&self.shared, &self.settings);
-        shared.limiter.wait(settings.rate).await;
-        let outcome = match shared.client.query(payout.kind, payout.cid).await {
+        let outcome = if let Err(pause) = shared.limiter.wait(settings.rate).await {
+            Outcome::Deferred(pause)
+        } else {
+            self.query(payout).await
+        };
+        let mut schedule = shared
+            .schedule
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
+            at: Instant::now(),
+            not_final: 0,
+            refused: 0,
+        });
+        let wait = match &outcome {
+            Outcome::NotFinal => {
+                next.not_final = next.not_final.saturating_add(1);
+                doubled(settings.recheck, next.not_final - 1, settings.recheck_max)
+            }
+            // Flagged: a person looks at it; meanwhile, rarely.
+            Outcome::Flagged(_) => settings.recheck_max,
+            // Refused (the inbox could not write, a conflict): asked again less and less
+            // often, as after errors, up to the longest recheck.
+            Outcome::Delivered(reply) if !reply.is_ack() => {
+                next.refused = next.refused.saturating_add(1);
+                doubled(settings.recheck, next.refused - 1, settings.recheck_max)
+            }
+            // Delivered: the host's list drops it once handled; until then, not again soon.
+            Outcome::Delivered(_) | Outcome::Failed(_) => {
+                next.refused = 0;
+                settings.recheck
+            }
+            // Not asked (Cregis is failing): due at the next pass.
+            Outcome::Deferred(_) => Duration::ZERO,
+        };
+        next.at = later_from(Instant::now(), wait);
+        outcome
+    }
+
+    /// Sends the query about `payout`, and delivers or flags its state.
+    async fn query(&self, payout: &Pending) -> Outcome {
+        let (shared, settings) = (&self.shared, &self.settings);
+        match shared.client.query(payout.kind, payout.cid).await {
             Err(error) => {
                 shared
                     .limiter
@@ -611,27 +684,7 @@ where
                     Outcome::Delivered(shared.deliver.deliver(payout.kind, body.into_bytes()).await)
                 }
             }
-        };
-        let mut schedule = shared
-            .schedule
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
-            at: Instant::now(),
-            not_final: 0,
-        });
-        let wait = match &outcome {
-            Outcome::NotFinal => {
-                next.not_final = next.not_final.saturating_add(1);
-                doubled(settings.recheck, next.not_final - 1, settings.recheck_max)
-            }
-            // Flagged: a person looks at it; meanwhile, rarely.
-            Outcome::Flagged(_) => settings.recheck_max,
-            // Delivered: the host's list drops it once handled; until then, not again soon.
-            Outcome::Delivered(_) | Outcome::Failed(_) => settings.recheck,
-        };
-        next.at = later_from(Instant::now(), wait);
-        outcome
+        }
     }
 
     /// The callback Cregis would have sent for `state`: its documented fields in their order,
@@ -690,6 +743,8 @@ enum Outcome {
     NotFinal,
     Flagged(Box<Flagged>),
     Failed(RequestError),
+    /// Not asked: Cregis is failing, and its backoff has this long to run.
+    Deferred(Duration),
 }
 
 fn collect(report: &mut Report, done: Result<(Pending, Outcome), tokio::task::JoinError>) {
@@ -707,6 +762,12 @@ fn collect(report: &mut Report, done: Result<(Pending, Outcome), tokio::task::Jo
         Outcome::NotFinal => report.not_final += 1,
         Outcome::Flagged(flagged) => report.flagged.push(*flagged),
         Outcome::Failed(error) => report.failed.push((payout.kind, payout.cid, error)),
+        Outcome::Deferred(pause) => {
+            // Counted as asked when its task began; it sent nothing.
+            report.asked = report.asked.saturating_sub(1);
+            report.deferred += 1;
+            report.backing_off = Some(report.backing_off.map_or(pause, |p| p.max(pause)));
+        }
     }
 }
 
@@ -742,6 +803,8 @@ fn trace_report(report: &Report) {
         flagged = report.flagged.len(),
         failed = report.failed.len(),
         refused = report.refused.len(),
+        deferred = report.deferred,
+        backing_off_ms = report.backing_off.map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX)),
         "reconcile pass"
     );
 }

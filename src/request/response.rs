@@ -144,10 +144,7 @@ fn data(response: &Response) -> Result<Raw<'_>, RequestError> {
     let envelope = object(&response.body, "the answer")?;
     let code = match envelope.get("code") {
         Some(code) => serde_json::from_str::<String>(code.get()).map_err(|_| {
-            RequestError::malformed(format!(
-                "code is {}, not a string",
-                excerpt(code.get())
-            ))
+            RequestError::malformed(format!("code is {}, not a string", excerpt(code.get())))
         })?,
         None => return Err(RequestError::malformed("no code")),
     };
