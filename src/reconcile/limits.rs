@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Queries spaced evenly, at most `rate` a second (no burst), shared by every task; after a
-/// failure every query waits for the backoff.
+/// failure no query starts until the backoff is over (each is deferred, not kept waiting),
+/// then one at a time until one succeeds.
 ///
 /// One query waits for its turn at a time (`turn`, a fair queue), so a runtime too busy to
 /// wake its timers on time releases one late query, not every query reserved behind it: in
