@@ -38,13 +38,13 @@ pub fn same_amount(a: &str, b: &str) -> bool {
 /// `12.5`, `0.0` is `0`), anything else as it is.
 pub(crate) fn canonical_amount(text: &str) -> Cow<'_, str> {
     match plain(text) {
-        Some((whole, "")) if whole.len() == text.len() => Cow::Borrowed(text),
+        None => Cow::Borrowed(text),
         Some((whole, "")) => Cow::Borrowed(whole),
+        // Nothing trimmed: the text is its own shortest form (no allocation, the usual case).
         Some((whole, fraction)) if whole.len() + 1 + fraction.len() == text.len() => {
             Cow::Borrowed(text)
         }
         Some((whole, fraction)) => Cow::Owned(format!("{whole}.{fraction}")),
-        None => Cow::Borrowed(text),
     }
 }
 

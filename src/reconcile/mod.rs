@@ -254,9 +254,8 @@ pub struct Report {
     /// Final states the delivery refused (the inbox could not write, say), with the reply;
     /// asked again later.
     pub refused: Vec<(CallbackKind, i64, Reply)>,
-    /// Payouts not asked because Cregis is failing (every query of the pass after a failure
-    /// waits for its backoff, and the pass does not: it ends and reports): due at the next
-    /// pass.
+    /// Payouts not asked because Cregis is failing and its backoff runs (the pass ends and
+    /// reports instead of waiting): due at the next pass.
     pub deferred: usize,
     /// While Cregis is failing, what is left of the backoff: the next pass asks again once
     /// it is over (one query, then all once one succeeds). `None` when no query was deferred.
@@ -274,6 +273,17 @@ struct Next {
     not_final: u32,
     /// Deliveries refused in a row.
     refused: u32,
+}
+
+impl Next {
+    /// A payout first seen, due at `at`.
+    fn new(at: Instant) -> Next {
+        Next {
+            at,
+            not_final: 0,
+            refused: 0,
+        }
+    }
 }
 
 /// The settings of a [`Reconciler`].
@@ -550,11 +560,9 @@ where
                 .collect();
             // Reserved until asked: a pass running at the same time (a clone's) skips them.
             for payout in &due {
-                let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
-                    at: now,
-                    not_final: 0,
-                    refused: 0,
-                });
+                let next = schedule
+                    .entry((payout.kind, payout.cid))
+                    .or_insert(Next::new(now));
                 next.at = later_from(now, settings.recheck.max(Duration::from_secs(60)));
             }
             due
@@ -628,11 +636,9 @@ where
             .schedule
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let next = schedule.entry((payout.kind, payout.cid)).or_insert(Next {
-            at: Instant::now(),
-            not_final: 0,
-            refused: 0,
-        });
+        let next = schedule
+            .entry((payout.kind, payout.cid))
+            .or_insert_with(|| Next::new(Instant::now()));
         let wait = match &outcome {
             Outcome::NotFinal => {
                 next.not_final = next.not_final.saturating_add(1);
