@@ -653,10 +653,12 @@ where
                 doubled(settings.recheck, next.refused - 1, settings.recheck_max)
             }
             // Delivered: the host's list drops it once handled; until then, not again soon.
-            Outcome::Delivered(_) | Outcome::Failed(_) => {
+            Outcome::Delivered(_) => {
                 next.refused = 0;
                 settings.recheck
             }
+            // A failed query says nothing of the delivery: its refusals still count.
+            Outcome::Failed(_) => settings.recheck,
             // Not asked (Cregis is failing): due at the next pass.
             Outcome::Deferred(_) => Duration::ZERO,
         };
