@@ -10,7 +10,8 @@
 //! - **Burn-down**: `CREGIS_DRAIN_N` entries (50,000 by default) accepted first (through
 //!   `Verifier::accept`, 64 at a time), then one worker drains them; the time from its start
 //!   until the last is done, for `Worker::new` with a handler that does nothing and
-//!   `Worker::in_transaction` with a one-row insert, at 4 and 32 handlers.
+//!   `Worker::in_transaction` with a one-row insert, at 4 and 32 handlers
+//!   (`CREGIS_DRAIN_CONCURRENCY=32,128` for others).
 //! - **Continuous**: 32 HTTP clients send callbacks to the axum `inbox_route` as fast as they
 //!   are acknowledged for 10 s while a worker (32 handlers) drains; the accept rate, the drain
 //!   rate, what is left, and the time from a callback's send to its handler's start.
@@ -297,7 +298,7 @@ where
     F: Fn(&'static str) -> Fut,
     Fut: std::future::Future<Output = I>,
 {
-    for concurrency in [4, 32] {
+    for &concurrency in &concurrencies() {
         let clocks = Clocks::new(n);
         let inbox = open("burn-new").await;
         let start = Instant::now();
@@ -347,6 +348,19 @@ where
     let inbox = open("idle").await;
     let worker = Worker::new(inbox.clone(), no_op(&clocks));
     idle(backend, &inbox, worker, &clocks, 200).await;
+}
+
+/// The burn-downs' handler counts: `CREGIS_DRAIN_CONCURRENCY` (comma-separated), else 4 and 32.
+fn concurrencies() -> Vec<usize> {
+    std::env::var("CREGIS_DRAIN_CONCURRENCY")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|list: &Vec<usize>| !list.is_empty())
+        .unwrap_or_else(|| vec![4, 32])
 }
 
 fn main() {

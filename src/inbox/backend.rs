@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::EntryId;
 pub use super::arrivals::{Announcer, Arrivals};
-pub use super::worker::{Job, JobError};
+pub use super::worker::{Job, JobError, Ran};
 use crate::idempotency::{DeliveryKey, Fingerprint};
 
 /// An authentic, well-formed callback to record: what the handler needs (its raw body) and

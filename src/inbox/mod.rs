@@ -124,7 +124,7 @@ use std::time::Duration;
 
 // The backend author's items, where 0.2 had them.
 #[doc(hidden)]
-pub use backend::{Accepted, Announcer, Arrivals, Job, JobError, NewEntry, Next, Taken};
+pub use backend::{Accepted, Announcer, Arrivals, Job, JobError, NewEntry, Next, Ran, Taken};
 pub use policy::{DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, RetryPolicy};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

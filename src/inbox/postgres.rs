@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::{self, Dialect};
 use super::{
     AbortOnDrop, Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job,
-    JobError, Listing, NewEntry, Next, Page, Taken,
+    JobError, Listing, NewEntry, Next, Page, Ran, Taken,
 };
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
@@ -852,7 +852,7 @@ impl<C: Notification, H: PgHandler<C>> Job<PgInbox> for InTransaction<H, C> {
 
     const DEADLINE: Duration = super::DEFAULT_IN_TRANSACTION_DEADLINE;
 
-    async fn run(&self, inbox: &PgInbox, taken: &Taken, callback: &C) -> Result<bool, JobError> {
+    async fn run(&self, inbox: &PgInbox, taken: &Taken, callback: &C) -> Result<Ran, JobError> {
         let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
         let mut tx = inbox.pool.begin().await.map_err(inbox_error)?;
         self.handler
@@ -864,9 +864,9 @@ impl<C: Notification, H: PgHandler<C>> Job<PgInbox> for InTransaction<H, C> {
             .map_err(JobError::Inbox)?
         {
             // Lost the lease: roll the effect back (dropping the transaction does).
-            return Ok(false);
+            return Ok(Ran::Lost);
         }
         tx.commit().await.map_err(inbox_error)?;
-        Ok(true)
+        Ok(Ran::Recorded)
     }
 }

@@ -1,5 +1,6 @@
 //! The inbox in one SQLite file (feature `sqlite`), through sqlx.
 
+use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
 use std::path::Path;
@@ -16,7 +17,7 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use super::sql::{self, Dialect};
 use super::{
     Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job, JobError, Listing,
-    NewEntry, Next, Page, Taken,
+    NewEntry, Next, Page, Ran, Taken,
 };
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
@@ -144,8 +145,10 @@ pub struct SqliteInbox {
     gate: Arc<Gate>,
 }
 
-/// What waits for the writer: an entry to accept, or a run to mark done (a completion of
-/// [`Worker::new`](super::Worker::new)'s), and where to say what became of it.
+/// What waits for the writer: an entry to accept, a run to mark done (a completion of
+/// [`Worker::new`](super::Worker::new)'s), or a worker's take of due entries, and where to say
+/// what became of it. All that come during one commit share the next: one fsync for a batch
+/// of accepts, completions and takes.
 #[derive(Debug)]
 enum Write {
     Accept {
@@ -161,12 +164,20 @@ enum Write {
         now_ms: i64,
         done: oneshot::Sender<Result<bool, String>>,
     },
+    Take {
+        kind: CallbackKind,
+        n: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+        done: oneshot::Sender<Result<Vec<Taken>, String>>,
+    },
 }
 
 /// What one write came to, once committed.
 enum Written {
     Accepted(Accepted),
     Done(bool),
+    Taken(Vec<Taken>),
 }
 
 impl Write {
@@ -188,6 +199,13 @@ impl Write {
             Write::Done { done, .. } => {
                 let _ = done.send(match written {
                     Ok(Written::Done(marked)) => Ok(marked),
+                    Ok(_) => mixed_up(),
+                    Err(error) => Err(error),
+                });
+            }
+            Write::Take { done, .. } => {
+                let _ = done.send(match written {
+                    Ok(Written::Taken(taken)) => Ok(taken),
                     Ok(_) => mixed_up(),
                     Err(error) => Err(error),
                 });
@@ -476,6 +494,10 @@ async fn write_on(
             }
         }
     };
+    // The completions first, in one statement: marking an entry done earlier in the
+    // transaction changes nothing the others read (an entry under a live lease is neither
+    // taken nor accepted anew).
+    let marked = mark_all_done(&mut tx, batch).await?;
     let mut written = Vec::with_capacity(batch.len());
     for write in batch {
         written.push(match write {
@@ -486,16 +508,61 @@ async fn write_on(
                 now_ms,
                 ..
             } => Written::Accepted(write_one(&mut tx, *key, fingerprint, body, *now_ms).await?),
-            Write::Done {
-                id,
-                attempt,
+            Write::Done { id, attempt, .. } => Written::Done(marked.contains(&(id.0, *attempt))),
+            Write::Take {
+                kind,
+                n,
                 now_ms,
+                lease_until_ms,
                 ..
-            } => Written::Done(mark_done(&mut tx, *id, *attempt, *now_ms).await?),
+            } => Written::Taken(take_on(&mut tx, *kind, *n, *now_ms, *lease_until_ms).await?),
         });
     }
     tx.commit().await?;
     Ok(written)
+}
+
+/// Marks done, in one statement, every entry of `batch`'s completions whose run still holds
+/// its lease (as [`mark_done`] does one); the entries marked, with their run's attempt.
+async fn mark_all_done(
+    tx: &mut SqliteConnection,
+    batch: &[Write],
+) -> Result<HashSet<(i64, u32)>, BoxError> {
+    use std::fmt::Write as _;
+    // `[[id, attempt, now_ms], ...]`: integers only.
+    let mut marks = String::from("[");
+    for write in batch {
+        if let Write::Done {
+            id,
+            attempt,
+            now_ms,
+            ..
+        } = write
+        {
+            if marks.len() > 1 {
+                marks.push(',');
+            }
+            let _ = write!(marks, "[{},{attempt},{now_ms}]", id.0);
+        }
+    }
+    if marks.len() == 1 {
+        return Ok(HashSet::new());
+    }
+    marks.push(']');
+    // `+state`: the plan goes through the primary key, never a scan of the state index.
+    let marked: Vec<(i64, u32)> = sqlx::query_as(
+        "UPDATE cregis_inbox
+         SET state = 'done', lease_until_ms = NULL, last_error = NULL, finished_ms = marks.now_ms
+         FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS now_ms
+               FROM json_each(?1)) AS marks
+         WHERE cregis_inbox.id = marks.id AND cregis_inbox.attempts = marks.attempt
+           AND +cregis_inbox.state = 'pending' AND cregis_inbox.lease_until_ms >= marks.now_ms
+         RETURNING cregis_inbox.id, cregis_inbox.attempts",
+    )
+    .bind(marks)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(marked.into_iter().collect())
 }
 
 /// Takes up to `n` entries of `kind` due at `now_ms` on `connection`, under a lease until
@@ -621,6 +688,7 @@ impl Inbox for SqliteInbox {
         Ok(self.take_many(kind, lease, 1).await?.pop())
     }
 
+    /// Through the writer: a take shares a commit with the accepts and completions beside it.
     async fn take_many(
         &self,
         kind: CallbackKind,
@@ -630,9 +698,15 @@ impl Inbox for SqliteInbox {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let _turn = self.turn().await;
-        let mut connection = self.pool.acquire().await?;
-        take_on(&mut connection, kind, n, self.now_ms(), self.in_ms(lease)).await
+        let (done, answer) = oneshot::channel();
+        let write = Write::Take {
+            kind,
+            n,
+            now_ms: self.now_ms(),
+            lease_until_ms: self.in_ms(lease),
+            done,
+        };
+        self.write(write, answer).await
     }
 
     async fn renew(&self, taken: &Taken, lease: Duration) -> Result<bool, BoxError> {
@@ -827,12 +901,7 @@ impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H,
 
     const DEADLINE: Duration = super::DEFAULT_IN_TRANSACTION_DEADLINE;
 
-    async fn run(
-        &self,
-        inbox: &SqliteInbox,
-        taken: &Taken,
-        callback: &C,
-    ) -> Result<bool, JobError> {
+    async fn run(&self, inbox: &SqliteInbox, taken: &Taken, callback: &C) -> Result<Ran, JobError> {
         let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
         // One handler at a time holds or waits for the write lock (see `Gate`).
         let _handlers = inbox.gate.handlers.lock().await;
@@ -851,9 +920,9 @@ impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H,
             .map_err(JobError::Inbox)?
         {
             // Lost the lease: roll the effect back (dropping the transaction does).
-            return Ok(false);
+            return Ok(Ran::Lost);
         }
         tx.commit().await.map_err(inbox_error)?;
-        Ok(true)
+        Ok(Ran::Recorded)
     }
 }

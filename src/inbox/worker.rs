@@ -63,6 +63,9 @@ const MIN_DEADLINE: Duration = Duration::from_millis(1);
 const MIN_RETENTION: Duration = Duration::from_secs(60);
 /// The most handlers one worker runs at once.
 const MAX_CONCURRENCY: usize = 10_000;
+/// The most runs whose entry waits for its done mark, at least: past it (or past the
+/// concurrency, if higher) the worker takes no more entries until marks are recorded.
+const MIN_SETTLING: usize = 1024;
 /// How often a worker prunes done entries past their retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The most done entries one prune statement deletes, and the most statements of one round.
@@ -84,8 +87,11 @@ pub trait Job<I: Inbox>: Send + Sync + 'static {
     /// The [`Worker::deadline`] a worker running this job starts with.
     const DEADLINE: Duration = DEFAULT_DEADLINE;
 
-    /// Runs the handler on `callback`, and on success records `taken` as done. `Ok(false)`:
-    /// the run no longer held the entry, and nothing was recorded.
+    /// Runs the handler on `callback`; on success, either records `taken` as done itself
+    /// ([`Ran::Recorded`], in the handler's transaction) or leaves that to the worker
+    /// ([`Ran::Succeeded`]), which frees the handler's slot at once and marks the entry done
+    /// with the other runs that ended meanwhile. [`Ran::Lost`]: the run no longer held the
+    /// entry, and nothing was recorded.
     ///
     /// # Errors
     ///
@@ -95,7 +101,31 @@ pub trait Job<I: Inbox>: Send + Sync + 'static {
         inbox: &I,
         taken: &Taken,
         callback: &Self::Callback,
-    ) -> impl Future<Output = Result<bool, JobError>> + Send;
+    ) -> impl Future<Output = Result<Ran, JobError>> + Send;
+}
+
+/// What a successful [`Job::run`] did.
+///
+/// # Example
+///
+/// ```
+/// use cregis_payout_callback::inbox::backend::Ran;
+///
+/// // A job that records nothing itself: the worker marks the entry done.
+/// let ran = Ran::Succeeded;
+/// assert_ne!(ran, Ran::Recorded);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// The handler succeeded and the job recorded the entry done (in the transaction that
+    /// holds the handler's effect).
+    Recorded,
+    /// The handler succeeded; the worker records the entry done, if the run still holds its
+    /// lease then ([`Inbox::succeed`]).
+    Succeeded,
+    /// The run no longer held the entry: nothing was recorded (an in-transaction effect was
+    /// rolled back).
+    Lost,
 }
 
 /// Why a [`Job`] did not complete.
@@ -129,8 +159,8 @@ impl std::fmt::Display for JobError {
 
 impl std::error::Error for JobError {}
 
-/// The [`Job`] of an [`AsyncCallbackHandler`]: the handler runs, then the entry is marked
-/// done. Its effect is at-least-once: a worker that dies after the effect and before the mark
+/// The [`Job`] of an [`AsyncCallbackHandler`]: the handler runs, then the worker marks the
+/// entry done (with the other runs that ended meanwhile, in one commit). Its effect is at-least-once: a worker that dies after the effect and before the mark
 /// leaves the entry to run again once its lease lapses. Make the effect idempotent (keyed on
 /// the fact's [`DeliveryKey`]) or, on SQLite, use `Worker::in_transaction`.
 ///
@@ -165,12 +195,12 @@ where
 {
     type Callback = C;
 
-    async fn run(&self, inbox: &I, taken: &Taken, callback: &C) -> Result<bool, JobError> {
+    async fn run(&self, _: &I, _: &Taken, callback: &C) -> Result<Ran, JobError> {
         self.handler
             .handle(callback)
             .await
             .map_err(|error| JobError::Handler(error.to_string()))?;
-        inbox.succeed(taken).await.map_err(JobError::Inbox)
+        Ok(Ran::Succeeded)
     }
 }
 
@@ -487,6 +517,10 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         // Dropped with this future: every run is aborted with it.
         let mut running = JoinSet::new();
+        // The runs whose handler succeeded, waiting for their entry's done mark: their
+        // handler's slot is free (the marks of many share a commit).
+        let mut settling = JoinSet::new();
+        let most_settling = shared.concurrency.max(MIN_SETTLING);
         let (stop, stopped) = watch::channel(false);
         let mut arrivals = shared.inbox.arrivals();
         let mut next_prune = Instant::now();
@@ -500,7 +534,10 @@ where
             // are (or all): a take is a write, and one per finished run would cost a commit
             // each.
             let free = shared.concurrency - running.len();
-            if free > 0 && (free >= shared.concurrency.div_ceil(4) || running.is_empty()) {
+            if free > 0
+                && (free >= shared.concurrency.div_ceil(4) || running.is_empty())
+                && settling.len() < most_settling
+            {
                 // Before the lease begins: the run's own reckoning of it can only be earlier.
                 let asked = Instant::now();
                 match shared.inbox.take_many(kind, shared.lease, free).await {
@@ -515,27 +552,44 @@ where
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(_) = running.join_next(), if !running.is_empty() => {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
                     // Every run that ended meanwhile: their handlers are taken for in one go.
-                    while running.try_join_next().is_some() {}
+                    let mut joined = Some(joined);
+                    while let Some(ran) = joined.take().or_else(|| running.try_join_next()) {
+                        if let Ok(Some(taken)) = ran {
+                            settling.spawn(Arc::clone(&shared).settle(taken));
+                        }
+                    }
+                }
+                Some(_) = settling.join_next(), if !settling.is_empty() => {
+                    while settling.try_join_next().is_some() {}
                 }
                 () = arrivals.next() => {}
                 () = tokio::time::sleep(shared.poll_interval) => {}
             }
         }
-        // Stop taking; let the handlers finish until the deadline.
+        // Stop taking; let the handlers finish until the deadline, and their marks.
         let deadline = tokio::time::sleep_until(later(shared.shutdown_deadline));
         let mut deadline = std::pin::pin!(deadline);
-        loop {
+        while !(running.is_empty() && settling.is_empty()) {
             tokio::select! {
-                joined = running.join_next() => if joined.is_none() { return },
+                Some(ran) = running.join_next(), if !running.is_empty() => {
+                    if let Ok(Some(taken)) = ran {
+                        settling.spawn(Arc::clone(&shared).settle(taken));
+                    }
+                }
+                Some(_) = settling.join_next(), if !settling.is_empty() => {}
                 () = &mut deadline => break,
             }
+        }
+        if running.is_empty() && settling.is_empty() {
+            return;
         }
         // Abort the rest; each releases its entry.
         let _ = stop.send(true);
         let _ = tokio::time::timeout(RELEASE_TIME, async {
             while running.join_next().await.is_some() {}
+            while settling.join_next().await.is_some() {}
         })
         .await;
     }
@@ -556,21 +610,22 @@ where
     }
 
     /// One run of one entry: the handler in a task of its own, the lease renewed meanwhile,
-    /// the deadline and the shutdown watched, then the outcome recorded.
+    /// the deadline and the shutdown watched, then the outcome recorded; or, for a
+    /// [`Ran::Succeeded`], the entry to mark done ([`settle`](Worker::settle)).
     /// `asked` is when the entry was asked for: its lease began later.
     async fn run_entry(
         self: Arc<Self>,
         taken: Taken,
         asked: Instant,
         mut stopped: watch::Receiver<bool>,
-    ) {
+    ) -> Option<Taken> {
         // The earlier runs that never ended count: dead now if they reach the limit.
         if taken.interrupted_runs > 0 {
             let earlier = taken.attempt.saturating_sub(1);
             if self.policy.next(taken.id, earlier, taken.age) == Next::Dead {
                 let error = interrupted_error(taken.interrupted_runs);
                 self.record_failure(&taken, &error, Next::Dead).await;
-                return;
+                return None;
             }
         }
         let callback = match parse::<J::Callback>(&taken.body) {
@@ -579,7 +634,7 @@ where
                 // It was verified and parsed when accepted: only a changed row gets here.
                 let error = format!("the stored body no longer parses: {error}");
                 self.record_failure(&taken, &error, Next::Dead).await;
-                return;
+                return None;
             }
         };
         let started = Instant::now();
@@ -620,12 +675,12 @@ where
         };
         drop(task);
         match ended {
-            Ended::Joined(Ok(Ok(true))) => report_succeeded(&taken),
-            Ended::Joined(Ok(Ok(false))) | Ended::Lost => report_lost(&taken),
+            Ended::Joined(Ok(Ok(Ran::Succeeded))) => return Some(taken),
+            Ended::Joined(Ok(Ok(Ran::Recorded))) => report_succeeded(&taken),
+            Ended::Joined(Ok(Ok(Ran::Lost))) | Ended::Lost => report_lost(&taken),
             Ended::Joined(Ok(Err(JobError::Handler(error)))) => self.failed(&taken, &error).await,
             Ended::Joined(Ok(Err(JobError::Inbox(error)))) => {
-                let error = format!("the inbox could not record the outcome: {error}");
-                self.failed(&taken, &error).await;
+                self.not_recorded(&taken, &error).await;
             }
             Ended::Joined(Err(join)) => {
                 // Cancelled (the runtime is shutting down): the lease lapses and the entry runs
@@ -651,6 +706,22 @@ where
                 self.record_failure(&taken, error, next).await;
             }
         }
+        None
+    }
+
+    /// Marks done the entry of a run whose handler succeeded, if the run still holds it.
+    async fn settle(self: Arc<Self>, taken: Taken) {
+        match self.inbox.succeed(&taken).await {
+            Ok(true) => report_succeeded(&taken),
+            Ok(false) => report_lost(&taken),
+            Err(error) => self.not_recorded(&taken, &error).await,
+        }
+    }
+
+    /// Records a run whose outcome the inbox failed to record: a failure like the handler's.
+    async fn not_recorded(&self, taken: &Taken, error: &BoxError) {
+        let error = format!("the inbox could not record the outcome: {error}");
+        self.failed(taken, &error).await;
     }
 
     /// Records a failed run, the policy saying what comes next.
@@ -671,7 +742,7 @@ where
 /// How a run ended.
 enum Ended {
     /// The job returned, or panicked.
-    Joined(Result<Result<bool, JobError>, tokio::task::JoinError>),
+    Joined(Result<Result<Ran, JobError>, tokio::task::JoinError>),
     /// Past its deadline: aborted.
     PastDeadline,
     /// Its lease is lost, or could not be renewed in time: aborted.

@@ -748,4 +748,17 @@ pub async fn a_batch_of_completions_keeps_the_fencing<I: Inbox>(inbox: I) {
             .iter()
             .all(|taken| (taken.attempt, taken.interrupted_runs) == (2, 1))
     );
+    // An entry's lapsed run and its live one, marked together: only the live one counts.
+    let mut marks = Vec::new();
+    for taken in lapsing.iter().zip(&again).flat_map(|(old, new)| [old, new]) {
+        let (inbox, taken) = (inbox.clone(), taken.clone());
+        marks.push(tokio::spawn(async move {
+            (taken.attempt, inbox.succeed(&taken).await.unwrap())
+        }));
+    }
+    for mark in marks {
+        let (attempt, marked) = mark.await.unwrap();
+        assert_eq!(marked, attempt == 2, "run {attempt}");
+    }
+    assert_eq!(inbox.list(&[EntryState::Done]).await.unwrap().len(), 10);
 }
