@@ -324,7 +324,7 @@ where
     }
     let clocks = Clocks::new(10 * n);
     let inbox = open("continuous-new").await;
-    let worker = Worker::new(inbox.clone(), no_op(&clocks)).concurrency(32);
+    let worker = Worker::new(inbox.clone(), no_op(&clocks)).concurrency(128);
     continuous(
         &format!("{backend}, Worker::new"),
         &inbox,

@@ -14,6 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, Row};
 use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
+mod group;
+
 use super::sql::{self, Dialect};
 use super::{
     Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job, JobError, Listing,
@@ -87,8 +89,9 @@ const ACCEPT_PATIENCE: Duration = Duration::from_secs(30);
 /// handler that holds the lock, never for the ones behind it.
 #[derive(Debug, Default)]
 struct Gate {
-    write: Mutex<()>,
-    handlers: Mutex<()>,
+    write: Arc<Mutex<()>>,
+    /// The in-transaction runs, which share a transaction (see [`group`]).
+    runs: group::Runs,
 }
 
 /// The inbox in one SQLite file: the embedded choice for a single instance.
@@ -111,8 +114,9 @@ struct Gate {
 /// an in-transaction handler ([`Worker::in_transaction`](super::Worker::in_transaction))
 /// holds the write lock while it runs. This process's writers take turns, first come first
 /// served, with at most one handler holding or waiting for the lock: an accept waits for the
-/// handler running, if any (bounded by its [deadline](super::Worker::deadline), 2 s by
-/// default), never for the handlers queued behind it, and never fails at the busy timeout
+/// handler running, if any, and the others sharing its transaction (bounded by one
+/// [deadline](super::Worker::deadline), 2 s by default, plus 5 ms), never for the handlers
+/// queued behind it, and never fails at the busy timeout
 /// because of them. Another process writing to the file is waited for up to 30 s.
 ///
 /// Times (due dates, leases) are read from one clock, the process's ([`SystemClock`]) unless
@@ -883,8 +887,11 @@ pub trait SqliteHandler<C = PayoutCallback>: Send + Sync + 'static {
     /// The handler's error; its text is kept as the entry's last error.
     type Error: Display + Send;
 
-    /// Applies `callback` with `tx`, the transaction that then marks the entry done. Returning
-    /// an error (or panicking) rolls the transaction back: nothing of this run remains.
+    /// Applies `callback` with `tx`, the transaction that then marks the entry done, in a
+    /// savepoint of the run's own (the runs that come together share one transaction and one
+    /// commit). Returning an error (or panicking, or passing the deadline) rolls the run back
+    /// to its savepoint: nothing of this run remains, and the other runs' effects stay. Leave
+    /// the transaction open: never `COMMIT`, `ROLLBACK` or `RELEASE` what you did not begin.
     fn handle(
         &self,
         callback: &C,
@@ -893,36 +900,18 @@ pub trait SqliteHandler<C = PayoutCallback>: Send + Sync + 'static {
 }
 
 /// On SQLite, the transaction begins with `BEGIN IMMEDIATE`, so it holds the write lock while
-/// the handler runs: the inbox's accepts and other writers queue behind it (see
+/// the handlers run: the inbox's accepts and other writers queue behind it (see
 /// [`SqliteInbox`]), so keep the handler to its database work, bounded by the worker's
 /// [`deadline`](super::Worker::deadline) ([`DEFAULT_IN_TRANSACTION_DEADLINE`](super::DEFAULT_IN_TRANSACTION_DEADLINE)).
+/// This process's runs share the transaction, one at a time, each in a savepoint: it commits
+/// once no run waits to join it, at 64 runs, or 5 ms after it began, and each run is
+/// answered after that commit (one fsync for many entries).
 impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H, C> {
     type Callback = C;
 
     const DEADLINE: Duration = super::DEFAULT_IN_TRANSACTION_DEADLINE;
 
     async fn run(&self, inbox: &SqliteInbox, taken: &Taken, callback: &C) -> Result<Ran, JobError> {
-        let inbox_error = |error: sqlx::Error| JobError::Inbox(error.into());
-        // One handler at a time holds or waits for the write lock (see `Gate`).
-        let _handlers = inbox.gate.handlers.lock().await;
-        let _turn = inbox.turn().await;
-        let mut tx = inbox
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(inbox_error)?;
-        self.handler
-            .handle(callback, &mut tx)
-            .await
-            .map_err(|error| JobError::Handler(error.to_string()))?;
-        if !mark_done(&mut tx, taken.id, taken.attempt, inbox.now_ms())
-            .await
-            .map_err(JobError::Inbox)?
-        {
-            // Lost the lease: roll the effect back (dropping the transaction does).
-            return Ok(Ran::Lost);
-        }
-        tx.commit().await.map_err(inbox_error)?;
-        Ok(Ran::Recorded)
+        group::run(inbox, &self.handler, taken, callback).await
     }
 }

@@ -445,8 +445,8 @@ where
     /// Sets how many handlers run at once, 1 ..= 10,000. Defaults to 4. The worker takes
     /// entries in one statement ([`Inbox::take_many`]), as many as it has handlers free once a
     /// quarter of them are (or all are): more handlers, fewer takes per entry. To drain a
-    /// backlog at the rate the route accepts, give `Worker::new` 32 (see
-    /// `benches/inbox_drain.rs`).
+    /// backlog at the rate the route accepts, give `Worker::new` 128 (see
+    /// `benches/inbox_drain.rs`): a take is bounded by the handlers free.
     ///
     /// # Example
     ///
