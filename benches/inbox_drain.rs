@@ -13,7 +13,8 @@
 //!   `Worker::in_transaction` with a one-row insert, at 4 and 32 handlers
 //!   (`CREGIS_DRAIN_CONCURRENCY=32,128` for others).
 //! - **Continuous**: 32 HTTP clients send callbacks to the axum `inbox_route` as fast as they
-//!   are acknowledged for 10 s while a worker (32 handlers) drains; the accept rate, the drain
+//!   are acknowledged for 10 s while a worker drains (`Worker::new` 128 handlers: a take is
+//!   bounded by the handlers free; `Worker::in_transaction` 32); the accept rate, the drain
 //!   rate, what is left, and the time from a callback's send to its handler's start.
 //! - **Idle**: 200 callbacks, one every 20 ms, to an idle worker: the time from send to the
 //!   handler's start (the inbox's notification, not the poll).

@@ -316,3 +316,116 @@ async fn completions_marked_in_one_batch_never_settle_a_lapsed_run() {
     let (inbox, _dir) = inbox().await;
     production::a_batch_of_completions_keeps_the_fencing(inbox).await;
 }
+
+/// A handler that writes its ledger row, then hangs for payout [`HANGS`], and fails or
+/// panics for two payouts in three of the others, by `cid`.
+struct Mixed;
+
+/// The payout [`Mixed`] hangs on.
+const HANGS: i64 = 1000;
+
+impl SqliteHandler for Mixed {
+    type Error = sqlx::Error;
+
+    async fn handle(
+        &self,
+        callback: &PayoutCallback,
+        tx: &mut SqliteConnection,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO ledger (cid, amount) VALUES (?, ?)")
+            .bind(callback.cid)
+            .bind(&callback.amount)
+            .execute(&mut *tx)
+            .await?;
+        if callback.cid == HANGS {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        match callback.cid % 3 {
+            1 => Err(sqlx::Error::Protocol("the ledger refused it".to_owned())),
+            2 => panic!("the ledger panicked"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs that share one transaction keep each other's effects apart: a run that fails or
+/// panics is rolled back to its own savepoint and dead (one attempt allowed), every other
+/// run's effect is committed once, and nothing of the failed ones remains. (A handler that
+/// hangs keeps the runs queued behind it waiting, sharing or not: see
+/// `a_handler_past_its_deadline_is_aborted_and_counted`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_sharing_a_transaction_keep_each_others_effects_apart() {
+    let (inbox, _dir) = inbox().await;
+    sqlx::query("CREATE TABLE ledger (cid INTEGER NOT NULL, amount TEXT NOT NULL)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let cids = 200..248_i64;
+    for cid in cids.clone() {
+        production::accept(&inbox, cid).await;
+    }
+    let worker = Worker::in_transaction(inbox.clone(), Mixed)
+        .concurrency(32)
+        .retry(production::policy(1))
+        .poll_interval(Duration::from_millis(10));
+    let running = tokio::spawn(worker.run(std::future::pending()));
+    let done = production::wait_for(&inbox, EntryState::Done, 16).await;
+    let dead = production::wait_for(&inbox, EntryState::Dead, 32).await;
+    running.abort();
+    let mut done: Vec<i64> = done.iter().map(|entry| entry.key.cid).collect();
+    done.sort_unstable();
+    let applied: Vec<i64> = cids.clone().filter(|cid| cid % 3 == 0).collect();
+    assert_eq!(done, applied);
+    for entry in &dead {
+        let error = entry.last_error.as_deref().unwrap_or_default();
+        let expected = if entry.key.cid % 3 == 1 {
+            "the ledger refused it"
+        } else {
+            "the ledger panicked"
+        };
+        assert!(error.contains(expected), "{}: {error}", entry.key.cid);
+    }
+    let ledger: Vec<i64> = sqlx::query_scalar("SELECT cid FROM ledger ORDER BY cid")
+        .fetch_all(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger, applied,
+        "each applied once, nothing of the failed runs"
+    );
+}
+
+/// A run that hangs in a shared transaction is aborted at its deadline and rolled back to its
+/// savepoint; the run applied before it in the same transaction is committed (aborted too,
+/// while it waited for the commit, it is still done: its effect and mark committed), and
+/// every done entry has exactly its one ledger row. On one thread, so that the runs take the
+/// transaction in the order they were taken (the first applied, the second waiting to join).
+#[tokio::test]
+async fn a_run_hanging_in_a_shared_transaction_rolls_back_alone() {
+    let (inbox, _dir) = inbox().await;
+    sqlx::query("CREATE TABLE ledger (cid INTEGER NOT NULL, amount TEXT NOT NULL)")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    // Taken in this order: the one applied, then the one that hangs.
+    for cid in [HANGS - 1, HANGS] {
+        production::accept(&inbox, cid).await;
+    }
+    let worker = Worker::in_transaction(inbox.clone(), Mixed)
+        .concurrency(2)
+        .deadline(Duration::from_millis(300))
+        .retry(production::policy(1))
+        .poll_interval(Duration::from_millis(10));
+    let running = tokio::spawn(worker.run(std::future::pending()));
+    let dead = production::wait_for_one(&inbox, EntryState::Dead).await;
+    let done = production::wait_for_one(&inbox, EntryState::Done).await;
+    running.abort();
+    assert_eq!((done.key.cid, dead.key.cid), (HANGS - 1, HANGS));
+    let error = dead.last_error.unwrap_or_default();
+    assert!(error.contains("deadline of 300ms"), "{error}");
+    let ledger: Vec<i64> = sqlx::query_scalar("SELECT cid FROM ledger")
+        .fetch_all(inbox.pool())
+        .await
+        .unwrap();
+    assert_eq!(ledger, [HANGS - 1]);
+}

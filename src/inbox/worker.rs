@@ -160,8 +160,9 @@ impl std::fmt::Display for JobError {
 impl std::error::Error for JobError {}
 
 /// The [`Job`] of an [`AsyncCallbackHandler`]: the handler runs, then the worker marks the
-/// entry done (with the other runs that ended meanwhile, in one commit). Its effect is at-least-once: a worker that dies after the effect and before the mark
-/// leaves the entry to run again once its lease lapses. Make the effect idempotent (keyed on
+/// entry done (with the other runs that ended meanwhile, in one commit). Its effect is
+/// at-least-once: a worker that dies after the effect and before the mark leaves the entry to
+/// run again once its lease lapses. Make the effect idempotent (keyed on
 /// the fact's [`DeliveryKey`]) or, on SQLite, use `Worker::in_transaction`.
 ///
 /// # Example
@@ -556,9 +557,7 @@ where
                     // Every run that ended meanwhile: their handlers are taken for in one go.
                     let mut joined = Some(joined);
                     while let Some(ran) = joined.take().or_else(|| running.try_join_next()) {
-                        if let Ok(Some(taken)) = ran {
-                            settling.spawn(Arc::clone(&shared).settle(taken));
-                        }
+                        shared.settle_later(&mut settling, ran);
                     }
                 }
                 Some(_) = settling.join_next(), if !settling.is_empty() => {
@@ -574,9 +573,7 @@ where
         while !(running.is_empty() && settling.is_empty()) {
             tokio::select! {
                 Some(ran) = running.join_next(), if !running.is_empty() => {
-                    if let Ok(Some(taken)) = ran {
-                        settling.spawn(Arc::clone(&shared).settle(taken));
-                    }
+                    shared.settle_later(&mut settling, ran);
                 }
                 Some(_) = settling.join_next(), if !settling.is_empty() => {}
                 () = &mut deadline => break,
@@ -707,6 +704,17 @@ where
             }
         }
         None
+    }
+
+    /// Hands a run that ended to `settling` if its entry waits for its done mark.
+    fn settle_later(
+        self: &Arc<Self>,
+        settling: &mut JoinSet<()>,
+        ran: Result<Option<Taken>, tokio::task::JoinError>,
+    ) {
+        if let Ok(Some(taken)) = ran {
+            settling.spawn(Arc::clone(self).settle(taken));
+        }
     }
 
     /// Marks done the entry of a run whose handler succeeded, if the run still holds it.

@@ -23,9 +23,9 @@ use crate::error::BoxError;
 use crate::inbox::{JobError, Ran, Taken};
 
 /// How long runs may join an open transaction: past it, it commits.
-pub(super) const WINDOW: Duration = Duration::from_millis(5);
+const WINDOW: Duration = Duration::from_millis(5);
 /// The most runs one transaction holds.
-pub(super) const MOST_RUNS: usize = 64;
+const MOST_RUNS: usize = 64;
 
 /// This process's in-transaction runs: the transaction they share, if one is open.
 #[derive(Debug, Default)]
@@ -215,18 +215,26 @@ impl Group {
     }
 }
 
-/// Commits the open group, if any, and tells its runs.
+/// Commits the open group, if any, and tells its runs. The commit runs in a task of its own:
+/// the run that closes the group may be aborted meanwhile (its deadline), and must not roll
+/// back the others' effects with it. The next group begins once it has ended (the write
+/// turn is the group's until then).
 async fn close(open: &mut Open) {
     let Some(mut group) = open.group.take() else {
         return;
     };
-    let committed = match group.forget_interrupted().await {
-        Ok(()) => group.tx.commit().await.map_err(BoxError::from),
-        Err(error) => Err(error),
-    };
-    group
-        .committed
-        .send_replace(Some(committed.map_err(|error| error.to_string())));
+    let commit = tokio::spawn(async move {
+        let committed = match group.forget_interrupted().await {
+            Ok(()) => group.tx.commit().await.map_err(BoxError::from),
+            Err(error) => Err(error),
+        };
+        group
+            .committed
+            .send_replace(Some(committed.map_err(|error| error.to_string())));
+    });
+    // Whoever closes waits for the commit (a panic in it is the runs' `Err`: the sender
+    // is dropped unsent).
+    let _ = commit.await;
 }
 
 /// Rolls back the open group (its transaction failed): each of its runs is told.
