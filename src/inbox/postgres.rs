@@ -314,14 +314,14 @@ async fn done_batch(pool: &PgPool, writes: Vec<Write>) {
         .iter()
         .map(|(_, attempt)| self::attempts(*attempt))
         .collect();
-    let marked = sqlx::query_scalar::<_, i64>(
+    let marked = sqlx::query_as::<_, (i64, i32)>(
         "UPDATE cregis_inbox AS e
          SET state = 'done', lease_until = NULL, last_error = NULL,
              finished_at = clock_timestamp()
          FROM UNNEST($1::bigint[], $2::integer[]) AS d(id, attempts)
          WHERE e.id = d.id AND e.attempts = d.attempts AND e.state = 'pending'
            AND e.lease_until >= clock_timestamp()
-         RETURNING e.id",
+         RETURNING e.id, e.attempts",
     )
     .bind(&ids)
     .bind(&attempts)
@@ -329,9 +329,11 @@ async fn done_batch(pool: &PgPool, writes: Vec<Write>) {
     .await;
     match marked {
         Ok(marked) => {
-            let marked: std::collections::HashSet<i64> = marked.into_iter().collect();
-            for ((id, _), done) in runs.into_iter().zip(answers) {
-                let _ = done.send(Ok(marked.contains(&id.0)));
+            // By run, not by entry: a lapsed run of an entry may be in the batch beside the
+            // live one.
+            let marked: std::collections::HashSet<(i64, i32)> = marked.into_iter().collect();
+            for ((id, attempt), done) in runs.into_iter().zip(answers) {
+                let _ = done.send(Ok(marked.contains(&(id.0, self::attempts(attempt)))));
             }
         }
         Err(error) => {
