@@ -267,6 +267,14 @@ impl FakeCregis {
         &self.fake.counters
     }
 
+    /// Payout `cid` is now at `status` (Cregis changed its mind, or a bug): queries report
+    /// it from now on.
+    pub fn set_status(&self, cid: i64, status: CallbackStatus) {
+        if let Some(payout) = lock(&self.fake.payouts).get_mut(&cid) {
+            payout.status = status;
+        }
+    }
+
     /// From now on, queries about `cid` report `amount` (a payout changed behind the host's
     /// back, or a bug): the reconciler must flag it.
     pub fn misreport_amount(&self, cid: i64, amount: &str) {

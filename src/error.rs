@@ -30,6 +30,7 @@ pub use crate::callback::{Disagreement, UnknownKind};
 /// | body over the size limit | [`BodyTooLarge`](Error::BodyTooLarge) | 413 |
 /// | the body could not be read to its end (the client hung up) | [`BodyUnreadable`](Error::BodyUnreadable) | 400 |
 /// | the same delivery is being handled right now, or the same fact came with other content | [`DeliveryInProgress`](Error::DeliveryInProgress), [`ConflictingDelivery`](Error::ConflictingDelivery) | 409 |
+/// | the payout already reached another final status | [`ConflictingFinalStatus`](Error::ConflictingFinalStatus) | 409 |
 /// | the host's own fault | [`HandlerFailed`](Error::HandlerFailed), [`Store`](Error::Store) | 500 |
 /// | the handler's task was cancelled (the runtime is shutting down) | [`HandlerCancelled`](Error::HandlerCancelled) | 503 |
 ///
@@ -169,6 +170,24 @@ pub enum Error {
         key: crate::idempotency::DeliveryKey,
     },
 
+    /// The payout already reached another final status: Cregis documents its final statuses
+    /// (2, 3, 4, 6 and 7) as excluding each other, so a second one (a 7 for a payout recorded
+    /// as 6, from a callback, a re-push or the reconciler) is neither handled nor
+    /// acknowledged, and the [reconciler](crate::reconcile) flags it.
+    ///
+    /// To resolve it, a person looks the payout up in Cregis's console. If the recorded status
+    /// is the right one, nothing is to be done (Cregis stops re-sending after its retries). If
+    /// the new one is, correct the host's own records of the payout, then remove the recorded
+    /// delivery ([`Inbox::discard`](crate::inbox::Inbox::discard), or the claim in the
+    /// [store](crate::idempotency)) and have the new status delivered again (a re-push from
+    /// Cregis's console, or the reconciler's next ask).
+    ConflictingFinalStatus {
+        /// The delivery refused: its payout and the status it reports.
+        key: crate::idempotency::DeliveryKey,
+        /// The final status recorded first.
+        recorded: crate::CallbackStatus,
+    },
+
     /// The [`IdempotencyStore`](crate::idempotency::IdempotencyStore) failed; [`source`](std::error::Error::source)
     /// is the store's own error.
     Store {
@@ -235,6 +254,15 @@ impl fmt::Display for Error {
             Error::ConflictingDelivery { key } => write!(
                 f,
                 "delivery {key} was already received with different content"
+            ),
+            Error::ConflictingFinalStatus { key, recorded } => write!(
+                f,
+                "{} {} of project {} already reached final status {}; delivery {key} says {}",
+                key.kind,
+                key.cid,
+                key.pid,
+                recorded.code(),
+                key.fact.code()
             ),
             Error::Store { operation, cause } => write!(f, "{}{cause}", operation.context()),
             Error::HandlerFailed {
@@ -621,6 +649,7 @@ impl Error {
             Error::TimestampInFuture { .. } => "TimestampInFuture",
             Error::DeliveryInProgress => "DeliveryInProgress",
             Error::ConflictingDelivery { .. } => "ConflictingDelivery",
+            Error::ConflictingFinalStatus { .. } => "ConflictingFinalStatus",
             Error::Store { .. } => "Store",
             Error::HandlerFailed { .. } => "HandlerFailed",
             Error::HandlerCancelled => "HandlerCancelled",
@@ -698,7 +727,9 @@ impl Error {
         match self {
             _ if self.is_authentication() => 401,
             Error::BodyTooLarge { .. } => 413,
-            Error::DeliveryInProgress | Error::ConflictingDelivery { .. } => 409,
+            Error::DeliveryInProgress
+            | Error::ConflictingDelivery { .. }
+            | Error::ConflictingFinalStatus { .. } => 409,
             Error::HandlerFailed { .. } | Error::Store { .. } => 500,
             Error::HandlerCancelled => 503,
             _ => 400,

@@ -16,6 +16,16 @@ pub(crate) fn sql_ms(span: Duration) -> i64 {
     i64::try_from(span.min(MAX_SQL_SPAN).as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The codes of Cregis's final statuses ([`CallbackStatus::is_final`](crate::CallbackStatus::is_final)),
+/// as SQL writes a list of them: a macro, so that the static schema steps can `concat!` it.
+/// They exclude each other: a payout holds at most one.
+macro_rules! final_statuses {
+    () => {
+        "2, 3, 4, 6, 7"
+    };
+}
+pub(crate) use final_statuses;
+
 /// A set of tables the crate creates, as the steps that bring it from one version to the next:
 /// `steps[0]` creates version 1, `steps[1]` moves version 1 to 2, and so on. The version this
 /// crate writes and reads is `steps.len()`.
@@ -158,6 +168,16 @@ mod tests {
             super::sql_ms(super::MAX_SQL_SPAN)
         );
         assert!(super::sql_ms(Duration::MAX) < i64::MAX / 1000);
+    }
+
+    #[test]
+    fn the_sql_list_of_final_statuses_is_every_final_status() {
+        let finals: Vec<String> = crate::CallbackStatus::ALL
+            .iter()
+            .filter(|status| status.is_final())
+            .map(|status| status.code().to_string())
+            .collect();
+        assert_eq!(final_statuses!(), finals.join(", "));
     }
 
     #[test]

@@ -79,17 +79,22 @@ fn a_repeated_delivery_is_acknowledged_without_handling_it_again() {
 }
 
 #[test]
-fn another_status_of_the_same_payout_is_a_new_fact() {
+fn another_status_of_the_same_payout_is_a_new_fact_unless_both_are_final() {
     let verifier = idempotent_verifier();
     let calls = AtomicUsize::new(0);
-    for status in ["6", "7"] {
+    let process = |status| {
         let body = signed_body(&example_with_status(status), KEY);
-        assert!(
-            verifier
-                .process(body.as_bytes(), &counting(&calls))
-                .is_ack()
-        );
-    }
+        verifier.process(body.as_bytes(), &counting(&calls))
+    };
+    // Waiting for signatures, then successful: two facts.
+    assert!(process("5").is_ack());
+    assert!(process("6").is_ack());
+    // Failed after successful: final statuses exclude each other.
+    let refused = process("7");
+    assert_eq!(
+        (refused.status_code(), refused.error().map(cregis_payout_callback::Error::kind)),
+        (409, Some("ConflictingFinalStatus"))
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 

@@ -780,3 +780,21 @@ fn the_same_amount_in_another_scale_is_the_same_content_another_number_a_conflic
         assert_eq!((reply.status_code(), ran), (409, false), "{differs}");
     }
 }
+
+#[tokio::test]
+async fn the_memory_store_refuses_a_second_final_status_of_a_payout() {
+    let verifier = Verifier::builder(key())
+        .idempotency(MemoryIdempotencyStore::default())
+        .build();
+    let runs = AtomicUsize::new(0);
+    let handler = |_: &PayoutCallback| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), BoxError>(())
+    };
+    common::final_statuses_exclude_each_other(|body| {
+        let reply = verifier.process(body.as_bytes(), &handler);
+        async move { reply }
+    })
+    .await;
+    assert_eq!(runs.load(Ordering::SeqCst), 21);
+}

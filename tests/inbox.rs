@@ -498,14 +498,14 @@ async fn the_schema_is_created_once_and_a_newer_one_is_refused() {
         1
     );
     // A schema from a later version of the crate is refused, not misread.
-    sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (3)")
+    sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (4)")
         .execute(reopened.pool())
         .await
         .unwrap();
     let err = SqliteInbox::open(&path).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the inbox's schema is version 3; this crate knows versions up to 2"
+        "the inbox's schema is version 4; this crate knows versions up to 3"
     );
 }
 

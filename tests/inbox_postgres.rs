@@ -251,18 +251,18 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
 async fn a_newer_schema_is_refused_not_misread() {
     let inbox = inbox().await;
     let url = std::env::var("DATABASE_URL").unwrap();
-    sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (3)")
+    sqlx::query("INSERT INTO cregis_inbox_schema (version) VALUES (4)")
         .execute(inbox.pool())
         .await
         .unwrap();
     let refused = PgInbox::connect(&url).await.map(drop);
-    sqlx::query("DELETE FROM cregis_inbox_schema WHERE version = 3")
+    sqlx::query("DELETE FROM cregis_inbox_schema WHERE version = 4")
         .execute(inbox.pool())
         .await
         .unwrap();
     assert_eq!(
         refused.unwrap_err().to_string(),
-        "the inbox's schema is version 3; this crate knows versions up to 2"
+        "the inbox's schema is version 4; this crate knows versions up to 3"
     );
     // Instances starting at once all find (or make) the same schema.
     let opened: Vec<_> = (0..4)

@@ -283,3 +283,9 @@ async fn concurrent_accepts_of_one_fact_are_new_once_duplicate_or_conflict() {
 async fn completions_marked_in_one_batch_never_settle_a_lapsed_run() {
     production::a_batch_of_completions_keeps_the_fencing(inbox().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: DATABASE_URL, or .ci/with-postgres"]
+async fn a_second_final_status_of_a_payout_is_refused() {
+    production::final_statuses_exclude_each_other(inbox().await).await;
+}

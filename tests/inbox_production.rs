@@ -292,7 +292,7 @@ async fn a_version_1_file_is_migrated_with_its_entries() {
         .fetch_one(inbox.pool())
         .await
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // Its lapsed run (lease set, never settled) counts at the next take.
     let taken = inbox
         .take(CallbackKind::Payout, Duration::from_secs(60))
@@ -315,6 +315,12 @@ async fn concurrent_accepts_of_one_fact_are_new_once_duplicate_or_conflict() {
 async fn completions_marked_in_one_batch_never_settle_a_lapsed_run() {
     let (inbox, _dir) = inbox().await;
     production::a_batch_of_completions_keeps_the_fencing(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_final_status_of_a_payout_is_refused() {
+    let (inbox, _dir) = inbox().await;
+    production::final_statuses_exclude_each_other(inbox).await;
 }
 
 /// A handler that writes its ledger row, then hangs for payout [`HANGS`], and fails or

@@ -319,3 +319,30 @@ async fn an_instance_whose_clock_jumped_ahead_cannot_take_over_a_live_claim() {
     store.complete(&live).await.unwrap();
     assert_eq!(store.claim(&jumped).await.unwrap(), Claim::AlreadyDone);
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run through .ci/run or .ci/with-postgres with --ignored"]
+async fn a_second_final_status_of_a_payout_is_refused_across_instances() {
+    // Two verifiers with their own pools: the pairs race across connections.
+    let store = store().await;
+    sqlx::query("DELETE FROM cregis_claims WHERE cid = 1 OR cid BETWEEN 100 AND 119")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let verifiers = [
+        Verifier::builder(common::key()).idempotency(store).build(),
+        Verifier::builder(common::key())
+            .idempotency(self::store().await)
+            .build(),
+    ];
+    let effects = Effects::default();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    common::final_statuses_exclude_each_other(|body| {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (verifier, effects) = (verifiers[n % 2].clone(), effects.clone());
+        async move { verifier.process_async(body.as_bytes(), &effects).await }
+    })
+    .await;
+    let total: usize = effects.counts.lock().unwrap().values().sum();
+    assert_eq!(total, 21);
+}

@@ -549,13 +549,36 @@ async fn every_setting_at_its_extremes_reconciles_without_a_panic() {
     }
 }
 
+/// An inbox with `examples/inbox.rs`'s `payouts` table, holding the host's record of payout
+/// `order` of `amount` TRX to [`TO`].
+async fn host_inbox(order: &str, amount: &str) -> cregis_payout_callback::inbox::SqliteInbox {
+    let inbox = cregis_payout_callback::inbox::SqliteInbox::open_in_memory()
+        .await
+        .unwrap();
+    sqlx::query(inbox_example::PAYOUTS)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO payouts (third_party_id, amount, currency, address) VALUES (?, ?, ?, ?)",
+    )
+    .bind(order)
+    .bind(amount)
+    .bind("TRX")
+    .bind(TO)
+    .execute(inbox.pool())
+    .await
+    .unwrap();
+    inbox
+}
+
 /// The one comparison of amounts, end to end: a payout the host recorded as `12.5` whose
 /// callback is lost, and whose query answers `12.500000` (the scale of Cregis's column). The
 /// reconciler delivers it to the inbox, `examples/inbox.rs`'s handler settles it once, and
 /// the real callback, re-pushed afterwards with its `12.5`, is acknowledged as a duplicate.
 #[tokio::test]
 async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_duplicate() {
-    use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox, Worker};
+    use cregis_payout_callback::inbox::{EntryState, Inbox, Worker};
     use cregis_payout_callback::reconcile::ToInbox;
 
     let mut options = Options::new(key(), PID);
@@ -567,21 +590,7 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
     fake.misreport_amount(cid, "12.500000");
     tokio::time::sleep(Duration::from_millis(50)).await;
 
-    let inbox = SqliteInbox::open_in_memory().await.unwrap();
-    sqlx::query(inbox_example::PAYOUTS)
-        .execute(inbox.pool())
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO payouts (third_party_id, amount, currency, address) VALUES (?, ?, ?, ?)",
-    )
-    .bind("order-12")
-    .bind("12.5")
-    .bind("TRX")
-    .bind(TO)
-    .execute(inbox.pool())
-    .await
-    .unwrap();
+    let inbox = host_inbox("order-12", "12.5").await;
     let pending = Pending::new(
         CallbackKind::Payout,
         cid,
@@ -652,6 +661,108 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
     assert_eq!(entries.len(), 1, "one entry, done once: {entries:?}");
     assert_eq!(entries[0].state, EntryState::Done);
     assert_eq!(entries[0].attempts, 1);
+}
+
+/// Final statuses exclude each other: a payout whose callback said 6, handled by
+/// `examples/inbox.rs`'s handler, then receives a 7, first as a re-push (refused with 409
+/// `ConflictingFinalStatus`), then from a query (flagged by the reconciler, field `status`).
+/// The host's row still says 6, and the inbox holds the one entry.
+#[tokio::test]
+async fn a_done_final_status_refuses_another_from_a_re_push_and_from_a_query() {
+    use cregis_payout_callback::inbox::{EntryState, Inbox, Worker};
+    use cregis_payout_callback::reconcile::ToInbox;
+    use cregis_payout_callback::{CallbackStatus, Error};
+
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let order = CreatePayout::new("195@195", TO, "12.5", "order-67");
+    let cid = client(&fake).create_payout(&order).await.unwrap().cid;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fake.set_status(cid, CallbackStatus::TransactionSuccessful);
+
+    let inbox = host_inbox("order-67", "12.5").await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(
+        Worker::in_transaction(inbox.clone(), inbox_example::Payouts)
+            .poll_interval(Duration::from_millis(10))
+            .run(async {
+                let _ = stopped.await;
+            }),
+    );
+    let verifier = Verifier::new(key());
+    let paid = fake.payouts()[&cid].clone();
+    let body = fake_cregis::callback_body(&key(), PID, &paid);
+    assert!(verifier.accept(body.as_bytes(), &inbox).await.is_ack());
+    let host_status = || async {
+        sqlx::query_scalar::<_, Option<i32>>("SELECT status FROM payouts WHERE cid = ?")
+            .bind(cid)
+            .fetch_optional(inbox.pool())
+            .await
+            .unwrap()
+            .flatten()
+    };
+    let settled = async {
+        while host_status().await.is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), settled)
+        .await
+        .expect("the callback settles the payout");
+
+    // A re-push saying 7, the payout's other fields unchanged.
+    let mut failed = paid.clone();
+    failed.status = CallbackStatus::TransactionFailed;
+    let body = fake_cregis::callback_body(&key(), PID, &failed);
+    let reply = verifier.accept(body.as_bytes(), &inbox).await;
+    assert_eq!(reply.status_code(), 409, "{reply:?}");
+    assert!(
+        matches!(
+            reply.error(),
+            Some(Error::ConflictingFinalStatus {
+                recorded: CallbackStatus::TransactionSuccessful,
+                ..
+            })
+        ),
+        "{reply:?}"
+    );
+
+    // The query says 7 too.
+    fake.set_status(cid, CallbackStatus::TransactionFailed);
+    let pending = Pending::new(
+        CallbackKind::Payout,
+        cid,
+        SystemTime::now() - Duration::from_secs(3600),
+        "12.5",
+        TO,
+    );
+    let deliver = ToInbox::new(verifier.clone(), inbox.clone());
+    let report = Reconciler::new(client(&fake), deliver)
+        .reconcile(&[pending])
+        .await;
+    assert_eq!((report.asked, report.delivered), (1, 0), "{report:?}");
+    assert!(
+        report.refused.is_empty(),
+        "flagged, not refused: {report:?}"
+    );
+    let flagged = report.flagged.first().expect("the 7 is flagged");
+    assert_eq!(
+        (
+            flagged.field,
+            flagged.cregis.as_str(),
+            flagged.ours.as_str()
+        ),
+        ("status", "7", "6")
+    );
+
+    let _ = stop.send(());
+    worker.await.unwrap();
+    assert_eq!(host_status().await, Some(6), "the host's row is unchanged");
+    let counts = inbox.counts().await.unwrap();
+    let entries: u64 = counts.iter().map(|count| count.entries).sum();
+    assert_eq!(entries, 1, "{counts:?}");
+    assert_eq!(inbox.list(&[EntryState::Done]).await.unwrap().len(), 1);
 }
 
 /// A delivery the host refuses (its inbox cannot write, say) is asked again less and less

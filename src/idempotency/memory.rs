@@ -240,6 +240,13 @@ impl MemoryIdempotencyStore {
 }
 
 impl MemoryState {
+    /// The final status `key`'s payout holds, if `key` reports another one.
+    fn other_final(&self, key: &DeliveryKey) -> Option<crate::CallbackStatus> {
+        key.other_finals()
+            .find(|other| self.entries.contains_key(other))
+            .and_then(|other| other.fact.status())
+    }
+
     /// Makes room for one more entry: frees the slot of a claim whose lease ended before
     /// `now` (its delivery would be taken over anyway), else forgets the oldest handled key
     /// (a re-push of it would then be handled again).
@@ -284,6 +291,9 @@ impl fmt::Debug for MemoryIdempotencyStore {
 impl IdempotencyStore for MemoryIdempotencyStore {
     fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
         let mut state = self.state();
+        if let Some(recorded) = state.other_final(&attempt.key) {
+            return Ok(Claim::OtherFinal { recorded });
+        }
         let claim = if let Some(entry) = state.entries.get(&attempt.key) {
             if entry.fingerprint != attempt.fingerprint {
                 return Ok(Claim::Conflict);

@@ -106,6 +106,20 @@ impl DeliveryKey {
             fact,
         }
     }
+
+    /// If this key reports a final status, the keys of the payout's other final statuses
+    /// (which exclude it); else none.
+    pub(crate) fn other_finals(self) -> impl Iterator<Item = DeliveryKey> {
+        let ours = self.fact.status().filter(|status| status.is_final());
+        CallbackStatus::ALL
+            .iter()
+            .copied()
+            .filter(move |status| ours.is_some_and(|ours| status.is_final() && *status != ours))
+            .map(move |status| DeliveryKey {
+                fact: Fact::Status(status),
+                ..self
+            })
+    }
 }
 
 impl DeliveryKey {
@@ -402,6 +416,13 @@ pub enum Claim {
     /// A delivery with this key but another fingerprint was handled, or is being handled:
     /// the same fact with other content. Do not handle it, and do not acknowledge it.
     Conflict,
+    /// The key reports a final status, and the store holds another final status of the same
+    /// payout (Cregis's final statuses exclude each other): do not handle it, and do not
+    /// acknowledge it ([`Error::ConflictingFinalStatus`](crate::Error::ConflictingFinalStatus)).
+    OtherFinal {
+        /// The final status recorded first.
+        recorded: CallbackStatus,
+    },
 }
 
 /// Remembers which deliveries were handled, so that each is handled once.
@@ -429,6 +450,12 @@ pub enum Claim {
 /// attempt that outlived its lease cannot free the claim of the attempt that took it over.
 /// `claim` must be atomic: of two concurrent claims of one key, at most one gets
 /// [`Claimed`](Claim::Claimed) or [`TakenOver`](Claim::TakenOver).
+///
+/// A key's state is its own, with one exception: Cregis's final statuses
+/// ([`CallbackStatus::is_final`]) exclude each other, so a claim of a final status whose
+/// payout (`kind`, `pid`, `cid`) holds another final status, in any state, is answered
+/// [`OtherFinal`](Claim::OtherFinal) and records nothing, atomically too. Both stores of the
+/// crate do; a store that does not leaves the handler to see both.
 ///
 /// What the verifier does with each outcome:
 /// - `claim` fails: 500, and the handler is not called;

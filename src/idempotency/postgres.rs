@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use super::{AsyncIdempotencyStore, Attempt, Claim, ClaimInProgress, DeliveryKey};
+use crate::CallbackStatus;
 use crate::error::BoxError;
 use crate::schema::{Schema, migrate_pg};
 
@@ -29,6 +30,28 @@ const SCHEMA: Schema = Schema {
     )"],
         // Version 2: what `prune` deletes, found without reading the table.
         &["CREATE INDEX cregis_claims_done ON cregis_claims (started_at) WHERE done"],
+        // Version 3: a payout holds at most one final status. Where one already held two,
+        // the later claims are kept, outside the index.
+        &[
+            "ALTER TABLE cregis_claims ADD COLUMN superseded boolean NOT NULL DEFAULT false",
+            concat!(
+                "UPDATE cregis_claims AS c SET superseded = true
+                 WHERE c.status IN (",
+                crate::schema::final_statuses!(),
+                ") AND EXISTS (
+                     SELECT 1 FROM cregis_claims AS f
+                     WHERE f.kind = c.kind AND f.pid = c.pid AND f.cid = c.cid
+                       AND f.status IN (",
+                crate::schema::final_statuses!(),
+                ") AND (f.started_at, f.status) < (c.started_at, c.status))"
+            ),
+            concat!(
+                "CREATE UNIQUE INDEX cregis_claims_final ON cregis_claims (kind, pid, cid)
+                 WHERE status IN (",
+                crate::schema::final_statuses!(),
+                ") AND NOT superseded"
+            ),
+        ],
     ],
 };
 
@@ -264,13 +287,31 @@ fn lease_ms(attempt: &Attempt) -> i64 {
     crate::schema::sql_ms(attempt.lease)
 }
 
+impl PgIdempotencyStore {
+    /// The final status `key`'s payout holds, if any.
+    async fn recorded_final(&self, key: &DeliveryKey) -> Result<Option<CallbackStatus>, BoxError> {
+        let code: Option<i32> = sqlx::query_scalar(concat!(
+            "SELECT status FROM cregis_claims
+             WHERE kind = $1 AND pid = $2 AND cid = $3 AND NOT superseded AND status IN (",
+            crate::schema::final_statuses!(),
+            ")"
+        ))
+        .bind(key.kind.as_str())
+        .bind(key.pid)
+        .bind(key.cid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(code.and_then(|code| CallbackStatus::try_from(code).ok()))
+    }
+}
+
 impl AsyncIdempotencyStore for PgIdempotencyStore {
     async fn claim(&self, attempt: &Attempt) -> Result<Claim, BoxError> {
         let key = &attempt.key;
         let fingerprint = &attempt.fingerprint.as_bytes()[..];
         // A row released between the two statements is claimed on the next round.
         for _ in 0..3 {
-            let claimed: Option<bool> = sqlx::query_scalar(CLAIM)
+            let claimed: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(CLAIM)
                 .bind(key.pid)
                 .bind(key.cid)
                 .bind(key.fact.code())
@@ -279,7 +320,19 @@ impl AsyncIdempotencyStore for PgIdempotencyStore {
                 .bind(lease_ms(attempt))
                 .bind(key.kind.as_str())
                 .fetch_optional(&self.pool)
-                .await?;
+                .await;
+            let claimed = match claimed {
+                Err(sqlx::Error::Database(error))
+                    if error.constraint() == Some("cregis_claims_final") =>
+                {
+                    // The payout holds another final status (unless it was released since).
+                    match self.recorded_final(key).await? {
+                        Some(recorded) => return Ok(Claim::OtherFinal { recorded }),
+                        None => continue,
+                    }
+                }
+                claimed => claimed?,
+            };
             if let Some(inserted) = claimed {
                 return Ok(if inserted {
                     Claim::Claimed

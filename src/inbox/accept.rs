@@ -53,6 +53,9 @@ impl<C: Notification> Verifier<NoStore, C> {
                     Ok(Accepted::New(_)) => Reply::ack(),
                     Ok(Accepted::Duplicate(_)) => Reply::duplicate(),
                     Ok(Accepted::Conflict(_)) => Error::ConflictingDelivery { key }.into(),
+                    Ok(Accepted::OtherFinal { recorded, .. }) => {
+                        Error::ConflictingFinalStatus { key, recorded }.into()
+                    }
                     Err(cause) => Error::Store {
                         operation: StoreOperation::Accept,
                         cause: Cause::new(cause),

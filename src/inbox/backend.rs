@@ -39,6 +39,14 @@ pub enum Accepted {
     Duplicate(EntryId),
     /// The key has an entry with other content: nothing written.
     Conflict(EntryId),
+    /// The key's payout has an entry with another final status (Cregis's final statuses
+    /// exclude each other): nothing written.
+    OtherFinal {
+        /// The entry of the final status recorded first.
+        id: EntryId,
+        /// Its status.
+        recorded: crate::CallbackStatus,
+    },
 }
 
 /// An entry a worker has taken, under a lease; the token of its operations.

@@ -52,6 +52,13 @@ const SCHEMA: Schema = Schema {
             "CREATE INDEX cregis_inbox_finished ON cregis_inbox (kind, finished_at)
              WHERE state = 'done'",
         ],
+        // Version 3: a payout holds at most one final status.
+        sql::one_final_status!(
+            id: "bigint",
+            lease: "lease_until",
+            finished: "finished_at",
+            now: "now()"
+        ),
     ],
 };
 
@@ -238,7 +245,7 @@ async fn insert_all(
          FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bytea[], $5::bytea[],
                      $6::text[]) WITH ORDINALITY AS t(pid, cid, status, fingerprint, body, kind, n)
          ORDER BY n
-         ON CONFLICT (kind, pid, cid, status) DO NOTHING
+         ON CONFLICT DO NOTHING
          RETURNING id, kind, pid, cid, status::bigint AS status",
     )
     .bind(&pids)
@@ -290,13 +297,58 @@ async fn insert_all(
             (EntryId(row.try_get("id")?), fingerprint),
         );
     }
+    let mut finals = Vec::new();
     for at in unresolved {
         let (key, fingerprint, _) = &entries[at];
         accepted[at] = stored
             .get(key)
             .map(|(id, stored)| sql::existing(*id, stored, fingerprint));
+        if accepted[at].is_none() && sql::is_final(key) {
+            finals.push(at);
+        }
+    }
+    if finals.is_empty() {
+        return Ok(accepted);
+    }
+    // Neither inserted nor there: the payout may hold another final status.
+    let keys: Vec<DeliveryKey> = finals.iter().map(|&at| entries[at].0).collect();
+    let recorded = other_finals(pool, &keys).await?;
+    for at in finals {
+        let key = &entries[at].0;
+        accepted[at] = recorded.get(&(key.kind, key.pid, key.cid)).copied();
     }
     Ok(accepted)
+}
+
+/// The final status each of `keys`' payouts holds, if any, by payout.
+async fn other_finals(
+    pool: &PgPool,
+    keys: &[DeliveryKey],
+) -> Result<std::collections::HashMap<(CallbackKind, i64, i64), Accepted>, BoxError> {
+    let kinds: Vec<&str> = keys.iter().map(|key| key.kind.as_str()).collect();
+    let pids: Vec<i64> = keys.iter().map(|key| key.pid).collect();
+    let cids: Vec<i64> = keys.iter().map(|key| key.cid).collect();
+    let rows = sqlx::query(concat!(
+        "SELECT e.id, e.kind, e.pid, e.cid, e.status::bigint AS status
+         FROM cregis_inbox AS e
+         JOIN (SELECT DISTINCT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[]))
+              AS k(pid, cid, kind)
+           ON e.pid = k.pid AND e.cid = k.cid AND e.kind = k.kind
+         WHERE e.conflicts_with IS NULL AND e.status IN (",
+        crate::schema::final_statuses!(),
+        ")"
+    ))
+    .bind(&pids)
+    .bind(&cids)
+    .bind(&kinds)
+    .fetch_all(pool)
+    .await?;
+    let mut recorded = std::collections::HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let key = sql::key_of(row)?;
+        recorded.insert((key.kind, key.pid, key.cid), sql::other_final(row)?);
+    }
+    Ok(recorded)
 }
 
 /// The completions of a batch: one `UPDATE` marks done every run that still holds its lease.
@@ -588,7 +640,7 @@ impl Inbox for PgInbox {
                 "INSERT INTO cregis_inbox
                      (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind)
                  VALUES ($1, $2, $3, $4, $5, 'pending', now(), now(), $6)
-                 ON CONFLICT (kind, pid, cid, status) DO NOTHING
+                 ON CONFLICT DO NOTHING
                  RETURNING id",
             )
             .bind(key.pid)
@@ -617,6 +669,12 @@ impl Inbox for PgInbox {
                 let id = EntryId(row.try_get("id")?);
                 let stored: Vec<u8> = row.try_get("fingerprint")?;
                 return Ok(sql::existing(id, &stored, &entry.fingerprint));
+            }
+            if sql::is_final(&key) {
+                let recorded = other_finals(&self.reserved, &[key]).await?;
+                if let Some(&accepted) = recorded.values().next() {
+                    return Ok(accepted);
+                }
             }
         }
         Err(format!("the entry for {key} kept changing").into())

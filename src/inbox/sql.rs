@@ -152,6 +152,76 @@ pub(super) fn existing(id: EntryId, stored: &[u8], fingerprint: &Fingerprint) ->
     }
 }
 
+/// What accepting is when the key's payout holds another final status: a row of `id` and
+/// `status` (as a `bigint`).
+pub(super) fn other_final(row: &impl EntryRow) -> Result<Accepted, BoxError> {
+    let code = row.int("status")?;
+    let recorded = i32::try_from(code)
+        .ok()
+        .and_then(|code| crate::CallbackStatus::try_from(code).ok())
+        .ok_or_else(|| format!("the inbox holds an unknown status {code}"))?;
+    Ok(Accepted::OtherFinal {
+        id: EntryId(row.int("id")?),
+        recorded,
+    })
+}
+
+/// Whether `key` reports one of the final statuses, which exclude each other.
+pub(super) fn is_final(key: &DeliveryKey) -> bool {
+    key.fact
+        .status()
+        .is_some_and(crate::CallbackStatus::is_final)
+}
+
+/// The schema step shared by both backends (version 3): a payout holds at most one final
+/// status. `id_type` is the column type of entry ids; `now` the current time in the
+/// `finished` column's unit. Payouts that already held two are kept: the later ones point to
+/// the first (`conflicts_with`), outside the index, and those still pending are made dead so
+/// that no handler acts on them before a person has looked.
+macro_rules! one_final_status {
+    (id: $id:literal, lease: $lease:literal, finished: $finished:literal, now: $now:literal) => {
+        &[
+            concat!("ALTER TABLE cregis_inbox ADD COLUMN conflicts_with ", $id),
+            concat!(
+                "UPDATE cregis_inbox SET conflicts_with = (
+                     SELECT min(f.id) FROM cregis_inbox AS f
+                     WHERE f.kind = cregis_inbox.kind AND f.pid = cregis_inbox.pid
+                       AND f.cid = cregis_inbox.cid AND f.status IN (",
+                crate::schema::final_statuses!(),
+                "))
+                 WHERE status IN (",
+                crate::schema::final_statuses!(),
+                ")
+                   AND id > (
+                     SELECT min(f.id) FROM cregis_inbox AS f
+                     WHERE f.kind = cregis_inbox.kind AND f.pid = cregis_inbox.pid
+                       AND f.cid = cregis_inbox.cid AND f.status IN (",
+                crate::schema::final_statuses!(),
+                "))"
+            ),
+            concat!(
+                "UPDATE cregis_inbox SET state = 'dead', ",
+                $lease,
+                " = NULL, ",
+                $finished,
+                " = ",
+                $now,
+                ",
+                     last_error = 'another final status of this payout was recorded first, \
+                                   as entry ' || conflicts_with
+                 WHERE conflicts_with IS NOT NULL AND state = 'pending'"
+            ),
+            concat!(
+                "CREATE UNIQUE INDEX cregis_inbox_final ON cregis_inbox (kind, pid, cid)
+                 WHERE status IN (",
+                crate::schema::final_statuses!(),
+                ") AND conflicts_with IS NULL"
+            ),
+        ]
+    };
+}
+pub(super) use one_final_status;
+
 /// Whole milliseconds back to a duration (negative ones as zero).
 pub(super) fn duration_ms(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))

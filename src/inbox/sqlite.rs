@@ -60,6 +60,13 @@ const SCHEMA: Schema = Schema {
             "CREATE INDEX cregis_inbox_finished ON cregis_inbox (kind, finished_ms)
              WHERE state = 'done'",
         ],
+        // Version 3: a payout holds at most one final status.
+        sql::one_final_status!(
+            id: "INTEGER",
+            lease: "lease_until_ms",
+            finished: "finished_ms",
+            now: "CAST(strftime('%s', 'now') AS INTEGER) * 1000"
+        ),
     ],
 };
 
@@ -636,7 +643,7 @@ async fn write_one(
         "INSERT INTO cregis_inbox
              (kind, pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
          VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
-         ON CONFLICT (kind, pid, cid, status) DO NOTHING
+         ON CONFLICT DO NOTHING
          RETURNING id",
     )
     .bind(key.kind.as_str())
@@ -660,11 +667,26 @@ async fn write_one(
     .bind(key.pid)
     .bind(key.cid)
     .bind(i64::from(key.fact.code()))
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = row {
+        let id = EntryId(row.try_get("id")?);
+        let stored: Vec<u8> = row.try_get("fingerprint")?;
+        return Ok(sql::existing(id, &stored, fingerprint));
+    }
+    // Not inserted and not there: the payout holds another final status.
+    let row = sqlx::query(concat!(
+        "SELECT id, status FROM cregis_inbox
+         WHERE kind = ? AND pid = ? AND cid = ? AND conflicts_with IS NULL AND status IN (",
+        crate::schema::final_statuses!(),
+        ")"
+    ))
+    .bind(key.kind.as_str())
+    .bind(key.pid)
+    .bind(key.cid)
     .fetch_one(&mut *tx)
     .await?;
-    let id = EntryId(row.try_get("id")?);
-    let stored: Vec<u8> = row.try_get("fingerprint")?;
-    Ok(sql::existing(id, &stored, fingerprint))
+    sql::other_final(&row)
 }
 
 impl Inbox for SqliteInbox {
@@ -913,5 +935,84 @@ impl<C: Notification, H: SqliteHandler<C>> Job<SqliteInbox> for InTransaction<H,
 
     async fn run(&self, inbox: &SqliteInbox, taken: &Taken, callback: &C) -> Result<Ran, JobError> {
         group::run(inbox, &self.handler, taken, callback).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::EntryState;
+    use crate::testing::CallbackBuilder;
+    use crate::{ApiKey, CallbackStatus, Error, Verifier};
+
+    /// A database of 0.2's schema (version 2) in which payout 1 came to hold two final
+    /// statuses (a 6, done, then a 7, pending), opened by this version: both are kept, the
+    /// later one is held dead for a person to look at, and the payout still refuses another.
+    #[tokio::test]
+    async fn an_inbox_holding_two_final_statuses_of_a_payout_keeps_both_and_holds_the_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.sqlite3");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let version_2 = Schema {
+            steps: &SCHEMA.steps[..2],
+            ..SCHEMA
+        };
+        migrate_sqlite(&pool, &version_2).await.unwrap();
+        let pid = CallbackBuilder::new().callback().unwrap().pid;
+        for (cid, status, state) in [(1, 6, "done"), (1, 7, "pending"), (2, 7, "pending")] {
+            sqlx::query(
+                "INSERT INTO cregis_inbox
+                     (kind, pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
+                 VALUES ('payout', ?, ?, ?, x'00', x'00', ?, 0, 0)",
+            )
+            .bind(pid)
+            .bind(cid)
+            .bind(status)
+            .bind(state)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+
+        let inbox = SqliteInbox::open(&path).await.unwrap();
+        let all = [EntryState::Pending, EntryState::Done, EntryState::Dead];
+        let mut entries = inbox.list(&all).await.unwrap();
+        entries.sort_by_key(|entry| entry.id.0);
+        let states: Vec<_> = entries
+            .iter()
+            .map(|entry| (entry.key.cid, entry.key.fact.code(), entry.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (1, 6, EntryState::Done),
+                (1, 7, EntryState::Dead),
+                (2, 7, EntryState::Pending)
+            ]
+        );
+        let held = entries[1].last_error.as_deref().unwrap();
+        assert!(held.ends_with("recorded first, as entry 1"), "{held}");
+
+        let key = ApiKey::new("fake-api-key-for-tests").unwrap();
+        let rejected = CallbackBuilder::new()
+            .cid(1)
+            .status(CallbackStatus::ApprovalRejected)
+            .body(&key)
+            .unwrap();
+        let reply = Verifier::new(key).accept(rejected.as_bytes(), &inbox).await;
+        assert!(
+            matches!(
+                reply.error(),
+                Some(Error::ConflictingFinalStatus {
+                    recorded: CallbackStatus::TransactionSuccessful,
+                    ..
+                })
+            ),
+            "{reply:?}"
+        );
     }
 }

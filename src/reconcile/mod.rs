@@ -213,7 +213,10 @@ impl Pending {
 pub struct Flagged {
     /// What Cregis says of the payout.
     pub state: PayoutState,
-    /// Which field disagrees: `amount`, `address` or `currency`.
+    /// Which field disagrees: `amount`, `address` or `currency` (with the host's record),
+    /// or `status`: the delivery found the payout at another final status
+    /// ([`ConflictingFinalStatus`](crate::Error::ConflictingFinalStatus)), its code in
+    /// `ours`.
     pub field: &'static str,
     /// What Cregis says.
     pub cregis: String,
@@ -689,7 +692,20 @@ where
                     Outcome::NotFinal
                 } else {
                     let body = self.callback_body(&state);
-                    Outcome::Delivered(shared.deliver.deliver(payout.kind, body.into_bytes()).await)
+                    let reply = shared.deliver.deliver(payout.kind, body.into_bytes()).await;
+                    // The payout holds another final status: they exclude each other.
+                    if let Some(&crate::Error::ConflictingFinalStatus { recorded, .. }) =
+                        reply.error()
+                    {
+                        let cregis = state.status.code().to_string();
+                        return Outcome::Flagged(Box::new(Flagged {
+                            state,
+                            field: "status",
+                            cregis,
+                            ours: recorded.code().to_string(),
+                        }));
+                    }
+                    Outcome::Delivered(reply)
                 }
             }
         }

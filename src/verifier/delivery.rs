@@ -157,6 +157,11 @@ pub(super) fn claimed(attempt: &Attempt, found: Result<Claim, BoxError>) -> Resu
         Ok(Claim::AlreadyDone) => Reply::duplicate(),
         Ok(Claim::InProgress) => Error::DeliveryInProgress.into(),
         Ok(Claim::Conflict) => Error::ConflictingDelivery { key: attempt.key }.into(),
+        Ok(Claim::OtherFinal { recorded }) => Error::ConflictingFinalStatus {
+            key: attempt.key,
+            recorded,
+        }
+        .into(),
         Err(e) => Error::Store {
             operation: StoreOperation::Claim,
             cause: Cause::new(e),

@@ -240,3 +240,52 @@ pub fn server_runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Payout `cid`'s callback saying `status`, its `push`th push (a fresh nonce and timestamp).
+pub fn final_body(cid: i64, status: cregis_payout_callback::CallbackStatus, push: i64) -> String {
+    CallbackBuilder::new()
+        .cid(cid)
+        .status(status)
+        .nonce(&format!("{:06}", cid * 31 + push))
+        .timestamp(1_687_850_657_960 + push)
+        .body(&key())
+        .unwrap()
+}
+
+/// Cregis's final statuses exclude each other, through `process` (a verifier with a store and
+/// a handler): payout 1's 6 is handled; its 7 is refused with 409 `ConflictingFinalStatus`
+/// naming the 6; the 6 re-pushed is a duplicate. Then payouts 100 to 119 get a 6 and a 7 at
+/// once: one of each pair is handled, the other refused. The caller checks that its handler
+/// ran 21 times.
+pub async fn final_statuses_exclude_each_other<F, Fut>(process: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = cregis_payout_callback::Reply>,
+{
+    use cregis_payout_callback::{CallbackStatus, Error};
+    let (paid, failed) = (
+        CallbackStatus::TransactionSuccessful,
+        CallbackStatus::TransactionFailed,
+    );
+    assert_handled(&process(final_body(1, paid, 0)).await);
+    let refused = process(final_body(1, failed, 1)).await;
+    assert_eq!(refused.status_code(), 409, "{refused:?}");
+    assert!(
+        matches!(
+            refused.error(),
+            Some(Error::ConflictingFinalStatus { recorded, key })
+                if *recorded == paid && key.fact.status() == Some(failed)
+        ),
+        "{refused:?}"
+    );
+    assert!(process(final_body(1, paid, 2)).await.is_duplicate());
+    for cid in 100..120 {
+        let (a, b) = tokio::join!(
+            process(final_body(cid, paid, 0)),
+            process(final_body(cid, failed, 0))
+        );
+        let mut codes = [a.status_code(), b.status_code()];
+        codes.sort_unstable();
+        assert_eq!(codes, [200, 409], "{a:?} {b:?}");
+    }
+}

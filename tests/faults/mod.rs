@@ -177,11 +177,16 @@ pub fn start_server(env: &[(&str, &OsStr)]) -> (ServerProcess, String) {
 /// Payout `cid`'s callback, pushed for the `push`th time: same business fields, fresh
 /// `nonce` and `timestamp`, as a console re-push.
 pub fn delivery(cid: i64, push: u32) -> String {
+    delivery_of(cid, push, CallbackStatus::TransactionSuccessful)
+}
+
+/// Payout `cid`'s callback saying `status`, pushed for the `push`th time (as [`delivery`]).
+pub fn delivery_of(cid: i64, push: u32, status: CallbackStatus) -> String {
     CallbackBuilder::new()
         .cid(cid)
         .third_party_id(&format!("order-{cid}"))
         .amount(&format!("{}.{:02}", 10 + cid % 90, cid % 100))
-        .status(CallbackStatus::TransactionSuccessful)
+        .status(status)
         .memo("")
         .raw("fee", r#""0.000001""#)
         .nonce(&format!(

@@ -762,3 +762,66 @@ pub async fn a_batch_of_completions_keeps_the_fencing<I: Inbox>(inbox: I) {
     }
     assert_eq!(inbox.list(&[EntryState::Done]).await.unwrap().len(), 10);
 }
+
+/// Cregis's final statuses exclude each other: once a payout holds one (6, done), another
+/// (7), from a re-push or concurrent with the first, is refused with 409
+/// `ConflictingFinalStatus` naming the recorded one, and nothing is written; a re-push of the
+/// recorded one is still a duplicate.
+pub async fn final_statuses_exclude_each_other<I: Inbox + Clone + 'static>(inbox: I) {
+    use cregis_payout_callback::{CallbackStatus, Error};
+    let verifier = Verifier::new(crate::common::key());
+    let accept = |cid, push, status| {
+        let (verifier, inbox) = (verifier.clone(), inbox.clone());
+        async move {
+            let body = crate::faults::delivery_of(cid, push, status);
+            verifier.accept(body.as_bytes(), &inbox).await
+        }
+    };
+    let (paid, failed) = (
+        CallbackStatus::TransactionSuccessful,
+        CallbackStatus::TransactionFailed,
+    );
+    assert!(accept(1, 0, paid).await.is_ack());
+    let worker = Worker::new(inbox.clone(), |_: &PayoutCallback| async {
+        Ok::<(), BoxError>(())
+    });
+    let running = tokio::spawn(worker.run(std::future::pending()));
+    wait_for_one(&inbox, EntryState::Done).await;
+    running.abort();
+    let refused = accept(1, 1, failed).await;
+    assert_eq!(refused.status_code(), 409, "{refused:?}");
+    match refused.error() {
+        Some(Error::ConflictingFinalStatus { key, recorded }) => {
+            assert_eq!(
+                (key.cid, key.fact.status(), *recorded),
+                (1, Some(failed), paid)
+            );
+        }
+        other => panic!("expected ConflictingFinalStatus, got {other:?}"),
+    }
+    assert!(accept(1, 2, paid).await.is_duplicate());
+
+    // Both at once, for 40 payouts: one of each pair is accepted, the other refused.
+    let mut both = Vec::new();
+    for cid in 100..140 {
+        both.push(tokio::spawn(accept(cid, 0, paid)));
+        both.push(tokio::spawn(accept(cid, 0, failed)));
+    }
+    let mut answers = Vec::new();
+    for answer in both {
+        answers.push(answer.await.unwrap().status_code());
+    }
+    for answered in answers.chunks(2) {
+        let mut codes = answered.to_vec();
+        codes.sort_unstable();
+        assert_eq!(codes, [200, 409]);
+    }
+    let total: u64 = inbox
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.entries)
+        .sum();
+    assert_eq!(total, 41, "one entry per payout");
+}
