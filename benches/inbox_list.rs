@@ -46,6 +46,7 @@ async fn three_dead(inbox: &impl Inbox) {
             key,
             fingerprint: Fingerprint::from_bytes([7; 16]),
             body: &body,
+            origin: cregis_payout_callback::Origin::Cregis,
         };
         inbox.accept(&entry).await.unwrap();
         let taken = inbox

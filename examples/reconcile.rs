@@ -22,10 +22,11 @@ use cregis_payout_callback::axum::inbox_route;
 use cregis_payout_callback::inbox::{InTransaction, SqliteHandler, SqliteInbox, Worker};
 use cregis_payout_callback::reconcile::{Flagged, Pending, Reconciler, ToInbox};
 use cregis_payout_callback::request::{
-    Client, CreatePayout, CreateWithdrawal, Requests, Response, Transport,
+    Client, CreatePayout, CreateWithdrawal, NotSent, Requests, Response, Transport,
 };
 use cregis_payout_callback::{
     ApiKey, CallbackKind, CallbackStatus, PayoutCallback, Verifier, WithdrawalCallback,
+    error::BoxError,
 };
 use sqlx::SqliteConnection;
 
@@ -53,9 +54,23 @@ impl HttpTransport {
     ///
     /// The client cannot be built (no TLS backend for an `https` URL, say).
     pub fn new(base_url: impl Into<String>) -> Result<HttpTransport, reqwest::Error> {
+        HttpTransport::with_timeouts(base_url, Duration::from_secs(5), Duration::from_secs(15))
+    }
+
+    /// Requests to `base_url` that give up connecting after `connect` and waiting for the
+    /// whole answer after `total`.
+    ///
+    /// # Errors
+    ///
+    /// As [`HttpTransport::new`].
+    pub fn with_timeouts(
+        base_url: impl Into<String>,
+        connect: Duration,
+        total: Duration,
+    ) -> Result<HttpTransport, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
+            .connect_timeout(connect)
+            .timeout(total)
             // A redirect would send the signed body to another host.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -67,16 +82,22 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    type Error = reqwest::Error;
+    type Error = BoxError;
 
-    async fn post(&self, path: &'static str, body: String) -> Result<Response, reqwest::Error> {
-        let response = self
+    /// A connection that could not be made is [`NotSent`]: nothing reached Cregis. Anything
+    /// later (a timeout, a reset, an answer cut short) may have.
+    async fn post(&self, path: &'static str, body: String) -> Result<Response, BoxError> {
+        let sent = self
             .client
             .post(format!("{}{path}", self.base_url))
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .await?;
+            .await;
+        let response = match sent {
+            Err(error) if error.is_connect() => return Err(NotSent::new(error).into()),
+            sent => sent?,
+        };
         let status = response.status().as_u16();
         Ok(Response {
             status,

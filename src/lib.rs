@@ -132,7 +132,7 @@ pub mod verifier;
 mod wire;
 
 pub use callback::{
-    ApprovalRequest, Callback, CallbackKind, CallbackStatus, Notification, PayoutCallback,
+    ApprovalRequest, Callback, CallbackKind, CallbackStatus, Notification, Origin, PayoutCallback,
     PayoutRecord, Verdict, WithdrawalCallback, same_amount,
 };
 pub use error::Error;

@@ -92,7 +92,10 @@ fn another_status_of_the_same_payout_is_a_new_fact_unless_both_are_final() {
     // Failed after successful: final statuses exclude each other.
     let refused = process("7");
     assert_eq!(
-        (refused.status_code(), refused.error().map(cregis_payout_callback::Error::kind)),
+        (
+            refused.status_code(),
+            refused.error().map(cregis_payout_callback::Error::kind)
+        ),
         (409, Some("ConflictingFinalStatus"))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);

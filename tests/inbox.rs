@@ -74,6 +74,7 @@ fn entry(cid: i64, content: u8) -> NewEntry<'static> {
         key: key(cid),
         fingerprint: Fingerprint::from_bytes([content; 16]),
         body: b"{}",
+        origin: cregis_payout_callback::Origin::Cregis,
     }
 }
 

@@ -20,9 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::key;
-use cregis_payout_callback::reconcile::{Pending, Reconciler};
+use cregis_payout_callback::reconcile::{self, Pending, Reconciler};
 use cregis_payout_callback::request::{Client, CreatePayout, Requests, Response};
-use cregis_payout_callback::{CallbackKind, PayoutCallback, Reply, Verifier};
+use cregis_payout_callback::{
+    CallbackKind, CallbackStatus, Origin, PayoutCallback, Reply, Verifier,
+};
 use host::HttpTransport;
 use host::fake_cregis::{self, FakeCregis, Options};
 
@@ -180,7 +182,90 @@ async fn a_payout_is_asked_after_its_grace_again_until_final_and_delivered_as_it
         (&sent.currency, &sent.third_party_id)
     );
     assert!(got.status.is_final());
-    assert!(got.extra.is_empty(), "{:?}", got.extra);
+    // And it says who made it: the handler can tell it from Cregis's callback.
+    assert_eq!(
+        (got.origin(), sent.origin()),
+        (Origin::Reconciler, Origin::Cregis)
+    );
+    let extra: Vec<&String> = got.extra.keys().collect();
+    assert_eq!(extra, [Origin::FIELD], "{:?}", got.extra);
+}
+
+/// A create refused at connect was not sent (`Transport`, safe to send again); a create whose
+/// answer never came, after the server read it, may have reached Cregis (`MaybeSent`).
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_may_have_reached_cregis() {
+    use cregis_payout_callback::request::RequestError;
+    use tokio::io::AsyncReadExt;
+
+    let order = CreatePayout::new("195@195", TO, "12.5", "order-lost");
+    let through = |url: String| {
+        let transport =
+            HttpTransport::with_timeouts(url, Duration::from_secs(2), Duration::from_millis(300))
+                .unwrap();
+        Client::new(Requests::new(key(), PID), transport)
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let refused = through(url).create_payout(&order).await.unwrap_err();
+    assert!(
+        matches!(refused, RequestError::Transport { .. }) && !refused.may_have_reached_cregis(),
+        "{refused:?}"
+    );
+
+    // A server that reads the request and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let read = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let read = Arc::clone(&read);
+        async move {
+            let (mut socket, _) = silent.accept().await.unwrap();
+            let mut buffer = [0; 4096];
+            let n = socket.read(&mut buffer).await.unwrap();
+            read.fetch_add(n, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
+    });
+    let lost = through(url).create_payout(&order).await.unwrap_err();
+    server.abort();
+    assert!(lost.may_have_reached_cregis(), "{lost:?}");
+    assert!(
+        read.load(Ordering::SeqCst) > 0,
+        "the server had the request"
+    );
+    assert!(
+        lost.to_string()
+            .starts_with("the request may have reached cregis")
+    );
+}
+
+/// A final status left out of `synthesise` is held for a person, never delivered, and not
+/// asked again before the longest recheck.
+#[tokio::test]
+async fn a_final_status_the_reconciler_does_not_synthesise_is_held() {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let pending = create(&fake, 1, Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fake.set_status(pending[0].cid, CallbackStatus::ApprovalCancelled);
+    let delivered = Delivered::default();
+    let others: Vec<CallbackStatus> = reconcile::DEFAULT_SYNTHESISED
+        .iter()
+        .copied()
+        .filter(|status| *status != CallbackStatus::ApprovalCancelled)
+        .collect();
+    let reconciler = Reconciler::new(client(&fake), delivered.deliver())
+        .grace(Duration::ZERO)
+        .synthesise(&others);
+    let report = reconciler.reconcile(&pending).await;
+    assert_eq!((report.asked, report.delivered), (1, 0), "{report:?}");
+    let held: Vec<_> = report.held.iter().map(|s| (s.cid, s.status)).collect();
+    assert_eq!(held, [(pending[0].cid, CallbackStatus::ApprovalCancelled)]);
+    assert!(delivered.all().is_empty());
+    assert_eq!(reconciler.reconcile(&pending).await.asked, 0);
 }
 
 #[tokio::test]
@@ -660,6 +745,11 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
         .unwrap();
     assert_eq!(entries.len(), 1, "one entry, done once: {entries:?}");
     assert_eq!(entries[0].state, EntryState::Done);
+    assert_eq!(
+        entries[0].origin,
+        Origin::Reconciler,
+        "the listing says who made it"
+    );
     assert_eq!(entries[0].attempts, 1);
 }
 

@@ -162,6 +162,9 @@ pub trait Notification: Callback {
 
     /// The status the payout reached.
     fn status(&self) -> CallbackStatus;
+
+    /// Who made this delivery: Cregis, or the [reconciler](crate::reconcile).
+    fn origin(&self) -> super::Origin;
 }
 
 impl sealed::Sealed for PayoutCallback {
@@ -196,5 +199,9 @@ impl Notification for PayoutCallback {
 
     fn status(&self) -> CallbackStatus {
         self.status
+    }
+
+    fn origin(&self) -> super::Origin {
+        PayoutCallback::origin(self)
     }
 }

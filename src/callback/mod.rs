@@ -16,6 +16,7 @@ mod approval;
 mod fields;
 pub(crate) mod integer;
 mod kind;
+mod origin;
 mod record;
 mod status;
 mod withdrawal;
@@ -28,6 +29,7 @@ use fields::{Fields, places, required};
 #[cfg(feature = "http")]
 pub(crate) use kind::sealed::Sealed;
 pub use kind::{Callback, CallbackKind, Notification, UnknownKind};
+pub use origin::Origin;
 pub use record::{Disagreement, PayoutRecord, Verdict};
 pub use status::CallbackStatus;
 pub use withdrawal::WithdrawalCallback;
@@ -135,6 +137,15 @@ impl PayoutCallback {
     /// ```
     pub fn is_final(&self) -> bool {
         self.status.is_final()
+    }
+
+    /// Who made this delivery: Cregis, or the [reconciler](crate::reconcile) (see [`Origin`]).
+    ///
+    /// # Example
+    ///
+    /// See [`Origin`].
+    pub fn origin(&self) -> Origin {
+        Origin::of(&self.extra)
     }
 
     /// Whether the transaction succeeded (see [`CallbackStatus::is_success`]).

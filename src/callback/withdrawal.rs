@@ -129,6 +129,21 @@ impl WithdrawalCallback {
         self.status.is_final()
     }
 
+    /// Who made this delivery: Cregis, or the [reconciler](crate::reconcile) (see
+    /// [`Origin`](crate::Origin)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use cregis_payout_callback::{Origin, testing::WithdrawalBuilder};
+    ///
+    /// assert_eq!(WithdrawalBuilder::new().callback()?.origin(), Origin::Cregis);
+    /// # Ok::<(), cregis_payout_callback::Error>(())
+    /// ```
+    pub fn origin(&self) -> crate::Origin {
+        crate::Origin::of(&self.extra)
+    }
+
     /// Whether the transaction succeeded (see [`CallbackStatus::is_success`]).
     ///
     /// # Example
@@ -295,6 +310,10 @@ impl Notification for WithdrawalCallback {
 
     fn status(&self) -> CallbackStatus {
         self.status
+    }
+
+    fn origin(&self) -> crate::Origin {
+        WithdrawalCallback::origin(self)
     }
 }
 

@@ -48,6 +48,7 @@ impl<C: Notification> Verifier<NoStore, C> {
                     key,
                     fingerprint,
                     body,
+                    origin: callback.origin(),
                 };
                 let reply = match inbox.accept(&entry).await {
                     Ok(Accepted::New(_)) => Reply::ack(),

@@ -23,6 +23,8 @@ pub struct NewEntry<'a> {
     pub fingerprint: Fingerprint,
     /// The body as received (verified already).
     pub body: &'a [u8],
+    /// Who made the delivery (shown in the listing).
+    pub origin: crate::Origin,
 }
 
 /// What [`Inbox::accept`](super::Inbox::accept) did with an entry.
@@ -76,6 +78,8 @@ pub struct Taken {
     /// [`Worker`](super::Worker) makes the entry dead, instead of running it, once the runs
     /// counted reach its [`RetryPolicy`](super::RetryPolicy)'s limit.
     pub interrupted_runs: u32,
+    /// Who made the delivery: Cregis, or the [reconciler](crate::reconcile).
+    pub origin: crate::Origin,
 }
 
 /// What becomes of a failed run.

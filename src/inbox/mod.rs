@@ -216,6 +216,8 @@ pub struct EntrySummary {
     pub age: Duration,
     /// For a waiting entry, how long until it is due.
     pub due_in: Option<Duration>,
+    /// Who made the delivery: Cregis, or the [reconciler](crate::reconcile).
+    pub origin: crate::Origin,
 }
 
 /// Which entries [`Inbox::page`] lists: those in any of `states` (all if empty), of `kind`
@@ -341,11 +343,12 @@ pub struct Count {
 /// use cregis_payout_callback::inbox::backend::{Accepted, NewEntry, Next};
 /// use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
 /// use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
-/// use cregis_payout_callback::{CallbackKind, CallbackStatus};
+/// use cregis_payout_callback::{CallbackKind, CallbackStatus, Origin};
 ///
 /// let inbox = SqliteInbox::open_in_memory().await?;
 /// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
-/// let entry = NewEntry { key, fingerprint: Fingerprint::from_bytes([7; 16]), body: b"{}" };
+/// let fingerprint = Fingerprint::from_bytes([7; 16]);
+/// let entry = NewEntry { key, fingerprint, body: b"{}", origin: Origin::Cregis };
 /// let Accepted::New(id) = inbox.accept(&entry).await? else { unreachable!() };
 /// assert_eq!(inbox.accept(&entry).await?, Accepted::Duplicate(id));
 ///

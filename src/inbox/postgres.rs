@@ -17,7 +17,7 @@ use super::{
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
 use crate::schema::{Schema, migrate_pg, sql_ms};
-use crate::{CallbackKind, Notification, PayoutCallback};
+use crate::{CallbackKind, Notification, Origin, PayoutCallback};
 
 const SCHEMA: Schema = Schema {
     name: "inbox",
@@ -52,8 +52,9 @@ const SCHEMA: Schema = Schema {
             "CREATE INDEX cregis_inbox_finished ON cregis_inbox (kind, finished_at)
              WHERE state = 'done'",
         ],
-        // Version 3: a payout holds at most one final status.
-        sql::one_final_status!(
+        // Version 3: entries say who made their delivery; a payout holds at most one final
+        // status.
+        sql::version_3!(
             id: "bigint",
             lease: "lease_until",
             finished: "finished_at",
@@ -145,6 +146,7 @@ enum Write {
         key: DeliveryKey,
         fingerprint: Fingerprint,
         body: Vec<u8>,
+        origin: Origin,
         done: oneshot::Sender<Result<Option<Accepted>, String>>,
     },
     Done {
@@ -198,10 +200,11 @@ async fn accept_batch(pool: &PgPool, writes: Vec<Write>) {
             key,
             fingerprint,
             body,
+            origin,
             done,
         } = write
         {
-            entries.push((key, fingerprint, body));
+            entries.push((key, fingerprint, body, origin));
             answers.push(done);
         }
     }
@@ -223,9 +226,9 @@ async fn accept_batch(pool: &PgPool, writes: Vec<Write>) {
 /// Inserts `entries` in one statement; what became of each.
 async fn insert_all(
     pool: &PgPool,
-    entries: &[(DeliveryKey, Fingerprint, Vec<u8>)],
+    entries: &[(DeliveryKey, Fingerprint, Vec<u8>, Origin)],
 ) -> Result<Vec<Option<Accepted>>, BoxError> {
-    let columns = |entries: &[(DeliveryKey, Fingerprint, Vec<u8>)]| {
+    let columns = |entries: &[(DeliveryKey, Fingerprint, Vec<u8>, Origin)]| {
         let kinds: Vec<&str> = entries.iter().map(|(key, ..)| key.kind.as_str()).collect();
         let pids: Vec<i64> = entries.iter().map(|(key, ..)| key.pid).collect();
         let cids: Vec<i64> = entries.iter().map(|(key, ..)| key.cid).collect();
@@ -235,15 +238,20 @@ async fn insert_all(
     let (kinds, pids, cids, statuses) = columns(entries);
     let fingerprints: Vec<&[u8]> = entries
         .iter()
-        .map(|(_, fingerprint, _)| &fingerprint.as_bytes()[..])
+        .map(|(_, fingerprint, ..)| &fingerprint.as_bytes()[..])
         .collect();
-    let bodies: Vec<&[u8]> = entries.iter().map(|(.., body)| body.as_slice()).collect();
+    let bodies: Vec<&[u8]> = entries
+        .iter()
+        .map(|(_, _, body, _)| body.as_slice())
+        .collect();
+    let origins: Vec<&str> = entries.iter().map(|(.., origin)| origin.as_str()).collect();
     let inserted = sqlx::query(
         "INSERT INTO cregis_inbox
-             (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind)
-         SELECT pid, cid, status, fingerprint, body, 'pending', now(), now(), kind
+             (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind, origin)
+         SELECT pid, cid, status, fingerprint, body, 'pending', now(), now(), kind, origin
          FROM UNNEST($1::bigint[], $2::bigint[], $3::integer[], $4::bytea[], $5::bytea[],
-                     $6::text[]) WITH ORDINALITY AS t(pid, cid, status, fingerprint, body, kind, n)
+                     $6::text[], $7::text[])
+              WITH ORDINALITY AS t(pid, cid, status, fingerprint, body, kind, origin, n)
          ORDER BY n
          ON CONFLICT DO NOTHING
          RETURNING id, kind, pid, cid, status::bigint AS status",
@@ -254,6 +262,7 @@ async fn insert_all(
     .bind(&fingerprints)
     .bind(&bodies)
     .bind(&kinds)
+    .bind(&origins)
     .fetch_all(pool)
     .await?;
     let mut new = std::collections::HashMap::with_capacity(inserted.len());
@@ -299,7 +308,7 @@ async fn insert_all(
     }
     let mut finals = Vec::new();
     for at in unresolved {
-        let (key, fingerprint, _) = &entries[at];
+        let (key, fingerprint, ..) = &entries[at];
         accepted[at] = stored
             .get(key)
             .map(|(id, stored)| sql::existing(*id, stored, fingerprint));
@@ -622,6 +631,7 @@ impl Inbox for PgInbox {
                 key: entry.key,
                 fingerprint: entry.fingerprint,
                 body: entry.body.to_vec(),
+                origin: entry.origin,
                 done,
             };
             // `None`: its row was discarded between the insert and the read; on its own.
@@ -638,8 +648,9 @@ impl Inbox for PgInbox {
         for _ in 0..3 {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO cregis_inbox
-                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now(), $6)
+                     (pid, cid, status, fingerprint, body, state, due_at, accepted_at, kind,
+                      origin)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', now(), now(), $6, $7)
                  ON CONFLICT DO NOTHING
                  RETURNING id",
             )
@@ -649,6 +660,7 @@ impl Inbox for PgInbox {
             .bind(&entry.fingerprint.as_bytes()[..])
             .bind(entry.body)
             .bind(key.kind.as_str())
+            .bind(entry.origin.as_str())
             .fetch_optional(&self.reserved)
             .await?;
             if let Some(id) = inserted {
@@ -721,6 +733,7 @@ impl Inbox for PgInbox {
              FROM due WHERE e.id = due.id
              RETURNING e.id, e.kind, e.pid, e.cid, e.status::bigint AS status, e.body,
                        e.attempts::bigint AS attempts, e.interrupted::bigint AS interrupted,
+                       e.origin,
                        (extract(epoch FROM now() - e.accepted_at) * 1000)::bigint AS age_ms",
         )
         .bind(sql_ms(lease))

@@ -64,7 +64,7 @@ impl Dialect {
         let due_in = format!("-{}", (self.ms_since)(due));
         format!(
             "id, kind, pid, cid, CAST(status AS bigint) AS status, state,
-             CAST(attempts AS bigint) AS attempts, last_error,
+             CAST(attempts AS bigint) AS attempts, last_error, origin,
              coalesce({lease} >= {now}, false) AS running, {age} AS age_ms, {due_in} AS due_in_ms"
         )
     }
@@ -173,14 +173,15 @@ pub(super) fn is_final(key: &DeliveryKey) -> bool {
         .is_some_and(crate::CallbackStatus::is_final)
 }
 
-/// The schema step shared by both backends (version 3): a payout holds at most one final
-/// status. `id_type` is the column type of entry ids; `now` the current time in the
+/// The schema step shared by both backends (version 3): each entry says who made its
+/// delivery (`origin`), and a payout holds at most one final status. `id_type` is the column type of entry ids; `now` the current time in the
 /// `finished` column's unit. Payouts that already held two are kept: the later ones point to
 /// the first (`conflicts_with`), outside the index, and those still pending are made dead so
 /// that no handler acts on them before a person has looked.
-macro_rules! one_final_status {
+macro_rules! version_3 {
     (id: $id:literal, lease: $lease:literal, finished: $finished:literal, now: $now:literal) => {
         &[
+            "ALTER TABLE cregis_inbox ADD COLUMN origin text NOT NULL DEFAULT 'cregis'",
             concat!("ALTER TABLE cregis_inbox ADD COLUMN conflicts_with ", $id),
             concat!(
                 "UPDATE cregis_inbox SET conflicts_with = (
@@ -220,7 +221,7 @@ macro_rules! one_final_status {
         ]
     };
 }
-pub(super) use one_final_status;
+pub(super) use version_3;
 
 /// Whole milliseconds back to a duration (negative ones as zero).
 pub(super) fn duration_ms(ms: i64) -> Duration {
@@ -263,7 +264,7 @@ fn count_of(row: &impl EntryRow, column: &str) -> Result<u32, BoxError> {
     Ok(u32::try_from(row.int(column)?)?)
 }
 
-/// A row of `take`'s `RETURNING` (`id`, the key, `body`, `attempts`, `interrupted`, `age_ms`,
+/// A row of `take`'s `RETURNING` (`id`, the key, `body`, `attempts`, `interrupted`, `origin`, `age_ms`,
 /// the integers as `bigint`), with its body.
 pub(super) fn taken_of<R>(row: &R) -> Result<Taken, BoxError>
 where
@@ -278,6 +279,7 @@ where
         attempt: count_of(row, "attempts")?,
         age: duration_ms(row.int("age_ms")?),
         interrupted_runs: count_of(row, "interrupted")?,
+        origin: crate::Origin::from_name(&row.text("origin")?),
     })
 }
 
@@ -311,6 +313,7 @@ where
         last_error: row.try_get("last_error")?,
         age: duration_ms(row.int("age_ms")?),
         due_in: (state == EntryState::Waiting).then(|| duration_ms(due_in_ms)),
+        origin: crate::Origin::from_name(&row.text("origin")?),
     })
 }
 

@@ -25,7 +25,7 @@ use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
 use crate::schema::{Schema, migrate_sqlite, sql_ms};
 use crate::verifier::{Clock, SystemClock};
-use crate::{CallbackKind, Notification, PayoutCallback};
+use crate::{CallbackKind, Notification, Origin, PayoutCallback};
 
 const SCHEMA: Schema = Schema {
     name: "inbox",
@@ -60,8 +60,9 @@ const SCHEMA: Schema = Schema {
             "CREATE INDEX cregis_inbox_finished ON cregis_inbox (kind, finished_ms)
              WHERE state = 'done'",
         ],
-        // Version 3: a payout holds at most one final status.
-        sql::one_final_status!(
+        // Version 3: entries say who made their delivery; a payout holds at most one final
+        // status.
+        sql::version_3!(
             id: "INTEGER",
             lease: "lease_until_ms",
             finished: "finished_ms",
@@ -166,6 +167,7 @@ enum Write {
         key: DeliveryKey,
         fingerprint: Fingerprint,
         body: Vec<u8>,
+        origin: Origin,
         now_ms: i64,
         done: oneshot::Sender<Result<Accepted, String>>,
     },
@@ -516,9 +518,18 @@ async fn write_on(
                 key,
                 fingerprint,
                 body,
+                origin,
                 now_ms,
                 ..
-            } => Written::Accepted(write_one(&mut tx, *key, fingerprint, body, *now_ms).await?),
+            } => {
+                let entry = NewEntry {
+                    key: *key,
+                    fingerprint: *fingerprint,
+                    body,
+                    origin: *origin,
+                };
+                Written::Accepted(write_one(&mut tx, &entry, *now_ms).await?)
+            }
             Write::Done { id, attempt, .. } => Written::Done(marked.contains(&(id.0, *attempt))),
             Write::Take {
                 kind,
@@ -597,7 +608,7 @@ async fn take_on(
              ORDER BY due_ms, id
              LIMIT ?4
          )
-         RETURNING id, kind, pid, cid, status, body, attempts, interrupted,
+         RETURNING id, kind, pid, cid, status, body, attempts, interrupted, origin,
                    ?1 - accepted_ms AS age_ms",
     )
     .bind(now_ms)
@@ -634,15 +645,14 @@ async fn mark_done(
 /// cannot change before it is read).
 async fn write_one(
     tx: &mut SqliteConnection,
-    key: DeliveryKey,
-    fingerprint: &Fingerprint,
-    body: &[u8],
+    entry: &NewEntry<'_>,
     now_ms: i64,
 ) -> Result<Accepted, BoxError> {
+    let (key, fingerprint) = (entry.key, &entry.fingerprint);
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO cregis_inbox
-             (kind, pid, cid, status, fingerprint, body, state, due_ms, accepted_ms)
-         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)
+             (kind, pid, cid, status, fingerprint, body, state, due_ms, accepted_ms, origin)
+         VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -651,9 +661,10 @@ async fn write_one(
     .bind(key.cid)
     .bind(i64::from(key.fact.code()))
     .bind(&fingerprint.as_bytes()[..])
-    .bind(body)
+    .bind(entry.body)
     .bind(now_ms)
     .bind(now_ms)
+    .bind(entry.origin.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(id) = inserted {
@@ -696,6 +707,7 @@ impl Inbox for SqliteInbox {
             key: entry.key,
             fingerprint: entry.fingerprint,
             body: entry.body.to_vec(),
+            origin: entry.origin,
             now_ms: self.now_ms(),
             done,
         };

@@ -793,6 +793,7 @@ mod events {
             cid = taken.key.cid,
             kind = taken.key.kind.as_str(),
             fact = %taken.key.fact,
+            origin = taken.origin.as_str(),
             "cregis inbox entry succeeded"
         );
     }
@@ -809,6 +810,7 @@ mod events {
                 cid = key.cid,
                 kind = key.kind.as_str(),
                 fact = %key.fact,
+                origin = taken.origin.as_str(),
                 error,
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "cregis inbox entry failed; retry scheduled"
@@ -822,6 +824,7 @@ mod events {
                 cid = key.cid,
                 kind = key.kind.as_str(),
                 fact = %key.fact,
+                origin = taken.origin.as_str(),
                 error,
                 "cregis inbox entry is dead"
             ),

@@ -81,13 +81,24 @@ const MAX_CONCURRENCY: usize = 1024;
 
 use crate::deadline::later_from;
 use crate::request::{Client, PayoutState, RequestError, Transport, fresh_nonce};
-use crate::{CallbackKind, Reply};
+use crate::{CallbackKind, CallbackStatus, Reply};
 
 #[cfg(feature = "inbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
 pub use deliver::ToInbox;
 pub use deliver::{Deliver, DeliverFn};
 use limits::Limiter;
+
+/// The final statuses the reconciler delivers unless told otherwise
+/// ([`Reconciler::synthesise`]): all five, 3 (approval cancelled, which has no callback)
+/// included.
+pub const DEFAULT_SYNTHESISED: &[CallbackStatus] = &[
+    CallbackStatus::SignatureRejected,
+    CallbackStatus::ApprovalCancelled,
+    CallbackStatus::ApprovalRejected,
+    CallbackStatus::TransactionSuccessful,
+    CallbackStatus::TransactionFailed,
+];
 
 /// How long after creation a payout is first asked about: 15 minutes. Cregis sends the
 /// callback as soon as a payout is final, and most payouts are final within minutes; asking
@@ -252,6 +263,9 @@ pub struct Report {
     pub not_final: usize,
     /// Payouts whose state disagrees with the host's record: not delivered.
     pub flagged: Vec<Flagged>,
+    /// Payouts at a final status the reconciler does not deliver
+    /// ([`Reconciler::synthesise`]), as Cregis answered: a person settles them.
+    pub held: Vec<PayoutState>,
     /// Queries that failed, with why; asked again later.
     pub failed: Vec<(CallbackKind, i64, RequestError)>,
     /// Final states the delivery refused (the inbox could not write, say), with the reply;
@@ -298,6 +312,8 @@ struct Settings {
     recheck: Duration,
     recheck_max: Duration,
     error_backoff: Duration,
+    /// The final statuses delivered; the others are held ([`Report::held`]).
+    synthesise: Vec<CallbackStatus>,
 }
 
 /// Asks Cregis about the host's payouts that have no final status, and delivers what it
@@ -361,6 +377,7 @@ where
                 recheck: DEFAULT_RECHECK,
                 recheck_max: DEFAULT_RECHECK_MAX,
                 error_backoff: DEFAULT_ERROR_BACKOFF,
+                synthesise: DEFAULT_SYNTHESISED.to_vec(),
             },
         }
     }
@@ -474,6 +491,42 @@ where
         Reconciler {
             settings: Settings {
                 error_backoff: first,
+                ..self.settings
+            },
+            ..self
+        }
+    }
+
+    /// Which final statuses a query's answer is delivered for ([`DEFAULT_SYNTHESISED`]: all
+    /// five). A final status not listed is not delivered: the pass reports it in
+    /// [`Report::held`], for a person to settle, and asks again at the longest recheck. Status
+    /// 3 (approval cancelled) has no callback at all, so only the reconciler ever delivers it;
+    /// leave it out to have a person look at every cancellation. Statuses that are not final
+    /// are never delivered, listed or not.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use cregis_payout_callback::{ApiKey, CallbackKind, CallbackStatus, Reply, reconcile::Reconciler};
+    /// # use cregis_payout_callback::request::{Client, Requests, Response};
+    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
+    /// use CallbackStatus::*;
+    /// let reconciler = Reconciler::new(client, deliver).synthesise(&[
+    ///     SignatureRejected,
+    ///     ApprovalRejected,
+    ///     TransactionSuccessful,
+    ///     TransactionFailed,
+    /// ]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn synthesise(self, statuses: &[CallbackStatus]) -> Self {
+        let synthesise = statuses.iter().copied().filter(|s| s.is_final()).collect();
+        Reconciler {
+            settings: Settings {
+                synthesise,
                 ..self.settings
             },
             ..self
@@ -647,8 +700,8 @@ where
                 next.not_final = next.not_final.saturating_add(1);
                 doubled(settings.recheck, next.not_final - 1, settings.recheck_max)
             }
-            // Flagged: a person looks at it; meanwhile, rarely.
-            Outcome::Flagged(_) => settings.recheck_max,
+            // Flagged or held: a person looks at it; meanwhile, rarely.
+            Outcome::Flagged(_) | Outcome::Held(_) => settings.recheck_max,
             // Refused (the inbox could not write, a conflict): asked again less and less
             // often, as after errors, up to the longest recheck.
             Outcome::Delivered(reply) if !reply.is_ack() => {
@@ -690,6 +743,8 @@ where
                     }))
                 } else if !state.status.is_final() {
                     Outcome::NotFinal
+                } else if !settings.synthesise.contains(&state.status) {
+                    Outcome::Held(Box::new(state))
                 } else {
                     let body = self.callback_body(&state);
                     let reply = shared.deliver.deliver(payout.kind, body.into_bytes()).await;
@@ -705,6 +760,17 @@ where
                             ours: recorded.code().to_string(),
                         }));
                     }
+                    #[cfg(feature = "tracing")]
+                    if reply.is_ack() && !reply.is_duplicate() {
+                        tracing::info!(
+                            target: "cregis_payout_callback",
+                            kind = payout.kind.as_str(),
+                            cid = payout.cid,
+                            status = state.status.code(),
+                            origin = crate::Origin::Reconciler.as_str(),
+                            "reconcile: delivered a payout's final status"
+                        );
+                    }
                     Outcome::Delivered(reply)
                 }
             }
@@ -712,8 +778,9 @@ where
     }
 
     /// The callback Cregis would have sent for `state`: its documented fields in their order,
-    /// a fresh `nonce`, now as `timestamp`, signed with the project's key. Only documented
-    /// fields, so that its content is the callback's and a late callback is a duplicate.
+    /// a fresh `nonce`, now as `timestamp`, and [`Origin::FIELD`](crate::Origin::FIELD)
+    /// saying who made it, signed with the project's key. Its fingerprint reads the documented
+    /// fields only, so that a late callback is a duplicate.
     fn callback_body(&self, state: &PayoutState) -> String {
         let requests = self.shared.client.requests();
         let mut params: Vec<(&'static str, Value)> = vec![
@@ -742,6 +809,11 @@ where
             ("block_height", optional(&state.block_height)),
             ("block_time", state.block_time.map(Value::from)),
             ("memo", optional(&state.memo)),
+            // Who made it, signed with the rest: `Origin::Reconciler` to the handler.
+            (
+                crate::Origin::FIELD,
+                Some(crate::Origin::Reconciler.as_str().into()),
+            ),
         ];
         params.extend(
             tail.into_iter()
@@ -766,6 +838,8 @@ enum Outcome {
     Delivered(Reply),
     NotFinal,
     Flagged(Box<Flagged>),
+    /// Final, but its status is not one the reconciler delivers.
+    Held(Box<PayoutState>),
     Failed(RequestError),
     /// Not asked: Cregis is failing, and its backoff has this long to run.
     Deferred(Duration),
@@ -785,6 +859,7 @@ fn collect(report: &mut Report, done: Result<(Pending, Outcome), tokio::task::Jo
         Outcome::Delivered(reply) => report.refused.push((payout.kind, payout.cid, reply)),
         Outcome::NotFinal => report.not_final += 1,
         Outcome::Flagged(flagged) => report.flagged.push(*flagged),
+        Outcome::Held(state) => report.held.push(*state),
         Outcome::Failed(error) => report.failed.push((payout.kind, payout.cid, error)),
         Outcome::Deferred(pause) => {
             // Counted as asked when its task began; it sent nothing.
@@ -806,6 +881,15 @@ fn trace_report(report: &Report) {
             "reconcile: {flagged}"
         );
     }
+    for state in &report.held {
+        tracing::warn!(
+            target: "cregis_payout_callback",
+            kind = state.kind.as_str(),
+            cid = state.cid,
+            status = state.status.code(),
+            "reconcile: a final status held for a person (not in `synthesise`)"
+        );
+    }
     for (kind, cid, error) in &report.failed {
         tracing::warn!(target: "cregis_payout_callback", kind = kind.as_str(), cid, "reconcile: query failed: {error}");
     }
@@ -825,6 +909,7 @@ fn trace_report(report: &Report) {
         duplicates = report.duplicates,
         not_final = report.not_final,
         flagged = report.flagged.len(),
+        held = report.held.len(),
         failed = report.failed.len(),
         refused = report.refused.len(),
         deferred = report.deferred,

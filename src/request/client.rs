@@ -57,6 +57,61 @@ pub trait Transport: Send + Sync {
     ) -> impl Future<Output = Result<Response, Self::Error>> + Send;
 }
 
+/// A transport's error that happened before any of the request was sent (a name that did
+/// not resolve, a connection refused, a failed TLS handshake): wrapped in it, the error comes
+/// back as [`RequestError::Transport`], safe to send again. Any other transport error is
+/// [`RequestError::MaybeSent`]: the request may have reached Cregis.
+///
+/// # Example
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// use cregis_payout_callback::ApiKey;
+/// use cregis_payout_callback::request::{Client, CreatePayout, NotSent, RequestError, Requests, Response};
+///
+/// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+/// let refused = Client::new(requests.clone(), |_: &'static str, _: String| async {
+///     Err::<Response, _>(NotSent::new("connection refused"))
+/// });
+/// let timed_out = Client::new(requests, |_: &'static str, _: String| async {
+///     Err::<Response, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+/// });
+/// let order = CreatePayout::new("195@195", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "1.1", "order-42");
+/// let error = refused.create_payout(&order).await.unwrap_err();
+/// assert!(matches!(error, RequestError::Transport { .. }));
+/// let error = timed_out.create_payout(&order).await.unwrap_err();
+/// assert!(matches!(error, RequestError::MaybeSent { .. }));
+/// assert!(error.may_have_reached_cregis());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct NotSent(BoxError);
+
+impl NotSent {
+    /// Marks `error` as having happened before the request was sent.
+    ///
+    /// # Example
+    ///
+    /// See [`NotSent`].
+    pub fn new(error: impl Into<BoxError>) -> NotSent {
+        NotSent(error.into())
+    }
+}
+
+impl Display for NotSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// A closure that sends a request: `Fn(&'static str, String) -> impl Future<Output =
 /// Result<Response, E>>`, named so that [`Transport`] can be implemented for every such
 /// closure.
@@ -159,15 +214,25 @@ impl<T: Transport> Client<T> {
     ///
     /// # Errors
     ///
-    /// [`RequestError::Transport`]: the transport failed.
+    /// [`RequestError::Transport`]: the transport failed before sending ([`NotSent`]);
+    /// [`RequestError::MaybeSent`]: it failed otherwise, and Cregis may have the request.
     pub async fn send(&self, request: &impl Request) -> Result<Response, RequestError> {
         let signed = self.requests.sign(request);
         let path = signed.path();
         self.transport
             .post(path, signed.into_body())
             .await
-            .map_err(|error| RequestError::Transport {
-                cause: Cause::new(error),
+            .map_err(|error| {
+                let error: BoxError = error.into();
+                if error.is::<NotSent>() {
+                    RequestError::Transport {
+                        cause: Cause::new(error),
+                    }
+                } else {
+                    RequestError::MaybeSent {
+                        cause: Cause::new(error),
+                    }
+                }
             })
     }
 

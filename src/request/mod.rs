@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 use crate::signature::{self, ApiKey};
 use crate::verifier::{Clock, SystemClock};
 
-pub use client::{Client, Response, Transport, TransportFn};
+pub use client::{Client, NotSent, Response, Transport, TransportFn};
 pub use response::{Created, PayoutState, RequestError};
 
 mod sealed {
@@ -454,20 +454,34 @@ impl Requests {
 
     /// A body of `params` in their order, then `nonce`, `timestamp` and `sign`; and the sign.
     /// Callbacks are signed alike: the reconciler renders a queried payout this way.
+    ///
+    /// The crate's requests and callbacks have flat values only; were an array or an object
+    /// among them, it would be written (and signed) as a string of its JSON, so that signing
+    /// never fails and the body always says what was signed.
     pub(crate) fn render(
         &self,
-        mut params: Vec<(&'static str, Value)>,
+        params: Vec<(&'static str, Value)>,
         nonce: &str,
         timestamp: i64,
     ) -> (String, String) {
+        let mut params: Vec<(&'static str, Value)> = params
+            .into_iter()
+            .map(|(name, value)| match value {
+                Value::Array(_) | Value::Object(_) => (name, Value::String(value.to_string())),
+                flat => (name, flat),
+            })
+            .collect();
         params.push(("nonce", nonce.into()));
         params.push(("timestamp", timestamp.into()));
         let map: Map<String, Value> = params
             .iter()
             .map(|(name, value)| ((*name).to_owned(), value.clone()))
             .collect();
-        // Flat strings and integers only: signing cannot fail.
-        let sign = signature::sign(&map, &self.key).unwrap_or_default();
+        // Only a nested value fails to sign, and none is left.
+        let sign = match signature::sign(&map, &self.key) {
+            Ok(sign) => sign,
+            Err(error) => unreachable!("flat values always sign: {error}"),
+        };
         let mut body = String::from("{");
         for (name, value) in &params {
             body.push_str(&Value::from(*name).to_string());
@@ -568,4 +582,29 @@ pub(crate) fn fresh_nonce() -> String {
             char::from_digit(digit, 36).unwrap_or('0')
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::Requests;
+    use crate::ApiKey;
+
+    /// A nested value (none of the crate's requests has one) is written and signed as the
+    /// string of its JSON: the sign is never empty, and the body verifies.
+    #[test]
+    fn a_nested_value_is_signed_as_its_text_never_with_an_empty_sign() {
+        let key = ApiKey::new("fake-api-key-for-tests").unwrap();
+        let requests = Requests::new(key.clone(), 1);
+        let params: Vec<(&'static str, Value)> =
+            vec![("pid", 1.into()), ("odd", json!({"a": [1, 2]}))];
+        let (body, sign) = requests.render(params, "abcdef", 1_688_004_243_314);
+        assert_eq!(sign.len(), 32);
+        assert!(body.contains(r#""odd":"{\"a\":[1,2]}""#), "{body}");
+        assert_eq!(
+            crate::signature::sign_body(body.as_bytes(), &key).unwrap(),
+            sign
+        );
+    }
 }

@@ -28,9 +28,27 @@ const SUCCESS: &str = "00000";
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// The host's transport could not send the request or read the answer.
+    /// The request was not sent: the transport said so, by returning its error wrapped in
+    /// [`NotSent`] (a name that did not resolve, a connection refused, a TLS handshake that
+    /// failed). Safe to send again.
     #[error("the request could not be sent: {cause}")]
     Transport {
+        /// The transport's error.
+        cause: Cause,
+    },
+    /// The transport failed after the request may have left (a timeout, a connection reset
+    /// while waiting for the answer, an answer that could not be read), or without saying
+    /// it had not ([`NotSent`]): Cregis may have received it and acted on it.
+    ///
+    /// For a query this only means asking again. For a **create** it is the dangerous case:
+    /// the payout may exist at Cregis, and its `cid`, the only key the query APIs take, was
+    /// in the answer that was lost. Cregis's pages (`../shared/SPEC.md`) do not say whether
+    /// a repeated `third_party_id` is refused, so sending the create again may pay twice.
+    /// Do not retry it automatically: keep the payout as "unknown", let its callback (which
+    /// carries your `third_party_id`) settle it, and have a person check the Cregis console
+    /// for that `third_party_id` before creating it again.
+    #[error("the request may have reached cregis, its answer was lost: {cause}")]
+    MaybeSent {
         /// The transport's error.
         cause: Cause,
     },
@@ -80,6 +98,17 @@ fn describe_envelope(code: Option<&str>, msg: Option<&str>) -> String {
 }
 
 impl RequestError {
+    /// Whether Cregis may have received the request and acted on it
+    /// ([`MaybeSent`](RequestError::MaybeSent)): for a create, do not send it again before
+    /// a person has checked.
+    ///
+    /// # Example
+    ///
+    /// See [`NotSent`](super::NotSent).
+    pub fn may_have_reached_cregis(&self) -> bool {
+        matches!(self, RequestError::MaybeSent { .. })
+    }
+
     fn malformed(reason: impl Into<String>) -> RequestError {
         RequestError::Malformed {
             reason: reason.into(),

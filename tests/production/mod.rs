@@ -677,6 +677,7 @@ pub async fn concurrent_accepts_of_one_fact_are_new_once<I: Inbox>(inbox: I) {
                 key,
                 fingerprint: Fingerprint::from_bytes([content; 16]),
                 body: &body,
+                origin: cregis_payout_callback::Origin::Cregis,
             };
             (content, inbox.accept(&entry).await.unwrap())
         }));
