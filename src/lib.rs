@@ -118,6 +118,8 @@ pub mod idempotency;
 pub mod inbox;
 #[cfg(feature = "http")]
 mod integrations;
+#[cfg(feature = "metrics")]
+mod meter;
 #[cfg(feature = "reconcile")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reconcile")))]
 pub mod reconcile;

@@ -25,6 +25,9 @@ pub(crate) fn delivery(reply: &crate::Reply) {
 
     use crate::CallbackStatus;
 
+    #[cfg(feature = "metrics")]
+    crate::meter::delivery(reply);
+
     let outcome = match (reply.is_ack(), reply.is_duplicate()) {
         _ if reply.is_approved() => "approved",
         _ if reply.body() == crate::Reply::DENY => "denied",
@@ -80,6 +83,10 @@ pub(crate) fn delivery(reply: &crate::Reply) {
     }
 }
 
-/// Without the `tracing` feature, nothing is reported.
+/// Without the `tracing` feature, no event (the metrics, if on, still count it).
 #[cfg(not(feature = "tracing"))]
-pub(crate) fn delivery(_: &Reply) {}
+pub(crate) fn delivery(reply: &Reply) {
+    #[cfg(feature = "metrics")]
+    crate::meter::delivery(reply);
+    let _ = reply;
+}

@@ -50,7 +50,12 @@ impl<C: Notification> Verifier<NoStore, C> {
                     body,
                     origin: callback.origin(),
                 };
-                let reply = match inbox.accept(&entry).await {
+                #[cfg(feature = "metrics")]
+                let began = std::time::Instant::now();
+                let accepted = inbox.accept(&entry).await;
+                #[cfg(feature = "metrics")]
+                crate::meter::accepted(key.kind, began.elapsed());
+                let reply = match accepted {
                     Ok(Accepted::New(_)) => Reply::ack(),
                     Ok(Accepted::Duplicate(_)) => Reply::duplicate(),
                     Ok(Accepted::Conflict(_)) => Error::ConflictingDelivery { key }.into(),

@@ -183,15 +183,22 @@ pub enum EntryState {
     Dead,
 }
 
-impl fmt::Display for EntryState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl EntryState {
+    /// The state's name, as `Display` writes it.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
             EntryState::Pending => "pending",
             EntryState::Running => "running",
             EntryState::Waiting => "waiting",
             EntryState::Done => "done",
             EntryState::Dead => "dead",
-        })
+        }
+    }
+}
+
+impl fmt::Display for EntryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -167,6 +167,7 @@ pub(super) fn other_final(row: &impl EntryRow) -> Result<Accepted, BoxError> {
 }
 
 /// Whether `key` reports one of the final statuses, which exclude each other.
+#[cfg(feature = "postgres")]
 pub(super) fn is_final(key: &DeliveryKey) -> bool {
     key.fact
         .status()

@@ -66,6 +66,11 @@ const MAX_CONCURRENCY: usize = 10_000;
 /// The most runs whose entry waits for its done mark, at least: past it (or past the
 /// concurrency, if higher) the worker takes no more entries until marks are recorded.
 const MIN_SETTLING: usize = 1024;
+
+/// How often a running worker sets the inbox's gauges (feature `metrics`).
+#[cfg(feature = "metrics")]
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
+
 /// How often a worker prunes done entries past their retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// The most done entries one prune statement deletes, and the most statements of one round.
@@ -525,11 +530,21 @@ where
         let (stop, stopped) = watch::channel(false);
         let mut arrivals = shared.inbox.arrivals();
         let mut next_prune = Instant::now();
+        #[cfg(feature = "metrics")]
+        let mut next_gauges = Instant::now();
         let kind = <J::Callback as crate::Callback>::KIND;
         loop {
             if Instant::now() >= next_prune {
                 shared.prune().await;
                 next_prune = later(PRUNE_EVERY);
+            }
+            #[cfg(feature = "metrics")]
+            if Instant::now() >= next_gauges {
+                match shared.inbox.counts().await {
+                    Ok(counts) => crate::meter::entries(kind, &counts),
+                    Err(error) => report_inbox_error("counts", &error),
+                }
+                next_gauges = later(GAUGES_EVERY);
             }
             // As many as there are handlers free, in one statement, once a quarter of them
             // are (or all): a take is a write, and one per finished run would cost a commit
@@ -671,6 +686,8 @@ where
             }
         };
         drop(task);
+        #[cfg(feature = "metrics")]
+        crate::meter::ran_for(taken.key.kind, started.elapsed());
         match ended {
             Ended::Joined(Ok(Ok(Ran::Succeeded))) => return Some(taken),
             Ended::Joined(Ok(Ok(Ran::Recorded))) => report_succeeded(&taken),
@@ -883,18 +900,30 @@ mod events {
 fn report_succeeded(taken: &Taken) {
     #[cfg(feature = "tracing")]
     events::succeeded(taken);
+    #[cfg(feature = "metrics")]
+    crate::meter::run(taken.key.kind, "succeeded");
     let _ = taken;
 }
 
 fn report_failed(taken: &Taken, error: &str, next: Next) {
     #[cfg(feature = "tracing")]
     events::failed(taken, error, next);
+    #[cfg(feature = "metrics")]
+    crate::meter::run(
+        taken.key.kind,
+        match next {
+            Next::RetryAfter(_) => "retry",
+            Next::Dead => "dead",
+        },
+    );
     let _ = (taken, error, next);
 }
 
 fn report_lost(taken: &Taken) {
     #[cfg(feature = "tracing")]
     events::lost(taken);
+    #[cfg(feature = "metrics")]
+    crate::meter::run(taken.key.kind, "lost");
     let _ = taken;
 }
 
@@ -909,6 +938,8 @@ pub(super) fn report_inbox_error(operation: &str, error: &BoxError) {
 pub(super) fn report_discard(id: EntryId, key: DeliveryKey, reason: &str) {
     #[cfg(feature = "tracing")]
     events::discarded(id, key, reason);
+    #[cfg(feature = "metrics")]
+    crate::meter::operator(key.kind, "discarded");
     let _ = (id, key, reason);
 }
 
@@ -917,5 +948,7 @@ pub(super) fn report_discard(id: EntryId, key: DeliveryKey, reason: &str) {
 pub(super) fn report_release(id: EntryId, key: DeliveryKey, reason: &str) {
     #[cfg(feature = "tracing")]
     events::released(id, key, reason);
+    #[cfg(feature = "metrics")]
+    crate::meter::operator(key.kind, "released");
     let _ = (id, key, reason);
 }

@@ -588,6 +588,8 @@ where
     ) -> Report {
         let report = self.pass(pending, shutdown).await;
         trace_report(&report);
+        #[cfg(feature = "metrics")]
+        crate::meter::reconciled(&report);
         report
     }
 
