@@ -50,6 +50,14 @@ pub(crate) fn operator(kind: CallbackKind, action: &'static str) {
         .increment(1);
 }
 
+/// Counts dead entries an operator replayed.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn replayed(entries: u64) {
+    if entries > 0 {
+        ::metrics::counter!("cregis_inbox_replayed_total").increment(entries);
+    }
+}
+
 /// Sets the gauges of `kind`'s entries from the inbox's `counts`.
 #[cfg(feature = "inbox")]
 pub(crate) fn entries(kind: CallbackKind, counts: &[crate::inbox::Count]) {

@@ -86,6 +86,7 @@ async fn a_route_a_worker_and_an_operator() {
     };
     let _ = stop.send(());
     running.await.unwrap();
+    assert_eq!(inbox.replay_dead().await.unwrap(), 1);
     assert!(inbox.discard(dead[0].id, "refunded by hand").await.unwrap());
 }
 
@@ -135,6 +136,7 @@ fn a_route_a_worker_and_an_operator_are_counted_with_bounded_labels() {
         count("cregis_inbox_operator_total{action=discarded,kind=payout}"),
         1
     );
+    assert_eq!(count("cregis_inbox_replayed_total{}"), 1);
     // Three new, one duplicate; three runs.
     assert_eq!(
         histogram_len(&all, "cregis_inbox_accept_seconds{kind=payout}"),
@@ -153,7 +155,7 @@ fn a_route_a_worker_and_an_operator_are_counted_with_bounded_labels() {
     // Bounded labels only: never a cid, a pid or an error text.
     for name in all.keys() {
         let labels = &name[name.find('{').unwrap() + 1..name.len() - 1];
-        for label in labels.split(',') {
+        for label in labels.split(',').filter(|label| !label.is_empty()) {
             let key = label.split('=').next().unwrap();
             assert!(
                 ["kind", "outcome", "state", "action"].contains(&key),

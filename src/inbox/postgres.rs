@@ -832,6 +832,8 @@ impl Inbox for PgInbox {
         .bind(id.0)
         .execute(&self.reserved)
         .await?;
+        #[cfg(feature = "metrics")]
+        crate::meter::replayed(replayed.rows_affected());
         Ok(replayed.rows_affected() == 1)
     }
 
@@ -843,6 +845,8 @@ impl Inbox for PgInbox {
         )
         .execute(&self.reserved)
         .await?;
+        #[cfg(feature = "metrics")]
+        crate::meter::replayed(replayed.rows_affected());
         Ok(usize::try_from(replayed.rows_affected()).unwrap_or(usize::MAX))
     }
 

@@ -839,6 +839,8 @@ impl Inbox for SqliteInbox {
         .bind(id.0)
         .execute(&self.pool)
         .await?;
+        #[cfg(feature = "metrics")]
+        crate::meter::replayed(replayed.rows_affected());
         Ok(replayed.rows_affected() == 1)
     }
 
@@ -852,6 +854,8 @@ impl Inbox for SqliteInbox {
         .bind(self.now_ms())
         .execute(&self.pool)
         .await?;
+        #[cfg(feature = "metrics")]
+        crate::meter::replayed(replayed.rows_affected());
         Ok(usize::try_from(replayed.rows_affected()).unwrap_or(usize::MAX))
     }
 
