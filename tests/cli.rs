@@ -8,9 +8,8 @@ mod production;
 use std::process::Command;
 use std::time::Duration;
 
-use cregis_payout_callback::error::BoxError;
+use cregis_payout_callback::Verifier;
 use cregis_payout_callback::inbox::{EntryState, SqliteInbox, Worker};
-use cregis_payout_callback::{PayoutCallback, Verifier};
 use serde_json::Value;
 
 /// Runs `cregis-inbox <path> <args>`: its exit code and its output, as JSON when it is.
@@ -33,16 +32,10 @@ async fn inbox_file(path: &std::path::Path) {
         let body = faults::delivery(cid, 0);
         assert!(verifier.accept(body.as_bytes(), &inbox).await.is_ack());
     }
-    let worker = Worker::new(inbox.clone(), |callback: &PayoutCallback| {
-        let cid = callback.cid;
-        async move {
-            if cid == 2 {
-                Err::<(), BoxError>("no payout row for order-2".into())
-            } else {
-                Ok(())
-            }
-        }
-    })
+    let worker = Worker::new(
+        inbox.clone(),
+        production::failing_for(2, "no payout row for order-2"),
+    )
     .retry(production::policy(1))
     .poll_interval(Duration::from_millis(10));
     let running = tokio::spawn(worker.run(std::future::pending()));

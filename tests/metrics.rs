@@ -3,14 +3,14 @@
 
 mod common;
 mod faults;
+mod production;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cregis_payout_callback::error::BoxError;
-use cregis_payout_callback::inbox::{EntryState, Inbox, RetryPolicy, SqliteInbox, Worker};
+use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox, Worker};
 use cregis_payout_callback::testing::CallbackBuilder;
-use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
+use cregis_payout_callback::{ApiKey, Verifier};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 /// Every metric recorded: `name{label=value,...}` (labels sorted) to its value.
@@ -58,20 +58,11 @@ async fn a_route_a_worker_and_an_operator() {
     assert_eq!(refused.status_code(), 401);
 
     // Payout 3's handler fails: with one attempt allowed, its entry is dead.
-    let worker = Worker::new(inbox.clone(), |callback: &PayoutCallback| {
-        let cid = callback.cid;
-        async move {
-            if cid == 3 {
-                Err::<(), BoxError>("the ledger refused it".into())
-            } else {
-                Ok(())
-            }
-        }
-    })
-    .retry(RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    });
+    let worker = Worker::new(
+        inbox.clone(),
+        production::failing_for(3, "the ledger refused it"),
+    )
+    .retry(production::policy(1));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async {
         let _ = stopped.await;

@@ -17,6 +17,20 @@ use cregis_payout_callback::inbox::{
 };
 use cregis_payout_callback::{CallbackKind, PayoutCallback, Verifier};
 
+/// A handler that fails for payout `cid` with `error`, and succeeds for every other.
+pub fn failing_for(
+    cid: i64,
+    error: &'static str,
+) -> impl Fn(&PayoutCallback) -> std::future::Ready<Result<(), BoxError>> + Send + Sync + 'static {
+    move |callback: &PayoutCallback| {
+        std::future::ready(if callback.cid == cid {
+            Err(error.into())
+        } else {
+            Ok(())
+        })
+    }
+}
+
 /// Accepts payout `cid`'s callback (first push) through the verifier, as the route does.
 pub async fn accept(inbox: &impl Inbox, cid: i64) {
     let body = crate::faults::delivery(cid, 0);
