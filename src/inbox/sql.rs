@@ -175,10 +175,11 @@ pub(super) fn is_final(key: &DeliveryKey) -> bool {
 }
 
 /// The schema step shared by both backends (version 3): each entry says who made its
-/// delivery (`origin`), and a payout holds at most one final status. `id_type` is the column type of entry ids; `now` the current time in the
-/// `finished` column's unit. Payouts that already held two are kept: the later ones point to
-/// the first (`conflicts_with`), outside the index, and those still pending are made dead so
-/// that no handler acts on them before a person has looked.
+/// delivery (`origin`), and a payout holds at most one final status. `id` is the column type
+/// of entry ids, `lease` and `finished` the backend's time columns, `now` the current time in
+/// their unit. Payouts that already held two are kept: the later ones point to the first
+/// (`conflicts_with`), outside the index, and those still pending are made dead so that no
+/// handler acts on them before a person has looked.
 macro_rules! version_3 {
     (id: $id:literal, lease: $lease:literal, finished: $finished:literal, now: $now:literal) => {
         &[

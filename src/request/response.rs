@@ -29,8 +29,8 @@ const SUCCESS: &str = "00000";
 #[non_exhaustive]
 pub enum RequestError {
     /// The request was not sent: the transport said so, by returning its error wrapped in
-    /// [`NotSent`] (a name that did not resolve, a connection refused, a TLS handshake that
-    /// failed). Safe to send again.
+    /// [`NotSent`](super::NotSent) (a name that did not resolve, a connection refused, a TLS
+    /// handshake that failed). Safe to send again.
     #[error("the request could not be sent: {cause}")]
     Transport {
         /// The transport's error.
@@ -38,11 +38,11 @@ pub enum RequestError {
     },
     /// The transport failed after the request may have left (a timeout, a connection reset
     /// while waiting for the answer, an answer that could not be read), or without saying
-    /// it had not ([`NotSent`]): Cregis may have received it and acted on it.
+    /// it had not ([`NotSent`](super::NotSent)): Cregis may have received it and acted on it.
     ///
     /// For a query this only means asking again. For a **create** it is the dangerous case:
     /// the payout may exist at Cregis, and its `cid`, the only key the query APIs take, was
-    /// in the answer that was lost. Cregis's pages (`../shared/SPEC.md`) do not say whether
+    /// in the answer that was lost. Cregis's documentation does not say whether
     /// a repeated `third_party_id` is refused, so sending the create again may pay twice.
     /// Do not retry it automatically: keep the payout as "unknown", let its callback (which
     /// carries your `third_party_id`) settle it, and have a person check the Cregis console
