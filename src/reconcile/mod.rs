@@ -11,8 +11,10 @@
 //! handled, the other is a duplicate.
 //!
 //! A query whose amount, address or currency is not what the host recorded is
-//! [flagged](Flagged), never delivered: a person must look at that payout. A payout still not
-//! final is asked again later, less and less often.
+//! [flagged](Flagged), never delivered: a person must look at that payout. So is a final
+//! status the delivery refuses because the payout already holds another one (Cregis's final
+//! statuses exclude each other). A payout still not final is asked again later, less and less
+//! often. A reconciled delivery says so to the handler ([`Origin`](crate::Origin)).
 //!
 //! # Example
 //!
