@@ -245,9 +245,7 @@ async fn a_create_whose_answer_is_lost_may_have_reached_cregis() {
 /// asked again before the longest recheck.
 #[tokio::test]
 async fn a_final_status_the_reconciler_does_not_synthesise_is_held() {
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let fake = final_at_once().await;
     let pending = create(&fake, 1, Duration::from_secs(3600)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     fake.set_status(pending[0].cid, CallbackStatus::ApprovalCancelled);
@@ -270,9 +268,7 @@ async fn a_final_status_the_reconciler_does_not_synthesise_is_held() {
 
 #[tokio::test]
 async fn a_payout_cregis_reports_otherwise_is_flagged_never_delivered() {
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let fake = final_at_once().await;
     let pending = create(&fake, 3, Duration::from_secs(3600)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     fake.misreport_amount(pending[1].cid, "1000000");
@@ -551,9 +547,7 @@ async fn simulate_drives_the_fake_cregis_whose_callbacks_reach_the_host() {
 
 #[tokio::test]
 async fn a_pass_stopped_by_shutdown_leaves_the_rest_due_and_clones_never_ask_twice() {
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let fake = final_at_once().await;
     let pending = create(&fake, 20, Duration::from_secs(3600)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let delivered = Delivered::default();
@@ -605,9 +599,7 @@ async fn a_pass_stopped_by_shutdown_leaves_the_rest_due_and_clones_never_ask_twi
 /// panicked adding it to an instant).
 #[tokio::test]
 async fn every_setting_at_its_extremes_reconciles_without_a_panic() {
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let fake = final_at_once().await;
     let pending = create(&fake, 3, Duration::from_secs(3600)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     for (concurrency, rate) in [(0, 0), (usize::MAX, u32::MAX)] {
@@ -632,6 +624,22 @@ async fn every_setting_at_its_extremes_reconciles_without_a_panic() {
             "younger than the grace"
         );
     }
+}
+
+/// A fake Cregis whose payouts are final as soon as they are created.
+async fn final_at_once() -> FakeCregis {
+    let mut options = Options::new(key(), PID);
+    options.final_after = Duration::ZERO;
+    FakeCregis::start(options, 0).await.unwrap()
+}
+
+/// Creates payout `order` of 12.5 TRX to [`TO`] with no callback URL (its callback is lost:
+/// only a query finds it), and waits until `fake` has made it final; its `cid`.
+async fn lost_payout(fake: &FakeCregis, order: &str) -> i64 {
+    let order = CreatePayout::new("195@195", TO, "12.5", order);
+    let cid = client(fake).create_payout(&order).await.unwrap().cid;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cid
 }
 
 /// An inbox with `examples/inbox.rs`'s `payouts` table, holding the host's record of payout
@@ -666,14 +674,9 @@ async fn an_amount_answered_in_another_scale_settles_once_and_its_callback_is_a_
     use cregis_payout_callback::inbox::{EntryState, Inbox, Worker};
     use cregis_payout_callback::reconcile::ToInbox;
 
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
-    // No callback URL: the callback is lost; only the query finds the payout.
-    let order = CreatePayout::new("195@195", TO, "12.5", "order-12");
-    let cid = client(&fake).create_payout(&order).await.unwrap().cid;
+    let fake = final_at_once().await;
+    let cid = lost_payout(&fake, "order-12").await;
     fake.misreport_amount(cid, "12.500000");
-    tokio::time::sleep(Duration::from_millis(50)).await;
 
     let inbox = host_inbox("order-12", "12.5").await;
     let pending = Pending::new(
@@ -763,12 +766,8 @@ async fn a_done_final_status_refuses_another_from_a_re_push_and_from_a_query() {
     use cregis_payout_callback::reconcile::ToInbox;
     use cregis_payout_callback::{CallbackStatus, Error};
 
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
-    let order = CreatePayout::new("195@195", TO, "12.5", "order-67");
-    let cid = client(&fake).create_payout(&order).await.unwrap().cid;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fake = final_at_once().await;
+    let cid = lost_payout(&fake, "order-67").await;
     fake.set_status(cid, CallbackStatus::TransactionSuccessful);
 
     let inbox = host_inbox("order-67", "12.5").await;
@@ -859,9 +858,7 @@ async fn a_done_final_status_refuses_another_from_a_re_push_and_from_a_query() {
 /// often, doubling from the recheck to its longest, and reported once per pass.
 #[tokio::test]
 async fn a_refused_delivery_backs_off_instead_of_being_asked_every_recheck() {
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let fake = final_at_once().await;
     let pending = create(&fake, 1, Duration::from_secs(3600)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let refusals = Arc::new(Mutex::new(Vec::<Instant>::new()));
@@ -900,9 +897,7 @@ async fn a_refused_delivery_backs_off_instead_of_being_asked_every_recheck() {
 /// checked against the query, and another currency is flagged.
 #[tokio::test]
 async fn the_currency_is_checked_in_either_form_cregis_uses() {
-    let mut options = Options::new(key(), PID);
-    options.final_after = Duration::ZERO;
-    let fake = FakeCregis::start(options, 0).await.unwrap();
+    let fake = final_at_once().await;
     let pending = create(&fake, 1, Duration::from_secs(3600)).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     for (currency, flagged) in [

@@ -241,11 +241,15 @@ pub fn server_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Payout `cid`'s callback saying `status`, its `push`th push (a fresh nonce and timestamp).
+/// Payout `cid`'s callback saying `status`, its `push`th push (a fresh nonce and timestamp),
+/// with an empty `memo` and an unknown field, as Cregis sends them.
 pub fn final_body(cid: i64, status: cregis_payout_callback::CallbackStatus, push: i64) -> String {
     CallbackBuilder::new()
         .cid(cid)
+        .third_party_id(&format!("order-{cid}"))
         .status(status)
+        .memo("")
+        .raw("fee", r#""0.000001""#)
         .nonce(&format!("{:06}", cid * 31 + push))
         .timestamp(1_687_850_657_960 + push)
         .body(&key())
