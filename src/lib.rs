@@ -106,6 +106,9 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod approval;
 mod callback;
 #[cfg(any(feature = "http", feature = "inbox", feature = "reconcile"))]

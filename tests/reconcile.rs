@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::key;
+use cregis_payout_callback::admin::{Access, Console, Flags};
 use cregis_payout_callback::reconcile::{self, Pending, Reconciler};
 use cregis_payout_callback::request::{Client, CreatePayout, Requests, Response};
 use cregis_payout_callback::{
@@ -304,6 +305,45 @@ async fn a_payout_cregis_reports_otherwise_is_flagged_never_delivered() {
     );
     assert_eq!(delivered.all().len(), 1);
     assert_eq!(delivered.all()[0].cid, pending[0].cid);
+
+    // The operator console lists them until the host settles them.
+    let flags = Flags::new();
+    flags.record(&waiting, &report);
+    let inbox = cregis_payout_callback::inbox::SqliteInbox::open_in_memory()
+        .await
+        .unwrap();
+    let console = Console::new(inbox, |_| Access::operator("alice"))
+        .flags(flags.clone())
+        .router::<()>();
+    let page = || async {
+        let response = tower::ServiceExt::oneshot(
+            console.clone(),
+            axum::http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    };
+    let listed = page().await;
+    let payout = format!("<td>payout</td><td>{}</td><td>order-", pending[1].cid);
+    let amount = format!(
+        "<td>amount</td><td>1000000</td><td>{}</td>",
+        pending[1].amount
+    );
+    assert!(
+        listed.contains(&payout) && listed.contains(&amount),
+        "{listed}"
+    );
+    assert!(listed.contains("<td>address</td><td>"), "{listed}");
+    flags.record(&waiting[2..], &reconcile::Report::default());
+    let listed = page().await;
+    assert!(!listed.contains(&pending[1].cid.to_string()), "{listed}");
+    assert!(listed.contains(&pending[2].cid.to_string()), "{listed}");
 }
 
 #[tokio::test]

@@ -162,21 +162,6 @@ struct Printed {
     ok: bool,
 }
 
-async fn one(inbox: &impl Inbox, id: i64) -> Result<Option<EntrySummary>, BoxError> {
-    let all = [
-        EntryState::Pending,
-        EntryState::Waiting,
-        EntryState::Running,
-        EntryState::Done,
-        EntryState::Dead,
-    ];
-    let listing = Listing::new(&all)
-        .after(EntryId(id.saturating_sub(1)))
-        .limit(1);
-    let page = inbox.page(&listing).await?;
-    Ok(page.entries.into_iter().find(|entry| entry.id.0 == id))
-}
-
 /// Entries by kind and state, and the oldest of each.
 async fn stats(inbox: &impl Inbox) -> Result<Printed, BoxError> {
     let counts = inbox.counts().await?;
@@ -245,7 +230,7 @@ async fn run(inbox: impl Inbox, matches: &ArgMatches) -> Result<Printed, BoxErro
     Ok(match name {
         "stats" => stats(&inbox).await?,
         "list" => list(&inbox, args).await?,
-        "show" => match one(&inbox, id()).await? {
+        "show" => match inbox.entry(EntryId(id())).await? {
             Some(entry) => Printed {
                 json: entry_json(&entry),
                 text: entry_line(&entry),

@@ -536,6 +536,80 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     /// The database failed.
     fn counts(&self) -> impl Future<Output = Result<Vec<Count>, BoxError>> + Send;
 
+    /// One entry by its id, in any state; `None` if there is none (it was discarded, or
+    /// pruned once done). One page of [`page`](Inbox::page).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::inbox::{EntryId, Inbox, SqliteInbox};
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// assert_eq!(inbox.entry(EntryId(7)).await?, None);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(feature = "sqlite")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    fn entry(
+        &self,
+        id: EntryId,
+    ) -> impl Future<Output = Result<Option<EntrySummary>, BoxError>> + Send {
+        async move {
+            let listing = Listing::new(&[])
+                .after(EntryId(id.0.saturating_sub(1)))
+                .limit(1);
+            let page = self.page(&listing).await?;
+            Ok(page.entries.into_iter().find(|entry| entry.id == id))
+        }
+    }
+
+    /// The bodies of the entries `ids` that are still there, as they were accepted (verified
+    /// then), in any order: what an operator reads of each fact beyond its key (its
+    /// `third_party_id`, `amount`, `memo`). [`SqliteInbox`] and [`PgInbox`] read them in one
+    /// query; the default reads none, so that a custom backend without it still lists its
+    /// entries by key.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// use cregis_payout_callback::inbox::backend::{Accepted, NewEntry};
+    /// use cregis_payout_callback::inbox::{Inbox, SqliteInbox};
+    /// use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
+    /// use cregis_payout_callback::{CallbackKind, CallbackStatus, Origin};
+    ///
+    /// let inbox = SqliteInbox::open_in_memory().await?;
+    /// let key = DeliveryKey::new(CallbackKind::Payout, 1, 2, Fact::Status(CallbackStatus::TransactionSuccessful));
+    /// let entry = NewEntry { key, fingerprint: Fingerprint::from_bytes([7; 16]), body: br#"{"cid":2}"#, origin: Origin::Cregis };
+    /// let Accepted::New(id) = inbox.accept(&entry).await? else { unreachable!() };
+    /// assert_eq!(inbox.bodies(&[id]).await?, vec![(id, br#"{"cid":2}"#.to_vec())]);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(feature = "sqlite")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
+    /// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The database failed.
+    fn bodies(
+        &self,
+        ids: &[EntryId],
+    ) -> impl Future<Output = Result<Vec<(EntryId, Vec<u8>)>, BoxError>> + Send {
+        let _ = ids;
+        async { Ok(Vec::new()) }
+    }
+
     /// Makes a dead entry pending again, due now: it runs once more (its attempts are kept, so
     /// it is dead again if that run fails). `false` if `id` is not dead.
     ///

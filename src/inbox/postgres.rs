@@ -816,6 +816,17 @@ impl Inbox for PgInbox {
         Ok(Page { entries, next })
     }
 
+    async fn bodies(&self, ids: &[EntryId]) -> Result<Vec<(EntryId, Vec<u8>)>, BoxError> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query("SELECT id, body FROM cregis_inbox WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.reserved)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((EntryId(row.try_get("id")?), row.try_get("body")?)))
+            .collect()
+    }
+
     async fn counts(&self) -> Result<Vec<Count>, BoxError> {
         let rows = sqlx::query(AssertSqlSafe(DIALECT.counts()))
             .fetch_all(&self.reserved)

@@ -820,6 +820,19 @@ impl Inbox for SqliteInbox {
         Ok(Page { entries, next })
     }
 
+    async fn bodies(&self, ids: &[EntryId]) -> Result<Vec<(EntryId, Vec<u8>)>, BoxError> {
+        let ids = serde_json::to_string(&ids.iter().map(|id| id.0).collect::<Vec<_>>())?;
+        let rows = sqlx::query(
+            "SELECT id, body FROM cregis_inbox WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((EntryId(row.try_get("id")?), row.try_get("body")?)))
+            .collect()
+    }
+
     async fn counts(&self) -> Result<Vec<Count>, BoxError> {
         let rows = sqlx::query(AssertSqlSafe(DIALECT.counts()))
             .bind(self.now_ms())

@@ -191,7 +191,7 @@ pub fn delivery_of(cid: i64, push: u32, status: CallbackStatus) -> String {
         .raw("fee", r#""0.000001""#)
         .nonce(&format!(
             "{:06}",
-            (cid * 7919 + i64::from(push)) % 1_000_000
+            (cid.rem_euclid(1_000_000) * 7919 + i64::from(push)) % 1_000_000
         ))
         .timestamp(1_687_850_657_960 + i64::from(push))
         .body(&crate::common::key())

@@ -484,9 +484,34 @@ pub async fn listing_pages_counts_and_replays<I: Inbox>(inbox: I) {
             .iter()
             .all(|count| count.oldest < Duration::from_secs(60))
     );
+    // One entry by id, and the bodies as accepted (what the operator console shows).
+    let first = seen[0];
+    let entry = inbox.entry(first).await.unwrap().expect("listed");
+    assert_eq!((entry.id, entry.state), (first, EntryState::Pending));
+    let asked = [first, seen[19], EntryId(i64::MAX)];
+    let mut bodies = inbox.bodies(&asked).await.unwrap();
+    bodies.sort_by_key(|(id, _)| *id);
+    let cids: Vec<(EntryId, String)> = bodies
+        .iter()
+        .map(|(id, body)| {
+            let callback: PayoutCallback =
+                crate::common::verifier().verify_and_parse(body).unwrap();
+            (*id, callback.third_party_id.clone())
+        })
+        .collect();
+    let listed = inbox.list(&[EntryState::Pending]).await.unwrap();
+    let order = |id: EntryId| {
+        let entry = listed.iter().find(|entry| entry.id == id).unwrap();
+        format!("order-{}", entry.key.cid)
+    };
+    assert_eq!(cids, [(first, order(first)), (seen[19], order(seen[19]))]);
+    assert!(inbox.bodies(&[]).await.unwrap().is_empty());
+
     assert_eq!(inbox.replay_dead().await.unwrap(), 5);
     assert_eq!(inbox.replay_dead().await.unwrap(), 0);
     assert_eq!(inbox.list(&[EntryState::Pending]).await.unwrap().len(), 25);
+    assert!(inbox.discard(first, "settled by hand").await.unwrap());
+    assert_eq!(inbox.entry(first).await.unwrap(), None);
 }
 
 /// Done entries past the retention are deleted by the worker while callbacks keep coming;
