@@ -38,17 +38,17 @@ use crate::verifier::MatchedKey;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a reply must be sent back: Cregis counts a delivery as done only on `success`"]
 pub struct Reply {
-    status: u16,
-    body: Cow<'static, str>,
-    error: Option<Error>,
-    duplicate: bool,
-    delivery: Option<DeliveryKey>,
-    signed_with: Option<MatchedKey>,
-    took_over: bool,
+    pub(crate) status: u16,
+    pub(crate) body: Cow<'static, str>,
+    pub(crate) error: Option<Error>,
+    pub(crate) duplicate: bool,
+    pub(crate) delivery: Option<DeliveryKey>,
+    pub(crate) signed_with: Option<MatchedKey>,
+    pub(crate) took_over: bool,
     /// For an approval the handler denied: its reason, for the host's logs.
     // Boxed: one pointer keeps `Reply`, the error of every verification step, small.
     #[allow(clippy::box_collection)]
-    denial: Option<Box<String>>,
+    pub(crate) denial: Option<Box<String>>,
 }
 
 impl Reply {
@@ -327,35 +327,6 @@ impl Reply {
     pub(crate) fn with_error(self, error: Error) -> Reply {
         Reply {
             error: Some(error),
-            ..self
-        }
-    }
-
-    /// The answer to an approval request the handler approved.
-    pub(crate) fn approved() -> Reply {
-        Reply {
-            body: Cow::Borrowed(Reply::APPROVE),
-            ..Reply::ack()
-        }
-    }
-
-    /// The answer to an approval request the handler denied, for `reason`.
-    pub(crate) fn denied(reason: Option<String>) -> Reply {
-        Reply {
-            body: Cow::Borrowed(Reply::DENY),
-            denial: reason.map(Box::new),
-            ..Reply::ack()
-        }
-    }
-
-    /// This reply, as the answer to an approval request: its status code and error kept, its
-    /// body `deny` unless it approves.
-    pub(crate) fn for_approval(self) -> Reply {
-        if self.is_approved() {
-            return self;
-        }
-        Reply {
-            body: Cow::Borrowed(Reply::DENY),
             ..self
         }
     }

@@ -12,18 +12,17 @@ use crate::idempotency::{DeliveryKey, Fact};
 use crate::wire::Params;
 
 mod amount;
-mod approval;
-mod fields;
+pub(crate) mod fields;
 pub(crate) mod integer;
-mod kind;
+pub(crate) mod kind;
 mod origin;
 mod record;
 mod status;
 mod withdrawal;
 
+pub use crate::approval::ApprovalRequest;
 pub(crate) use amount::canonical_amount;
 pub use amount::same_amount;
-pub use approval::ApprovalRequest;
 pub(crate) use fields::required_integer;
 use fields::{Fields, places, required};
 #[cfg(feature = "http")]
@@ -327,7 +326,9 @@ pub(crate) fn from_params<C: Callback>(params: &Params<'_>) -> Result<C, Error> 
 
 /// Reads a callback of kind `C` with the same rules as the verified path, without checking
 /// `sign`. A repeated key is refused, as it is on the raw body.
-fn deserialize<'de, C: Callback, D: Deserializer<'de>>(deserializer: D) -> Result<C, D::Error> {
+pub(crate) fn deserialize<'de, C: Callback, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<C, D::Error> {
     let entries = deserializer.deserialize_map(EntriesVisitor)?;
     Params::from_values(entries.iter().map(|(k, v)| (k, v)))
         .and_then(|params| from_params(&params))

@@ -35,8 +35,9 @@ use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post_service};
 
 use super::http::{CregisService, read_body};
-use super::{refuse, refuse_approval};
+use super::refuse;
 use crate::approval::ApprovalHandler;
+use crate::approval::bounded::refused as refuse_approval;
 use crate::idempotency::AsyncStoreSlot;
 use crate::idempotency::NoStore;
 use crate::{

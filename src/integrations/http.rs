@@ -46,10 +46,10 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tokio::task::JoinError;
 
 use super::{
-    announced_len, announced_too_large, approved, cut_short, delivered, joined, refuse,
-    refuse_approval, streamed_too_large,
+    announced_len, announced_too_large, cut_short, delivered, joined, refuse, streamed_too_large,
 };
 use crate::approval::ApprovalHandler;
+use crate::approval::bounded::{decided as approved, refused as refuse_approval};
 use crate::error::BoxError;
 use crate::idempotency::AsyncStoreSlot;
 use crate::{

@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::approval::{ApprovalHandler, Decision};
-use crate::error::{BoxError, PastLease, PastTimeout};
+use crate::error::{BoxError, PastLease};
 use crate::idempotency::AsyncStoreSlot;
-use crate::{ApprovalRequest, AsyncCallbackHandler, Error, Notification, Reply, Verifier};
+use crate::{AsyncCallbackHandler, Error, Notification, Reply, Verifier};
 
 /// What a route's task runs: [`Verifier::process_async`] with `handler`, bounded by the claim's
 /// lease when the verifier has a store.
@@ -70,51 +69,6 @@ impl<C: Notification, H: AsyncCallbackHandler<C>> AsyncCallbackHandler<C> for Wi
         }
     }
 }
-/// An approval, decided by `handler` within the verifier's
-/// [`approval_timeout`](Verifier::approval_timeout): past it, the payout is denied.
-async fn approved<St, H>(
-    verifier: &Verifier<St, ApprovalRequest>,
-    body: &[u8],
-    handler: &H,
-) -> Reply
-where
-    St: AsyncStoreSlot,
-    H: ApprovalHandler,
-{
-    let timeout = verifier.approval_timeout();
-    let bounded = WithinTimeout { handler, timeout };
-    // The handler is bounded by the timeout; the whole decision, the store's claim and record
-    // included, by the timeout and the time to record a decision: a store that hangs is denied.
-    let whole = timeout.saturating_add(crate::approval::APPROVAL_RECORD_GRACE);
-    match tokio::time::timeout(whole, verifier.decide(body, &bounded)).await {
-        Ok(reply) => reply,
-        Err(_) => refuse_approval(Error::HandlerFailed {
-            cause: crate::error::Cause::new(PastTimeout { timeout: whole }),
-            release_failure: None,
-        }),
-    }
-}
-
-/// An approval handler stopped at `timeout`, with [`PastTimeout`] as its error.
-struct WithinTimeout<'h, H> {
-    handler: &'h H,
-    timeout: Duration,
-}
-
-impl<H: ApprovalHandler> ApprovalHandler for WithinTimeout<'_, H> {
-    // Boxed as it is, the handler's own error still downcasts to its type in the reply's cause.
-    type Error = BoxError;
-
-    async fn decide(&self, request: &ApprovalRequest) -> Result<Decision, BoxError> {
-        match tokio::time::timeout(self.timeout, self.handler.decide(request)).await {
-            Ok(decided) => decided.map_err(Into::into),
-            Err(_) => Err(Box::new(PastTimeout {
-                timeout: self.timeout,
-            })),
-        }
-    }
-}
-
 /// The body length a request announced (its `Content-Length` header), if it did.
 fn announced_len(content_length: Option<&[u8]>) -> Option<usize> {
     std::str::from_utf8(content_length?).ok()?.parse().ok()
@@ -147,13 +101,6 @@ fn streamed_too_large(limit: usize) -> Error {
 /// failed verification in axum's extractor), reported like any other.
 fn refuse(error: Error) -> Reply {
     let reply = Reply::from(error);
-    crate::trace::delivery(&reply);
-    reply
-}
-
-/// [`refuse`], for an approval request: the answer is `deny`.
-fn refuse_approval(error: Error) -> Reply {
-    let reply = Reply::from(error).for_approval();
     crate::trace::delivery(&reply);
     reply
 }

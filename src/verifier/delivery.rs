@@ -62,7 +62,7 @@ impl<S, C: Notification> Verifier<S, C> {
 impl<S, C: Callback> Verifier<S, C> {
     /// Verification and parsing: the callback and the key that signed it, or the reply that
     /// refuses the body. `params` is filled in place (it is large to move).
-    pub(super) fn verified<'b>(
+    pub(crate) fn verified<'b>(
         &self,
         body: &'b [u8],
         params: &mut Params<'b>,
@@ -150,7 +150,7 @@ impl<S: AsyncStoreSlot, C: Notification> Verifier<S, C> {
 
 /// What the store found when `attempt` claimed its key: `Ok` to go on to the handler (`true`
 /// if the claim took over an expired one), or the reply to send without calling it.
-pub(super) fn claimed(attempt: &Attempt, found: Result<Claim, BoxError>) -> Result<bool, Reply> {
+pub(crate) fn claimed(attempt: &Attempt, found: Result<Claim, BoxError>) -> Result<bool, Reply> {
     Err(match found {
         Ok(Claim::Claimed) => return Ok(false),
         Ok(Claim::TakenOver) => return Ok(true),

@@ -29,8 +29,7 @@ use crate::{
 
 mod builder;
 mod clock;
-mod decide;
-mod delivery;
+pub(crate) mod delivery;
 mod freshness;
 
 pub use builder::{DEFAULT_FUTURE_SKEW, InvalidSetting, VerifierBuilder};
@@ -86,8 +85,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Verifier<S = NoStore, C = PayoutCallback> {
-    settings: Arc<Settings>,
-    store: Arc<S>,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) store: Arc<S>,
     kind: PhantomData<fn() -> C>,
 }
 
@@ -100,9 +99,9 @@ pub(crate) struct Settings {
     expected_pid: Option<i64>,
     max_age: Option<Duration>,
     future_skew: Option<Duration>,
-    claim_lease: Duration,
-    approval_timeout: Duration,
-    clock: Arc<dyn Clock>,
+    pub(crate) claim_lease: Duration,
+    pub(crate) approval_timeout: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Which key a verified callback was signed with (see [`VerifierBuilder::also_accept`]).

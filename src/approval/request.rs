@@ -3,9 +3,9 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use super::fields::{Fields, places, required};
-use super::kind::{Callback, CallbackKind, sealed};
 use crate::Error;
+use crate::callback::fields::{Fields, places, required};
+use crate::callback::kind::{Callback, CallbackKind, sealed};
 use crate::idempotency::{DeliveryKey, Fact};
 
 /// A payout external verification request: with it turned on, Cregis asks the host to approve
@@ -185,6 +185,6 @@ impl<'de> Deserialize<'de> for ApprovalRequest {
     /// Reads a request with the same rules as the verified path, without checking `sign`.
     /// A repeated key is refused, as it is on the raw body.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        super::deserialize(deserializer)
+        crate::callback::deserialize(deserializer)
     }
 }

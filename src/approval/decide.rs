@@ -2,11 +2,11 @@
 
 use std::future::Future;
 
-use super::Verifier;
-use super::delivery::claimed;
-use crate::approval::{ApprovalHandler, Decision};
+use super::{ApprovalHandler, Decision};
 use crate::error::{Cause, StoreOperation};
 use crate::idempotency::{AsyncIdempotencyStore, AsyncStoreSlot, Attempt, Claim, Fingerprint};
+use crate::verifier::Verifier;
+use crate::verifier::delivery::claimed;
 use crate::wire::Params;
 use crate::{ApprovalRequest, Error, Reply, trace};
 

@@ -54,8 +54,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::ApprovalRequest;
 use crate::error::BoxError;
+
+#[cfg(feature = "http")]
+pub(crate) mod bounded;
+mod decide;
+mod reply;
+mod request;
+
+pub use request::ApprovalRequest;
 
 /// How long the framework routes let an [`ApprovalHandler`] decide before they answer `deny`:
 /// 3 seconds.
