@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
-use cregis_payout_callback::inbox::backend::{NewEntry, Next};
+use cregis_payout_callback::inbox::backend::{AfterFailure, NewEntry};
 use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{ApiKey, CallbackKind, CallbackStatus};
@@ -55,7 +55,7 @@ async fn three_dead(inbox: &impl Inbox) {
             .unwrap()
             .unwrap();
         inbox
-            .fail(&taken, "the ledger refused it", Next::Dead)
+            .fail(&taken, "the ledger refused it", AfterFailure::Dead)
             .await
             .unwrap();
     }

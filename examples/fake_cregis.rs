@@ -164,7 +164,7 @@ pub struct Counters {
     pub max_in_flight: AtomicUsize,
     /// When each query arrived, since the fake started.
     pub query_times: Mutex<Vec<Duration>>,
-    /// Requests refused for a bad signature.
+    /// Signer refused for a bad signature.
     pub forged: AtomicUsize,
 }
 

@@ -13,8 +13,8 @@
 
 use std::convert::Infallible;
 
-use cregis_payout_callback::http::CregisService;
 use cregis_payout_callback::idempotency::{MemoryIdempotencyStore, Store};
+use cregis_payout_callback::service::CregisService;
 use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;

@@ -12,7 +12,7 @@
 
 use std::convert::Infallible;
 
-use cregis_payout_callback::http::CregisService;
+use cregis_payout_callback::service::CregisService;
 use cregis_payout_callback::{ApiKey, AsyncCallbackHandler, PayoutCallback, Verifier};
 
 /// The demo's business logic: logs each payout's new status.

@@ -22,7 +22,7 @@ use cregis_payout_callback::axum::inbox_route;
 use cregis_payout_callback::inbox::{InTransaction, SqliteHandler, SqliteInbox, Worker};
 use cregis_payout_callback::reconcile::{Flagged, Pending, Reconciler, ToInbox};
 use cregis_payout_callback::request::{
-    Client, CreatePayout, CreateWithdrawal, NotSent, Requests, Response, Transport,
+    Client, CreatePayout, CreateWithdrawal, NotSent, RawResponse, Signer, Transport,
 };
 use cregis_payout_callback::{
     ApiKey, CallbackKind, CallbackStatus, PayoutCallback, Verifier, WithdrawalCallback,
@@ -48,7 +48,7 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// Requests to `base_url` (the project's API host, `https://...`).
+    /// Signer to `base_url` (the project's API host, `https://...`).
     ///
     /// # Errors
     ///
@@ -57,7 +57,7 @@ impl HttpTransport {
         HttpTransport::with_timeouts(base_url, Duration::from_secs(5), Duration::from_secs(15))
     }
 
-    /// Requests to `base_url` that give up connecting after `connect` and waiting for the
+    /// Signer to `base_url` that give up connecting after `connect` and waiting for the
     /// whole answer after `total`.
     ///
     /// # Errors
@@ -86,7 +86,7 @@ impl Transport for HttpTransport {
 
     /// A connection that could not be made is [`NotSent`]: nothing reached Cregis. Anything
     /// later (a timeout, a reset, an answer cut short) may have.
-    async fn post(&self, path: &'static str, body: String) -> Result<Response, BoxError> {
+    async fn post(&self, path: &'static str, body: String) -> Result<RawResponse, BoxError> {
         let sent = self
             .client
             .post(format!("{}{path}", self.base_url))
@@ -99,7 +99,7 @@ impl Transport for HttpTransport {
             sent => sent?,
         };
         let status = response.status().as_u16();
-        Ok(Response {
+        Ok(RawResponse {
             status,
             body: response.text().await?,
         })
@@ -418,11 +418,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let client = Client::new(
-        Requests::new(key.clone(), pid),
+        Signer::new(key.clone(), pid),
         HttpTransport::new(fake.url())?,
     );
     let reconciler = Reconciler::new(
-        Client::new(Requests::new(key, pid), HttpTransport::new(fake.url())?),
+        Client::new(Signer::new(key, pid), HttpTransport::new(fake.url())?),
         ToInbox::new(verifier, inbox.clone()),
     )
     // Demo timings; in production keep the defaults (15 min grace, 5 queries a second).

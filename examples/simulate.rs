@@ -27,7 +27,9 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::process::ExitCode;
 
-use cregis_payout_callback::request::{Client, CreatePayout, CreateWithdrawal, Requests, Response};
+use cregis_payout_callback::request::{
+    Client, CreatePayout, CreateWithdrawal, RawResponse, Signer,
+};
 use cregis_payout_callback::testing::{ApprovalBuilder, CallbackBuilder, WithdrawalBuilder};
 use cregis_payout_callback::{ApiKey, CallbackKind, Error};
 use md5::{Digest, Md5};
@@ -348,14 +350,14 @@ pub async fn create_via_cregis(
                 .send()
                 .await?;
             let status = response.status().as_u16();
-            Ok::<_, reqwest::Error>(Response {
+            Ok::<_, reqwest::Error>(RawResponse {
                 status,
                 body: response.text().await?,
             })
         }
     };
     let pid = CallbackBuilder::new().callback()?.pid;
-    let client = Client::new(Requests::new(api_key.clone(), pid), transport);
+    let client = Client::new(Signer::new(api_key.clone(), pid), transport);
     let mut cids = Vec::new();
     for i in 0..options.repeat {
         let id = options

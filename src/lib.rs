@@ -58,7 +58,7 @@
 //!   responses, sent by your own HTTP client;
 //! - `inbox` and `reconcile` (features): the durable inbox and its worker; the reconciler that
 //!   asks Cregis about payouts whose callback never came;
-//! - `http` (feature): the framework-neutral core, a `tower::Service` with `tower`;
+//! - `service` (feature `http`): the framework-neutral core, a `tower::Service` with `tower`;
 //! - `axum` and `actix_web` (features): ready routes for each framework.
 //!
 //! # Optional features
@@ -70,7 +70,7 @@
 //!   extractor; `IntoResponse for Reply`; and
 //!   [`SpawnBlocking`](idempotency::SpawnBlocking) for blocking stores.
 //! - `actix-web`: the same route for actix-web, `Responder for Reply`, and `SpawnBlocking`.
-//! - `http`: `http::CregisService`, an `http::Request` with any body in and an
+//! - `http`: `service::CregisService`, an `http::Request` with any body in and an
 //!   `http::Response` out, with the same body, task and panic rules; `tower`: the same as a
 //!   `tower::Service` (hyper, `lambda_http`, axum's `route_service`).
 //! - `inbox`, `sqlite`, `postgres`: the durable inbox and its backends.
@@ -82,8 +82,9 @@
 //!
 //! # Scope
 //!
-//! This crate does no networking and needs no async runtime: any web framework hands it the
-//! body bytes and sends back the [`Reply`]. For the Cregis API ([`request`]) it builds signed
+//! This crate never opens a socket: any web framework hands it the body bytes and sends back
+//! the [`Reply`]. Its core needs no async runtime; the inbox, the reconciler and the
+//! framework adapters (features) run on tokio, the runtime of the frameworks they serve. For the Cregis API ([`request`]) it builds signed
 //! request bodies and reads the responses; the host's own HTTP client sends them.
 //! MD5 is Cregis's choice of signature hash; it is used here only to interoperate.
 
@@ -150,7 +151,7 @@ pub use integrations::actix_web;
 pub use integrations::axum;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use integrations::http;
+pub use integrations::service;
 pub use reply::Reply;
 pub use signature::ApiKey;
 pub use verifier::Verifier;

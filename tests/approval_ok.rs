@@ -17,7 +17,10 @@ const ALLOWED: [(&str, &str); 7] = [
         "self.status == 200 && self.body == Reply::APPROVE",
     ),
     // How an approved fact is written (in a `DeliveryKey`'s text): a name, not an answer.
-    ("src/idempotency/mod.rs", "Fact::Approved => f.write_str(\"ok\"),"),
+    (
+        "src/idempotency/mod.rs",
+        "Fact::Approved => f.write_str(\"ok\"),",
+    ),
     // The one constructor of the approving reply.
     (
         "src/approval/reply.rs",

@@ -22,7 +22,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use cregis_payout_callback::admin::{Access, Console};
 use cregis_payout_callback::error::BoxError;
-use cregis_payout_callback::inbox::backend::Next as Then;
+use cregis_payout_callback::inbox::backend::AfterFailure;
 use cregis_payout_callback::inbox::{EntryId, EntryState, Inbox, SqliteInbox, Worker};
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{CallbackKind, PayoutCallback, Verifier};
@@ -120,7 +120,7 @@ async fn world() -> World {
         .await
         .unwrap()
         .unwrap();
-    let retry = Then::RetryAfter(Duration::from_secs(3600));
+    let retry = AfterFailure::RetryAfter(Duration::from_secs(3600));
     assert!(inbox.fail(&taken, "ledger timed out", retry).await.unwrap());
 
     let ledger = Ledger::default();

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cregis_payout_callback::http::CregisService;
 use cregis_payout_callback::idempotency::DEFAULT_CLAIM_LEASE;
+use cregis_payout_callback::service::CregisService;
 use cregis_payout_callback::verifier::DEFAULT_MAX_BODY_BYTES;
 use cregis_payout_callback::{AsyncCallbackHandler, Error};
 use e2e::{Failing, Panicking, Seen, Slow, checks};

@@ -17,8 +17,8 @@ use cregis_payout_callback::error::StoreOperation;
 use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::idempotency::{DeliveryKey, Fingerprint};
 use cregis_payout_callback::inbox::{
-    Accepted, AtLeastOnce, EntryId, EntryState, Inbox, NewEntry, Next, RetryPolicy, SqliteInbox,
-    Taken, Worker,
+    Accepted, AfterFailure, AtLeastOnce, EntryId, EntryState, Inbox, NewEntry, RetryPolicy,
+    SqliteInbox, Taken, Worker,
 };
 use cregis_payout_callback::testing::{CallbackBuilder, ManualClock};
 use cregis_payout_callback::{CallbackStatus, Error, PayoutCallback, Verifier};
@@ -250,7 +250,12 @@ async fn a_running_entry_is_held_for_its_lease_then_taken_again() {
     // The earlier run lost the entry: none of its operations apply.
     assert!(!inbox.renew(&dead_worker, LEASE).await.unwrap());
     assert!(!inbox.succeed(&dead_worker).await.unwrap());
-    assert!(!inbox.fail(&dead_worker, "late", Next::Dead).await.unwrap());
+    assert!(
+        !inbox
+            .fail(&dead_worker, "late", AfterFailure::Dead)
+            .await
+            .unwrap()
+    );
     assert_eq!(state_of(&inbox, id).await, Some(EntryState::Running));
     assert!(inbox.succeed(&next).await.unwrap());
     assert_eq!(state_of(&inbox, id).await, Some(EntryState::Done));
@@ -298,7 +303,7 @@ async fn a_failed_entry_waits_for_its_retry_then_is_pending() {
     let delay = Duration::from_millis(1500);
     assert!(
         inbox
-            .fail(&taken, "database is down", Next::RetryAfter(delay))
+            .fail(&taken, "database is down", AfterFailure::RetryAfter(delay))
             .await
             .unwrap()
     );
@@ -353,7 +358,12 @@ async fn a_done_entry_stays_done_and_makes_later_deliveries_duplicates() {
         !inbox.replay(id).await.unwrap(),
         "only a dead entry is replayed"
     );
-    assert!(!inbox.fail(&taken, "late", Next::Dead).await.unwrap());
+    assert!(
+        !inbox
+            .fail(&taken, "late", AfterFailure::Dead)
+            .await
+            .unwrap()
+    );
     assert_eq!(state_of(&inbox, id).await, Some(EntryState::Done));
 }
 
@@ -371,7 +381,7 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
         .unwrap();
     assert!(
         inbox
-            .fail(&taken, "payout row missing", Next::Dead)
+            .fail(&taken, "payout row missing", AfterFailure::Dead)
             .await
             .unwrap()
     );
@@ -399,7 +409,7 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     assert!(!inbox.discard(id, "test").await.unwrap());
     assert!(
         inbox
-            .fail(&again, "still missing", Next::Dead)
+            .fail(&again, "still missing", AfterFailure::Dead)
             .await
             .unwrap()
     );
@@ -416,7 +426,7 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
     assert_eq!(taken.id, other);
     assert!(
         inbox
-            .fail(&taken, "still missing", Next::Dead)
+            .fail(&taken, "still missing", AfterFailure::Dead)
             .await
             .unwrap()
     );
@@ -430,7 +440,12 @@ async fn a_dead_entry_is_listed_replayed_once_or_discarded() {
             .await
             .unwrap()
             .unwrap();
-        assert!(inbox.fail(&taken, "dead again", Next::Dead).await.unwrap());
+        assert!(
+            inbox
+                .fail(&taken, "dead again", AfterFailure::Dead)
+                .await
+                .unwrap()
+        );
     }
 
     // Discarded: gone; a later delivery of the fact is a new entry.
@@ -461,7 +476,7 @@ async fn a_pending_or_waiting_entry_can_be_discarded_but_not_a_running_one() {
     assert!(!inbox.discard(waiting, "running").await.unwrap());
     assert!(
         inbox
-            .fail(&taken, "ledger is down", Next::RetryAfter(LEASE))
+            .fail(&taken, "ledger is down", AfterFailure::RetryAfter(LEASE))
             .await
             .unwrap()
     );

@@ -20,7 +20,7 @@ use cregis_payout_callback::CallbackKind;
 use cregis_payout_callback::idempotency::Fact;
 use cregis_payout_callback::idempotency::{DeliveryKey, Fingerprint};
 use cregis_payout_callback::inbox::{
-    Accepted, EntryState, Inbox, NewEntry, Next, PgHandler, PgInbox, Worker,
+    Accepted, AfterFailure, EntryState, Inbox, NewEntry, PgHandler, PgInbox, Worker,
 };
 use cregis_payout_callback::testing::CallbackBuilder;
 use cregis_payout_callback::{CallbackStatus, PayoutCallback, Verifier};
@@ -138,7 +138,7 @@ async fn retries_and_leases_run_on_the_database_clock() {
     let delay = Duration::from_millis(400);
     assert!(
         inbox
-            .fail(&first, "ledger is down", Next::RetryAfter(delay))
+            .fail(&first, "ledger is down", AfterFailure::RetryAfter(delay))
             .await
             .unwrap()
     );
@@ -175,7 +175,12 @@ async fn retries_and_leases_run_on_the_database_clock() {
         !inbox.succeed(&second).await.unwrap(),
         "the lapsed run lost it"
     );
-    assert!(!inbox.fail(&second, "late", Next::Dead).await.unwrap());
+    assert!(
+        !inbox
+            .fail(&second, "late", AfterFailure::Dead)
+            .await
+            .unwrap()
+    );
     assert!(inbox.succeed(&third).await.unwrap());
     assert_eq!(
         inbox.list(&[EntryState::Done]).await.unwrap()[0].attempts,
@@ -196,7 +201,7 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
             .unwrap();
         assert!(
             inbox
-                .fail(&taken, "payout row missing", Next::Dead)
+                .fail(&taken, "payout row missing", AfterFailure::Dead)
                 .await
                 .unwrap()
         );
@@ -217,7 +222,7 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
     assert!(!inbox.discard(again.id, "running").await.unwrap());
     assert!(
         inbox
-            .fail(&again, "still missing", Next::Dead)
+            .fail(&again, "still missing", AfterFailure::Dead)
             .await
             .unwrap()
     );
@@ -240,7 +245,7 @@ async fn dead_entries_are_listed_replayed_and_discarded() {
         .unwrap();
     assert!(
         inbox
-            .fail(&taken, "busy", Next::RetryAfter(LEASE))
+            .fail(&taken, "busy", AfterFailure::RetryAfter(LEASE))
             .await
             .unwrap()
     );

@@ -427,7 +427,7 @@ async fn each_approval_route_answers_ok_once_decided_and_deny_to_every_bad_reque
         let status_line = announce_huge_body(addr, APPROVAL).await;
         assert_eq!(status_line, "HTTP/1.1 413 Payload Too Large");
         // What the `deny` of a body of another kind carries, for the host's logs: WrongKind.
-        let service = cregis_payout_callback::http::CregisService::approvals(
+        let service = cregis_payout_callback::service::CregisService::approvals(
             approval_verifier(Storing::Works, Duration::from_secs(3)),
             Arc::clone(&asking),
         );

@@ -159,7 +159,7 @@ fn a_route_a_worker_and_an_operator_are_counted_with_bounded_labels() {
 #[test]
 fn a_reconciler_pass_counts_its_queries_by_outcome() {
     use cregis_payout_callback::reconcile::{Pending, Reconciler};
-    use cregis_payout_callback::request::{Client, Requests, Response};
+    use cregis_payout_callback::request::{Client, RawResponse, Signer};
     use cregis_payout_callback::{CallbackKind, Reply};
 
     let all = recording(async {
@@ -176,12 +176,12 @@ fn a_reconciler_pass_counts_its_queries_by_outcome() {
                     "address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS","amount":"1.1","status":6,
                     "third_party_id":"order-7","txid":"6dd05b09","block_height":"34527604",
                     "block_time":1686814482000}}"#;
-                Ok::<_, std::io::Error>(Response {
+                Ok::<_, std::io::Error>(RawResponse {
                     status,
                     body: body.to_owned(),
                 })
             };
-            let client = Client::new(Requests::new(common::key(), 1382528827416576), transport);
+            let client = Client::new(Signer::new(common::key(), 1382528827416576), transport);
             let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
             let pending = |cid| {
                 Pending::new(

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::key;
 use cregis_payout_callback::admin::{Access, Console, Flags};
 use cregis_payout_callback::reconcile::{self, Pending, Reconciler};
-use cregis_payout_callback::request::{Client, CreatePayout, Requests, Response};
+use cregis_payout_callback::request::{Client, CreatePayout, RawResponse, Signer};
 use cregis_payout_callback::{
     CallbackKind, CallbackStatus, Origin, PayoutCallback, Reply, Verifier,
 };
@@ -34,7 +34,7 @@ const TO: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
 
 fn client(fake: &FakeCregis) -> Client<HttpTransport> {
     Client::new(
-        Requests::new(key(), PID),
+        Signer::new(key(), PID),
         HttpTransport::new(fake.url()).unwrap(),
     )
 }
@@ -114,7 +114,7 @@ impl Delivered {
 /// A transport to `fake` that answers what `failure` returns instead, while it returns one.
 fn failing(
     fake: &FakeCregis,
-    failure: impl Fn() -> Option<Response> + Send + Sync + 'static,
+    failure: impl Fn() -> Option<RawResponse> + Send + Sync + 'static,
 ) -> impl cregis_payout_callback::request::Transport + 'static {
     let real = HttpTransport::new(fake.url()).unwrap();
     let failure = Arc::new(failure);
@@ -204,7 +204,7 @@ async fn a_create_whose_answer_is_lost_may_have_reached_cregis() {
         let transport =
             HttpTransport::with_timeouts(url, Duration::from_secs(2), Duration::from_millis(300))
                 .unwrap();
-        Client::new(Requests::new(key(), PID), transport)
+        Client::new(Signer::new(key(), PID), transport)
     };
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
@@ -360,7 +360,7 @@ async fn cregis_errors_are_reported_at_once_and_all_queries_back_off() {
         move || {
             let mut calls = calls.lock().unwrap();
             calls.push(Instant::now());
-            (calls.len() <= 3).then(|| Response {
+            (calls.len() <= 3).then(|| RawResponse {
                 status: 503,
                 body: String::new(),
             })
@@ -368,7 +368,7 @@ async fn cregis_errors_are_reported_at_once_and_all_queries_back_off() {
     });
     let delivered = Delivered::default();
     let reconciler = Reconciler::new(
-        Client::new(Requests::new(key(), PID), transport),
+        Client::new(Signer::new(key(), PID), transport),
         delivered.deliver(),
     )
     .concurrency(1)
@@ -425,7 +425,7 @@ async fn an_outage_is_reported_while_it_lasts_and_settles_once_after() {
     let transport = failing(&fake, {
         let down = Arc::clone(&down);
         move || {
-            down.load(Ordering::SeqCst).then(|| Response {
+            down.load(Ordering::SeqCst).then(|| RawResponse {
                 status: 500,
                 body: r#"{"code":"99999","msg":"system busy","data":null}"#.to_owned(),
             })
@@ -433,7 +433,7 @@ async fn an_outage_is_reported_while_it_lasts_and_settles_once_after() {
     });
     let delivered = Delivered::default();
     let reconciler = Reconciler::new(
-        Client::new(Requests::new(key(), PID), transport),
+        Client::new(Signer::new(key(), PID), transport),
         delivered.deliver(),
     )
     .rate(1000)

@@ -24,7 +24,7 @@ use common::key;
 use cregis_payout_callback::Verifier;
 use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
 use cregis_payout_callback::reconcile::{Reconciler, ToInbox};
-use cregis_payout_callback::request::{Client, Requests};
+use cregis_payout_callback::request::{Client, Signer};
 use faults::start_server;
 use host::fake_cregis::{FakeCregis, Fate, Options};
 use host::{Host, HttpTransport};
@@ -60,7 +60,7 @@ fn server() {
             .unwrap();
         let listener = socket.listen(1024).unwrap();
         let app = host::app(&verifier, &inbox);
-        let client = Client::new(Requests::new(key(), PID), HttpTransport::new(fake).unwrap());
+        let client = Client::new(Signer::new(key(), PID), HttpTransport::new(fake).unwrap());
         let reconciler = Reconciler::new(client, ToInbox::new(verifier, inbox.clone()))
             .grace(Duration::from_millis(1500))
             .recheck(Duration::from_millis(300), Duration::from_secs(1))
@@ -111,7 +111,7 @@ fn payouts_whose_callbacks_never_come_are_settled_once() {
         let inbox = SqliteInbox::open(&db).await.unwrap();
         let host = Host::new(inbox.clone()).await.unwrap();
         let client = Client::new(
-            Requests::new(key(), PID),
+            Signer::new(key(), PID),
             HttpTransport::new(fake.url()).unwrap(),
         );
         let base = format!("http://127.0.0.1:{port}");

@@ -8,8 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use common::{api_key, oracle_sign};
 use cregis_payout_callback::request::{
-    CreatePayout, CreateWithdrawal, Created, PayoutState, QueryPayout, QueryWithdrawal, Request,
-    RequestError, Requests, Response,
+    CreatePayout, CreateWithdrawal, Created, PayoutState, QueryPayout, QueryWithdrawal,
+    RawResponse, Request, RequestError, Signer,
 };
 use cregis_payout_callback::testing::ManualClock;
 use cregis_payout_callback::{CallbackKind, CallbackStatus};
@@ -37,7 +37,7 @@ fn pairs(body: &str) -> (Vec<(String, String)>, String) {
 
 #[test]
 fn the_published_create_vectors_are_known_answers() {
-    let requests = Requests::new(api_key(PUBLISHED_KEY), PID);
+    let requests = Signer::new(api_key(PUBLISHED_KEY), PID);
     let order = CreatePayout::new(
         "195@195",
         "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
@@ -63,7 +63,7 @@ fn the_published_create_vectors_are_known_answers() {
 #[test]
 fn every_request_is_signed_as_an_independent_signer_signs_it() {
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_millis(1687850657960));
-    let requests = Requests::new(api_key("fake-test-key-not-a-secret"), PID).clock(clock);
+    let requests = Signer::new(api_key("fake-test-key-not-a-secret"), PID).clock(clock);
     let withdrawal = CreateWithdrawal::new(
         "144@144",
         "rPEPPER7kfTD9w2To4CQk6UCfuHM9c6GDY",
@@ -131,8 +131,8 @@ fn every_request_is_signed_as_an_independent_signer_signs_it() {
     );
 }
 
-fn ok(data: &str) -> Response {
-    Response {
+fn ok(data: &str) -> RawResponse {
+    RawResponse {
         status: 200,
         body: format!(r#"{{"code":"00000","msg":"ok","data":{data}}}"#),
     }
@@ -149,7 +149,7 @@ fn a_create_response_gives_the_cid_exactly_or_a_typed_error() {
             9007199254740993
         );
     }
-    let refused = Response {
+    let refused = RawResponse {
         status: 200,
         body: r#"{"code":"10004","msg":"insufficient balance","data":null}"#.to_owned(),
     };
@@ -167,21 +167,21 @@ fn a_create_response_gives_the_cid_exactly_or_a_typed_error() {
     );
     for (response, reason) in [
         (
-            Response {
+            RawResponse {
                 status: 502,
                 body: "<html>bad gateway</html>".to_owned(),
             },
             "cregis answered http 502",
         ),
         (
-            Response {
+            RawResponse {
                 status: 200,
                 body: "not json".to_owned(),
             },
             "the response is not as documented: the answer is not json (line 1, column 2)",
         ),
         (
-            Response {
+            RawResponse {
                 status: 200,
                 body: r#"{"code":0,"msg":"ok","data":{"cid":1}}"#.to_owned(),
             },
@@ -189,7 +189,7 @@ fn a_create_response_gives_the_cid_exactly_or_a_typed_error() {
         ),
         // An echoed value is cut to a short excerpt.
         (
-            Response {
+            RawResponse {
                 status: 200,
                 body: format!(r#"{{"code":{{"x":"{}"}},"data":{{}}}}"#, "a".repeat(500)),
             },
@@ -197,7 +197,7 @@ fn a_create_response_gives_the_cid_exactly_or_a_typed_error() {
         ),
         // Cregis's error envelope on a non-200 answer is kept.
         (
-            Response {
+            RawResponse {
                 status: 500,
                 body: r#"{"code":"99999","msg":"system busy","data":null}"#.to_owned(),
             },
@@ -289,7 +289,7 @@ fn a_query_response_reads_the_whole_lifecycle_exactly() {
             format!("the response is not as documented: {reason}")
         );
     }
-    let not_found = Response {
+    let not_found = RawResponse {
         status: 200,
         body: r#"{"code":"20004","msg":"order not found"}"#.to_owned(),
     };
@@ -333,14 +333,14 @@ async fn asking_for_an_approval_is_a_usage_error_and_sends_nothing() {
     let transport = move |_: &'static str, _: String| {
         counter.fetch_add(1, Ordering::SeqCst);
         async {
-            Ok::<_, std::io::Error>(Response {
+            Ok::<_, std::io::Error>(RawResponse {
                 status: 200,
                 body: String::new(),
             })
         }
     };
     let client = cregis_payout_callback::request::Client::new(
-        cregis_payout_callback::request::Requests::new(common::key(), PID),
+        cregis_payout_callback::request::Signer::new(common::key(), PID),
         transport,
     );
     let error = client.query(CallbackKind::Approval, 1).await.unwrap_err();

@@ -439,12 +439,12 @@ fn the_reconciler_reports_each_pass_and_warns_of_flagged_and_failed_payouts() {
     use std::time::{Duration, SystemTime};
 
     use cregis_payout_callback::reconcile::{Pending, Reconciler};
-    use cregis_payout_callback::request::{Client, Requests, Response};
+    use cregis_payout_callback::request::{Client, RawResponse, Signer};
     use cregis_payout_callback::{CallbackKind, Reply};
 
     // Cregis, in memory: cid 1 succeeded as asked, cid 2 reports another amount, cid 3 errs.
     let transport = |_: &'static str, body: String| async move {
-        let answer = |amount: &str| Response {
+        let answer = |amount: &str| RawResponse {
             status: 200,
             body: format!(
                 r#"{{"code":"00000","msg":"ok","data":{{"pid":1382528827416576,"chain_id":"195",
@@ -458,7 +458,7 @@ fn the_reconciler_reports_each_pass_and_warns_of_flagged_and_failed_payouts() {
         } else if body.contains(r#""cid":2,"#) {
             answer("9.9")
         } else {
-            Response {
+            RawResponse {
                 status: 503,
                 body: String::new(),
             }
@@ -466,7 +466,7 @@ fn the_reconciler_reports_each_pass_and_warns_of_flagged_and_failed_payouts() {
     };
     let events = events_of(|| {
         common::block_on(async {
-            let client = Client::new(Requests::new(common::key(), 1382528827416576), transport);
+            let client = Client::new(Signer::new(common::key(), 1382528827416576), transport);
             let deliver = |_: CallbackKind, _: Vec<u8>| std::future::ready(Reply::ack());
             let reconciler = Reconciler::new(client, deliver)
                 .grace(Duration::ZERO)

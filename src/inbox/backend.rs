@@ -88,7 +88,7 @@ pub struct Taken {
 ///
 /// See [`Inbox::fail`](super::Inbox::fail).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
+pub enum AfterFailure {
     /// Due again after this long.
     RetryAfter(Duration),
     /// Dead: kept for an operator.

@@ -124,7 +124,9 @@ use std::time::Duration;
 
 // The backend author's items, where 0.2 had them.
 #[doc(hidden)]
-pub use backend::{Accepted, Announcer, Arrivals, Job, JobError, NewEntry, Next, Ran, Taken};
+pub use backend::{
+    Accepted, AfterFailure, Announcer, Arrivals, Job, JobError, NewEntry, Ran, Taken,
+};
 pub use policy::{DEFAULT_MAX_AGE, DEFAULT_MAX_ATTEMPTS, RetryPolicy};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -347,7 +349,7 @@ pub struct Count {
 /// # #[cfg(feature = "sqlite")]
 /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use std::time::Duration;
-/// use cregis_payout_callback::inbox::backend::{Accepted, NewEntry, Next};
+/// use cregis_payout_callback::inbox::backend::{Accepted, NewEntry, AfterFailure};
 /// use cregis_payout_callback::inbox::{EntryState, Inbox, SqliteInbox};
 /// use cregis_payout_callback::idempotency::{DeliveryKey, Fact, Fingerprint};
 /// use cregis_payout_callback::{CallbackKind, CallbackStatus, Origin};
@@ -361,7 +363,7 @@ pub struct Count {
 ///
 /// let taken = inbox.take(CallbackKind::Payout, Duration::from_secs(60)).await?.expect("due");
 /// assert_eq!((taken.id, taken.attempt), (id, 1));
-/// assert!(inbox.fail(&taken, "database is down", Next::RetryAfter(Duration::from_secs(1))).await?);
+/// assert!(inbox.fail(&taken, "database is down", AfterFailure::RetryAfter(Duration::from_secs(1))).await?);
 /// assert_eq!(inbox.list(&[EntryState::Waiting]).await?[0].last_error.as_deref(), Some("database is down"));
 /// # Ok(())
 /// # }
@@ -448,7 +450,7 @@ pub trait Inbox: Clone + Send + Sync + 'static {
         &self,
         taken: &Taken,
         error: &str,
-        next: Next,
+        next: AfterFailure,
     ) -> impl Future<Output = Result<bool, BoxError>> + Send;
 
     /// One page of the entries `listing` asks for, by id, read on an index: its cost does not

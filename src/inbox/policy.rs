@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{EntryId, Next};
+use super::{AfterFailure, EntryId};
 
 /// The default [`RetryPolicy::max_attempts`]: 50 runs, about 7.5 hours of retries with the
 /// default delays (1 s doubling to 10 min).
@@ -24,15 +24,15 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 ///
 /// ```
 /// use std::time::Duration;
-/// use cregis_payout_callback::inbox::backend::Next;
+/// use cregis_payout_callback::inbox::backend::AfterFailure;
 /// use cregis_payout_callback::inbox::{EntryId, RetryPolicy};
 ///
 /// let policy = RetryPolicy::default();
 /// assert_eq!((policy.initial, policy.max_delay), (Duration::from_secs(1), Duration::from_secs(600)));
 /// // The third failure of an entry waits between 2 and 4 s.
-/// let Next::RetryAfter(delay) = policy.next(EntryId(1), 3, Duration::ZERO) else { panic!() };
+/// let AfterFailure::RetryAfter(delay) = policy.next(EntryId(1), 3, Duration::ZERO) else { panic!() };
 /// assert!(Duration::from_secs(2) <= delay && delay <= Duration::from_secs(4));
-/// assert_eq!(policy.next(EntryId(1), policy.max_attempts, Duration::ZERO), Next::Dead);
+/// assert_eq!(policy.next(EntryId(1), policy.max_attempts, Duration::ZERO), AfterFailure::Dead);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -63,11 +63,11 @@ impl RetryPolicy {
     /// # Example
     ///
     /// See [`RetryPolicy`].
-    pub fn next(&self, id: EntryId, attempt: u32, age: Duration) -> Next {
+    pub fn next(&self, id: EntryId, attempt: u32, age: Duration) -> AfterFailure {
         if attempt >= self.max_attempts || age >= self.max_age {
-            return Next::Dead;
+            return AfterFailure::Dead;
         }
-        Next::RetryAfter(self.delay(id, attempt))
+        AfterFailure::RetryAfter(self.delay(id, attempt))
     }
 
     /// The delay after the failure of run `attempt` (from 1) of entry `id`: the backoff
@@ -141,12 +141,12 @@ mod tests {
         let young = Duration::from_secs(59);
         assert!(matches!(
             policy.next(EntryId(1), 2, young),
-            Next::RetryAfter(_)
+            AfterFailure::RetryAfter(_)
         ));
-        assert_eq!(policy.next(EntryId(1), 3, young), Next::Dead);
+        assert_eq!(policy.next(EntryId(1), 3, young), AfterFailure::Dead);
         assert_eq!(
             policy.next(EntryId(1), 1, Duration::from_secs(60)),
-            Next::Dead
+            AfterFailure::Dead
         );
     }
 }

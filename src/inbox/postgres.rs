@@ -11,8 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{self, Dialect};
 use super::{
-    AbortOnDrop, Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job,
-    JobError, Listing, NewEntry, Next, Page, Ran, Taken,
+    AbortOnDrop, Accepted, AfterFailure, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox,
+    Job, JobError, Listing, NewEntry, Page, Ran, Taken,
 };
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
@@ -773,10 +773,10 @@ impl Inbox for PgInbox {
         PgInbox::mark_done(&mut connection, taken).await
     }
 
-    async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
+    async fn fail(&self, taken: &Taken, error: &str, next: AfterFailure) -> Result<bool, BoxError> {
         let (dead, delay) = match next {
-            Next::RetryAfter(delay) => (false, sql_ms(delay)),
-            Next::Dead => (true, 0),
+            AfterFailure::RetryAfter(delay) => (false, sql_ms(delay)),
+            AfterFailure::Dead => (true, 0),
         };
         let failed = sqlx::query(
             "UPDATE cregis_inbox

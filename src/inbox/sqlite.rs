@@ -18,8 +18,8 @@ mod group;
 
 use super::sql::{self, Dialect};
 use super::{
-    Accepted, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job, JobError, Listing,
-    NewEntry, Next, Page, Ran, Taken,
+    Accepted, AfterFailure, Announcer, Arrivals, Count, EntryId, InTransaction, Inbox, Job,
+    JobError, Listing, NewEntry, Page, Ran, Taken,
 };
 use crate::error::BoxError;
 use crate::idempotency::{DeliveryKey, Fingerprint};
@@ -775,10 +775,10 @@ impl Inbox for SqliteInbox {
         self.write(write, answer).await
     }
 
-    async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
+    async fn fail(&self, taken: &Taken, error: &str, next: AfterFailure) -> Result<bool, BoxError> {
         let (dead, due) = match next {
-            Next::RetryAfter(delay) => (false, self.in_ms(delay)),
-            Next::Dead => (true, 0),
+            AfterFailure::RetryAfter(delay) => (false, self.in_ms(delay)),
+            AfterFailure::Dead => (true, 0),
         };
         let _turn = self.turn().await;
         let failed = sqlx::query(

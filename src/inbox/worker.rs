@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::deadline::{later, later_from};
 
-use super::{AbortOnDrop, EntryId, Inbox, Next, RetryPolicy, Taken};
+use super::{AbortOnDrop, AfterFailure, EntryId, Inbox, RetryPolicy, Taken};
 use crate::error::BoxError;
 use crate::idempotency::DeliveryKey;
 use crate::wire::Params;
@@ -634,9 +634,10 @@ where
         // The earlier runs that never ended count: dead now if they reach the limit.
         if taken.interrupted_runs > 0 {
             let earlier = taken.attempt.saturating_sub(1);
-            if self.policy.next(taken.id, earlier, taken.age) == Next::Dead {
+            if self.policy.next(taken.id, earlier, taken.age) == AfterFailure::Dead {
                 let error = interrupted_error(taken.interrupted_runs);
-                self.record_failure(&taken, &error, Next::Dead).await;
+                self.record_failure(&taken, &error, AfterFailure::Dead)
+                    .await;
                 return None;
             }
         }
@@ -645,7 +646,8 @@ where
             Err(error) => {
                 // It was verified and parsed when accepted: only a changed row gets here.
                 let error = format!("the stored body no longer parses: {error}");
-                self.record_failure(&taken, &error, Next::Dead).await;
+                self.record_failure(&taken, &error, AfterFailure::Dead)
+                    .await;
                 return None;
             }
         };
@@ -714,8 +716,8 @@ where
             Ended::Stopped => {
                 let error = "the worker shut down before the handler finished; aborted";
                 let next = match self.policy.next(taken.id, taken.attempt, taken.age) {
-                    Next::Dead => Next::Dead,
-                    Next::RetryAfter(_) => Next::RetryAfter(Duration::ZERO),
+                    AfterFailure::Dead => AfterFailure::Dead,
+                    AfterFailure::RetryAfter(_) => AfterFailure::RetryAfter(Duration::ZERO),
                 };
                 self.record_failure(&taken, error, next).await;
             }
@@ -755,7 +757,7 @@ where
         self.record_failure(taken, error, next).await;
     }
 
-    async fn record_failure(&self, taken: &Taken, error: &str, next: Next) {
+    async fn record_failure(&self, taken: &Taken, error: &str, next: AfterFailure) {
         match self.inbox.fail(taken, error, next).await {
             Ok(true) => report_failed(taken, error, next),
             Ok(false) => report_lost(taken),
@@ -797,7 +799,7 @@ fn parse<C: Notification>(body: &[u8]) -> Result<C, Error> {
 
 #[cfg(feature = "tracing")]
 mod events {
-    use super::{BoxError, DeliveryKey, EntryId, Next, Taken};
+    use super::{AfterFailure, BoxError, DeliveryKey, EntryId, Taken};
     use crate::trace::TARGET;
 
     pub(super) fn succeeded(taken: &Taken) {
@@ -815,10 +817,10 @@ mod events {
         );
     }
 
-    pub(super) fn failed(taken: &Taken, error: &str, next: Next) {
+    pub(super) fn failed(taken: &Taken, error: &str, next: AfterFailure) {
         let (id, key, attempt) = (taken.id.0, taken.key, taken.attempt);
         match next {
-            Next::RetryAfter(delay) => tracing::warn!(
+            AfterFailure::RetryAfter(delay) => tracing::warn!(
                 target: TARGET,
                 event = "retry scheduled",
                 entry = id,
@@ -832,7 +834,7 @@ mod events {
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "cregis inbox entry failed; retry scheduled"
             ),
-            Next::Dead => tracing::error!(
+            AfterFailure::Dead => tracing::error!(
                 target: TARGET,
                 event = "dead",
                 entry = id,
@@ -905,15 +907,15 @@ fn report_succeeded(taken: &Taken) {
     let _ = taken;
 }
 
-fn report_failed(taken: &Taken, error: &str, next: Next) {
+fn report_failed(taken: &Taken, error: &str, next: AfterFailure) {
     #[cfg(feature = "tracing")]
     events::failed(taken, error, next);
     #[cfg(feature = "metrics")]
     crate::meter::run(
         taken.key.kind,
         match next {
-            Next::RetryAfter(_) => "retry",
-            Next::Dead => "dead",
+            AfterFailure::RetryAfter(_) => "retry",
+            AfterFailure::Dead => "dead",
         },
     );
     let _ = (taken, error, next);

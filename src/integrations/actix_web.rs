@@ -31,7 +31,7 @@
 use ::actix_web::http::{StatusCode, header};
 use ::actix_web::{HttpRequest, HttpResponse, Responder, Route, web};
 
-use super::http::CregisService;
+use super::service::CregisService;
 use super::{announced_len, announced_too_large, cut_short, streamed_too_large};
 use crate::approval::ApprovalHandler;
 use crate::idempotency::AsyncStoreSlot;

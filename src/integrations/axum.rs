@@ -34,8 +34,8 @@ use ::axum::extract::{FromRef, FromRequest, Request};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{MethodRouter, post_service};
 
-use super::http::{CregisService, read_body};
 use super::refuse;
+use super::service::{CregisService, read_body};
 use crate::approval::ApprovalHandler;
 use crate::approval::bounded::refused as refuse_approval;
 use crate::idempotency::AsyncStoreSlot;

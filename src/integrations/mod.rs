@@ -13,7 +13,7 @@ pub mod actix_web;
 #[cfg(feature = "axum")]
 pub mod axum;
 #[cfg(feature = "http")]
-pub mod http;
+pub mod service;
 
 use std::time::Duration;
 

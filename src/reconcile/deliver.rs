@@ -24,21 +24,13 @@ pub trait Deliver: Send + Sync {
     fn deliver(&self, kind: CallbackKind, body: Vec<u8>) -> impl Future<Output = Reply> + Send;
 }
 
-/// A closure that delivers: `Fn(CallbackKind, Vec<u8>) -> impl Future<Output = Reply>`.
-pub trait DeliverFn: Fn(CallbackKind, Vec<u8>) -> <Self as DeliverFn>::Future {
-    /// The closure's future.
-    type Future: Future<Output = Reply> + Send;
-}
-
-impl<F, Fut> DeliverFn for F
+/// Every closure `Fn(CallbackKind, Vec<u8>) -> impl Future<Output = Reply>` whose future is
+/// `Send` delivers.
+impl<F, Fut> Deliver for F
 where
-    F: Fn(CallbackKind, Vec<u8>) -> Fut,
+    F: Fn(CallbackKind, Vec<u8>) -> Fut + Send + Sync,
     Fut: Future<Output = Reply> + Send,
 {
-    type Future = Fut;
-}
-
-impl<F: DeliverFn + Send + Sync> Deliver for F {
     fn deliver(&self, kind: CallbackKind, body: Vec<u8>) -> impl Future<Output = Reply> + Send {
         self(kind, body)
     }

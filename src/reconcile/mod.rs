@@ -23,7 +23,7 @@
 //! use std::time::{Duration, SystemTime};
 //! use cregis_payout_callback::{ApiKey, CallbackKind, Reply, Verifier};
 //! use cregis_payout_callback::reconcile::{Pending, Reconciler};
-//! use cregis_payout_callback::request::{Client, Requests, Response};
+//! use cregis_payout_callback::request::{Client, Signer, RawResponse};
 //!
 //! let key = ApiKey::new("fake-api-key-for-docs")?;
 //! // Your HTTP client; here, Cregis says the payout succeeded.
@@ -32,9 +32,9 @@
 //!         "token_id":"195","currency":"TRX","address":"TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS",
 //!         "amount":"1.1","status":6,"third_party_id":"order-42","txid":"6dd05b09",
 //!         "block_height":"34527604","block_time":1686814482000}}"#;
-//!     Ok::<_, std::io::Error>(Response { status: 200, body: body.to_owned() })
+//!     Ok::<_, std::io::Error>(RawResponse { status: 200, body: body.to_owned() })
 //! };
-//! let client = Client::new(Requests::new(key.clone(), 1382528827416576), transport);
+//! let client = Client::new(Signer::new(key.clone(), 1382528827416576), transport);
 //! // Where callbacks go: here the verifier and a handler (in production, `ToInbox`, or the
 //! // same verifier and idempotency store as your callback route, so that whichever of the
 //! // callback and the query comes second is a duplicate).
@@ -85,10 +85,10 @@ use crate::deadline::later_from;
 use crate::request::{Client, PayoutState, RequestError, Transport, fresh_nonce};
 use crate::{CallbackKind, CallbackStatus, Reply};
 
+pub use deliver::Deliver;
 #[cfg(feature = "inbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
 pub use deliver::ToInbox;
-pub use deliver::{Deliver, DeliverFn};
 use limits::Limiter;
 
 /// The final statuses the reconciler delivers unless told otherwise
@@ -425,9 +425,9 @@ where
     ///
     /// ```
     /// # use cregis_payout_callback::{ApiKey, CallbackKind, Reply, reconcile::Reconciler};
-    /// # use cregis_payout_callback::request::{Client, Requests, Response};
-    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
-    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # use cregis_payout_callback::request::{Client, Signer, RawResponse};
+    /// # let client = Client::new(Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(RawResponse { status: 503, body: String::new() }) });
     /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
     /// let reconciler = Reconciler::new(client, deliver).concurrency(8).rate(20);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -451,9 +451,9 @@ where
     /// ```
     /// # use std::time::Duration;
     /// # use cregis_payout_callback::{ApiKey, CallbackKind, Reply, reconcile::Reconciler};
-    /// # use cregis_payout_callback::request::{Client, Requests, Response};
-    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
-    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # use cregis_payout_callback::request::{Client, Signer, RawResponse};
+    /// # let client = Client::new(Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(RawResponse { status: 503, body: String::new() }) });
     /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
     /// let reconciler = Reconciler::new(client, deliver)
     ///     .recheck(Duration::from_secs(60), Duration::from_secs(30 * 60));
@@ -481,9 +481,9 @@ where
     /// ```
     /// # use std::time::Duration;
     /// # use cregis_payout_callback::{ApiKey, CallbackKind, Reply, reconcile::Reconciler};
-    /// # use cregis_payout_callback::request::{Client, Requests, Response};
-    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
-    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # use cregis_payout_callback::request::{Client, Signer, RawResponse};
+    /// # let client = Client::new(Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(RawResponse { status: 503, body: String::new() }) });
     /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
     /// let reconciler = Reconciler::new(client, deliver).error_backoff(Duration::from_secs(5));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -510,9 +510,9 @@ where
     ///
     /// ```
     /// # use cregis_payout_callback::{ApiKey, CallbackKind, CallbackStatus, Reply, reconcile::Reconciler};
-    /// # use cregis_payout_callback::request::{Client, Requests, Response};
-    /// # let client = Client::new(Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1),
-    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(Response { status: 503, body: String::new() }) });
+    /// # use cregis_payout_callback::request::{Client, Signer, RawResponse};
+    /// # let client = Client::new(Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1),
+    /// #     |_: &'static str, _: String| async { Ok::<_, std::io::Error>(RawResponse { status: 503, body: String::new() }) });
     /// # let deliver = |_: CallbackKind, _: Vec<u8>| async { Reply::ack() };
     /// use CallbackStatus::*;
     /// let reconciler = Reconciler::new(client, deliver).synthesise(&[
@@ -786,7 +786,7 @@ where
     /// saying who made it, signed with the project's key. Its fingerprint reads the documented
     /// fields only, so that a late callback is a duplicate.
     fn callback_body(&self, state: &PayoutState) -> String {
-        let requests = self.shared.client.requests();
+        let requests = self.shared.client.signer();
         let mut params: Vec<(&'static str, Value)> = vec![
             ("pid", state.pid.into()),
             ("cid", state.cid.into()),

@@ -4,7 +4,7 @@ use std::fmt::Display;
 use std::future::Future;
 
 use super::{CreatePayout, CreateWithdrawal, Created, PayoutState, QueryPayout, QueryWithdrawal};
-use super::{Request, RequestError, Requests};
+use super::{Request, RequestError, Signer};
 use crate::CallbackKind;
 use crate::error::{BoxError, Cause};
 
@@ -14,7 +14,7 @@ use crate::error::{BoxError, Cause};
 ///
 /// See [`Created`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
+pub struct RawResponse {
     /// The HTTP status.
     pub status: u16,
     /// The body, as text.
@@ -30,11 +30,11 @@ pub struct Response {
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::request::{Response, Transport};
+/// use cregis_payout_callback::request::{RawResponse, Transport};
 ///
 /// // A transport that answers every request with the same error, as a test double.
 /// let down = |_path: &'static str, _body: String| async {
-///     Ok::<_, std::io::Error>(Response { status: 503, body: String::new() })
+///     Ok::<_, std::io::Error>(RawResponse { status: 503, body: String::new() })
 /// };
 /// # fn is_transport(_: &impl Transport) {}
 /// is_transport(&down);
@@ -43,7 +43,7 @@ pub struct Response {
     message = "`{Self}` is not a transport",
     note = "a transport is a type implementing `Transport`, or a closure \
             `|path: &'static str, body: String| async move {{ .. }}` returning \
-            `Result<Response, E>` whose future is `Send`"
+            `Result<RawResponse, E>` whose future is `Send`"
 )]
 pub trait Transport: Send + Sync {
     /// Why the request could not be sent or its answer read.
@@ -54,7 +54,7 @@ pub trait Transport: Send + Sync {
         &self,
         path: &'static str,
         body: String,
-    ) -> impl Future<Output = Result<Response, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<RawResponse, Self::Error>> + Send;
 }
 
 /// A transport's error that happened before any of the request was sent (a name that did
@@ -67,14 +67,14 @@ pub trait Transport: Send + Sync {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 /// use cregis_payout_callback::ApiKey;
-/// use cregis_payout_callback::request::{Client, CreatePayout, NotSent, RequestError, Requests, Response};
+/// use cregis_payout_callback::request::{Client, CreatePayout, NotSent, RequestError, Signer, RawResponse};
 ///
-/// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+/// let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
 /// let refused = Client::new(requests.clone(), |_: &'static str, _: String| async {
-///     Err::<Response, _>(NotSent::new("connection refused"))
+///     Err::<RawResponse, _>(NotSent::new("connection refused"))
 /// });
 /// let timed_out = Client::new(requests, |_: &'static str, _: String| async {
-///     Err::<Response, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+///     Err::<RawResponse, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
 /// });
 /// let order = CreatePayout::new("195@195", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "1.1", "order-42");
 /// let error = refused.create_payout(&order).await.unwrap_err();
@@ -112,28 +112,12 @@ impl std::error::Error for NotSent {
     }
 }
 
-/// A closure that sends a request: `Fn(&'static str, String) -> impl Future<Output =
-/// Result<Response, E>>`, named so that [`Transport`] can be implemented for every such
-/// closure.
-pub trait TransportFn: Fn(&'static str, String) -> <Self as TransportFn>::Future {
-    /// The closure's future.
-    type Future: Future<Output = Result<Response, Self::Error>> + Send;
-    /// The closure's error.
-    type Error;
-}
-
-impl<F, Fut, E> TransportFn for F
+/// Every closure `Fn(&'static str, String) -> impl Future<Output = Result<RawResponse, E>>`
+/// whose future is `Send` is a transport.
+impl<F, Fut, E> Transport for F
 where
-    F: Fn(&'static str, String) -> Fut,
-    Fut: Future<Output = Result<Response, E>> + Send,
-{
-    type Future = Fut;
-    type Error = E;
-}
-
-impl<F, E> Transport for F
-where
-    F: TransportFn<Error = E> + Send + Sync,
+    F: Fn(&'static str, String) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<RawResponse, E>> + Send,
     E: Display + Into<BoxError>,
 {
     type Error = E;
@@ -142,7 +126,7 @@ where
         &self,
         path: &'static str,
         body: String,
-    ) -> impl Future<Output = Result<Response, E>> + Send {
+    ) -> impl Future<Output = Result<RawResponse, E>> + Send {
         self(path, body)
     }
 }
@@ -155,9 +139,9 @@ where
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 /// use cregis_payout_callback::{ApiKey, CallbackKind, CallbackStatus};
-/// use cregis_payout_callback::request::{Client, CreatePayout, Requests, Response};
+/// use cregis_payout_callback::request::{Client, CreatePayout, Signer, RawResponse};
 ///
-/// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+/// let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
 /// // In production: your HTTP client POSTing to https://<your project's API host> + path.
 /// let transport = |path: &'static str, _body: String| async move {
 ///     let body = match path {
@@ -167,7 +151,7 @@ where
 ///               "amount":"1.1","status":6,"third_party_id":"order-42","txid":"6dd05b09",
 ///               "block_height":"34527604","block_time":1686814482000}}"#,
 ///     };
-///     Ok::<_, std::io::Error>(Response { status: 200, body: body.to_owned() })
+///     Ok::<_, std::io::Error>(RawResponse { status: 200, body: body.to_owned() })
 /// };
 /// let cregis = Client::new(requests, transport);
 /// let order = CreatePayout::new("195@195", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "1.1", "order-42");
@@ -180,7 +164,7 @@ where
 /// ```
 #[derive(Debug, Clone)]
 pub struct Client<T> {
-    requests: Requests,
+    requests: Signer,
     transport: T,
 }
 
@@ -190,7 +174,7 @@ impl<T: Transport> Client<T> {
     /// # Example
     ///
     /// See [`Client`].
-    pub fn new(requests: Requests, transport: T) -> Client<T> {
+    pub fn new(requests: Signer, transport: T) -> Client<T> {
         Client {
             requests,
             transport,
@@ -201,8 +185,8 @@ impl<T: Transport> Client<T> {
     ///
     /// # Example
     ///
-    /// See [`Requests::pid`].
-    pub fn requests(&self) -> &Requests {
+    /// See [`Signer::pid`].
+    pub fn signer(&self) -> &Signer {
         &self.requests
     }
 
@@ -216,7 +200,7 @@ impl<T: Transport> Client<T> {
     ///
     /// [`RequestError::Transport`]: the transport failed before sending ([`NotSent`]);
     /// [`RequestError::MaybeSent`]: it failed otherwise, and Cregis may have the request.
-    pub async fn send(&self, request: &impl Request) -> Result<Response, RequestError> {
+    pub async fn send(&self, request: &impl Request) -> Result<RawResponse, RequestError> {
         let signed = self.requests.sign(request);
         let path = signed.path();
         self.transport

@@ -4,15 +4,15 @@
 //!
 //! Requests are signed exactly as callbacks are ([`signature`]), over every
 //! parameter, with the project's `pid`, a fresh 6-character `nonce` and the current
-//! `timestamp` filled in by [`Requests`].
+//! `timestamp` filled in by [`Signer`].
 //!
 //! # Example
 //!
 //! ```
 //! use cregis_payout_callback::ApiKey;
-//! use cregis_payout_callback::request::{CreatePayout, QueryPayout, Requests};
+//! use cregis_payout_callback::request::{CreatePayout, QueryPayout, Signer};
 //!
-//! let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+//! let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
 //! let create = requests.sign(
 //!     &CreatePayout::new("195@195", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "1.1", "order-42")
 //!         .callback_url("https://api.example.com/cregis/payout-callback"),
@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 use crate::signature::{self, ApiKey};
 use crate::verifier::{Clock, SystemClock};
 
-pub use client::{Client, NotSent, Response, Transport, TransportFn};
+pub use client::{Client, NotSent, RawResponse, Transport};
 pub use response::{Created, PayoutState, RequestError};
 
 mod sealed {
@@ -51,7 +51,7 @@ mod sealed {
 /// A request to the Cregis API, before `pid`, `nonce`, `timestamp` and `sign` are added.
 ///
 /// Implemented by [`CreatePayout`], [`CreateWithdrawal`], [`QueryPayout`] and
-/// [`QueryWithdrawal`]; sign one with [`Requests::sign`]. Sealed: their parameters are flat
+/// [`QueryWithdrawal`]; sign one with [`Signer::sign`]. Sealed: their parameters are flat
 /// strings and integers without `pid`, `nonce`, `timestamp` or `sign`, so that signing cannot
 /// fail and the body always says what was signed.
 ///
@@ -130,9 +130,9 @@ impl CreatePayout {
 ///
 /// ```
 /// use cregis_payout_callback::ApiKey;
-/// use cregis_payout_callback::request::{CreateWithdrawal, Requests};
+/// use cregis_payout_callback::request::{CreateWithdrawal, Signer};
 ///
-/// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+/// let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
 /// let order = CreateWithdrawal::new(
 ///     "195@195",
 ///     "TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
@@ -344,29 +344,29 @@ impl Request for QueryWithdrawal {
 ///
 /// See [the module](self).
 #[derive(Clone)]
-pub struct Requests {
+pub struct Signer {
     key: ApiKey,
     pid: i64,
     clock: Arc<dyn Clock>,
 }
 
-impl fmt::Debug for Requests {
+impl fmt::Debug for Signer {
     /// The `pid`, never the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Requests")
+        f.debug_struct("Signer")
             .field("pid", &self.pid)
             .finish_non_exhaustive()
     }
 }
 
-impl Requests {
+impl Signer {
     /// Signs with `key` for the project `pid`, stamping requests with the system clock.
     ///
     /// # Example
     ///
     /// See [the module](self).
-    pub fn new(key: ApiKey, pid: i64) -> Requests {
-        Requests {
+    pub fn new(key: ApiKey, pid: i64) -> Signer {
+        Signer {
             key,
             pid,
             clock: Arc::new(SystemClock),
@@ -381,16 +381,16 @@ impl Requests {
     /// ```
     /// use std::time::{Duration, UNIX_EPOCH};
     /// use cregis_payout_callback::ApiKey;
-    /// use cregis_payout_callback::request::{QueryPayout, Requests};
+    /// use cregis_payout_callback::request::{QueryPayout, Signer};
     /// use cregis_payout_callback::testing::ManualClock;
     ///
     /// let clock = ManualClock::new(UNIX_EPOCH + Duration::from_millis(1688004243314));
-    /// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1).clock(clock);
+    /// let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1).clock(clock);
     /// assert!(requests.sign(&QueryPayout { cid: 2 }).body().contains(r#""timestamp":1688004243314,"#));
     /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
     /// ```
     #[must_use]
-    pub fn clock(mut self, clock: impl Clock) -> Requests {
+    pub fn clock(mut self, clock: impl Clock) -> Signer {
         self.clock = Arc::new(clock);
         self
     }
@@ -400,9 +400,9 @@ impl Requests {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{ApiKey, request::Requests};
+    /// use cregis_payout_callback::{ApiKey, request::Signer};
     ///
-    /// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
+    /// let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1382528827416576);
     /// assert_eq!(requests.pid(), 1382528827416576);
     /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
     /// ```
@@ -429,9 +429,9 @@ impl Requests {
     ///
     /// ```
     /// use cregis_payout_callback::ApiKey;
-    /// use cregis_payout_callback::request::{CreatePayout, Requests};
+    /// use cregis_payout_callback::request::{CreatePayout, Signer};
     ///
-    /// let requests = Requests::new(ApiKey::new("f502a9ac9ca54327986f29c03b271491")?, 1382528827416576);
+    /// let requests = Signer::new(ApiKey::new("f502a9ac9ca54327986f29c03b271491")?, 1382528827416576);
     /// let order = CreatePayout::new(
     ///     "195@195", "TXsmKpEuW7qWnXzJLGP9eDLvWPR2GRn1FS", "1.1", "c9231e604da54469a735af3f449c880f",
     /// )
@@ -550,9 +550,9 @@ impl SignedRequest {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{ApiKey, request::{QueryPayout, Requests}};
+    /// use cregis_payout_callback::{ApiKey, request::{QueryPayout, Signer}};
     ///
-    /// let requests = Requests::new(ApiKey::new("fake-api-key-for-docs")?, 1);
+    /// let requests = Signer::new(ApiKey::new("fake-api-key-for-docs")?, 1);
     /// let body: String = requests.sign(&QueryPayout { cid: 2 }).into_body();
     /// assert!(body.starts_with(r#"{"pid":1,"cid":2,"nonce":""#));
     /// # Ok::<(), cregis_payout_callback::error::KeyError>(())
@@ -565,7 +565,7 @@ impl SignedRequest {
     ///
     /// # Example
     ///
-    /// See [`Requests::sign_with`].
+    /// See [`Signer::sign_with`].
     pub fn sign(&self) -> &str {
         &self.sign
     }
@@ -588,7 +588,7 @@ pub(crate) fn fresh_nonce() -> String {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::Requests;
+    use super::Signer;
     use crate::ApiKey;
 
     /// A nested value (none of the crate's requests has one) is written and signed as the
@@ -596,7 +596,7 @@ mod tests {
     #[test]
     fn a_nested_value_is_signed_as_its_text_never_with_an_empty_sign() {
         let key = ApiKey::new("fake-api-key-for-tests").unwrap();
-        let requests = Requests::new(key.clone(), 1);
+        let requests = Signer::new(key.clone(), 1);
         let params: Vec<(&'static str, Value)> =
             vec![("pid", 1.into()), ("odd", json!({"a": [1, 2]}))];
         let (body, sign) = requests.render(params, "abcdef", 1_688_004_243_314);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 
-use super::Response;
+use super::RawResponse;
 use crate::callback::integer::parse_canonical_i64;
 use crate::error::Cause;
 use crate::{CallbackKind, CallbackStatus};
@@ -18,9 +18,9 @@ const SUCCESS: &str = "00000";
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::request::{Created, RequestError, Response};
+/// use cregis_payout_callback::request::{Created, RequestError, RawResponse};
 ///
-/// let refused = Response { status: 200, body: r#"{"code":"10001","msg":"sign error","data":null}"#.into() };
+/// let refused = RawResponse { status: 200, body: r#"{"code":"10001","msg":"sign error","data":null}"#.into() };
 /// let error = Created::from_response(&refused).unwrap_err();
 /// assert!(matches!(&error, RequestError::Cregis { code, .. } if code == "10001"));
 /// assert_eq!(error.to_string(), "cregis refused the request: 10001 sign error");
@@ -159,7 +159,7 @@ fn envelope_error(envelope: &Raw<'_>) -> Option<(String, String)> {
 }
 
 /// The `data` of a successful response, or why there is none.
-fn data(response: &Response) -> Result<Raw<'_>, RequestError> {
+fn data(response: &RawResponse) -> Result<Raw<'_>, RequestError> {
     if response.status != 200 {
         // Cregis's error envelope, when it sent one with the status, is kept.
         let envelope = object(&response.body, "the answer").ok();
@@ -239,9 +239,9 @@ fn required(data: &Raw<'_>, name: &str) -> Result<String, RequestError> {
 /// # Example
 ///
 /// ```
-/// use cregis_payout_callback::request::{Created, Response};
+/// use cregis_payout_callback::request::{Created, RawResponse};
 ///
-/// let answer = Response {
+/// let answer = RawResponse {
 ///     status: 200,
 ///     body: r#"{"code":"00000","msg":"ok","data":{"cid":9007199254740993}}"#.into(),
 /// };
@@ -265,7 +265,7 @@ impl Created {
     /// # Errors
     ///
     /// [`RequestError::Http`], [`RequestError::Cregis`] or [`RequestError::Malformed`].
-    pub fn from_response(response: &Response) -> Result<Created, RequestError> {
+    pub fn from_response(response: &RawResponse) -> Result<Created, RequestError> {
         let data = data(response)?;
         Ok(Created {
             cid: integer(&data, "cid")?,
@@ -281,9 +281,9 @@ impl Created {
 ///
 /// ```
 /// use cregis_payout_callback::{CallbackKind, CallbackStatus};
-/// use cregis_payout_callback::request::{PayoutState, Response};
+/// use cregis_payout_callback::request::{PayoutState, RawResponse};
 ///
-/// let answer = Response {
+/// let answer = RawResponse {
 ///     status: 200,
 ///     body: r#"{"code":"00000","msg":"ok","data":{"pid":1382528827416576,"chain_id":"195",
 ///         "token_id":"195","currency":"TRX","from_address":"TJRabPrwbZy45sbavfcjinPJC18kjpRTv8",
@@ -352,7 +352,7 @@ impl PayoutState {
     pub fn from_response(
         kind: CallbackKind,
         cid: i64,
-        response: &Response,
+        response: &RawResponse,
     ) -> Result<PayoutState, RequestError> {
         let data = data(response)?;
         let to = if kind == CallbackKind::Withdrawal {

@@ -151,7 +151,7 @@ impl<S> VerifierBuilder<S> {
     /// The whole decision, the idempotency store's claim and record included, is bounded by
     /// this and half a second more, so a store that hangs is denied too. Only approvals have
     /// one; with [`Verifier::decide`](crate::Verifier::decide) in your own glue, bound the
-    /// future yourself (or use `http::CregisService::approvals`).
+    /// future yourself (or use `service::CregisService::approvals`).
     ///
     /// # Example
     ///

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cregis_payout_callback::error::BoxError;
-use cregis_payout_callback::inbox::backend::{Accepted, Arrivals, NewEntry, Next, Taken};
+use cregis_payout_callback::inbox::backend::{Accepted, AfterFailure, Arrivals, NewEntry, Taken};
 use cregis_payout_callback::inbox::{
     Count, EntryId, EntryState, Inbox, Listing, Page, RetryPolicy, Worker,
 };
@@ -252,7 +252,7 @@ impl<I: Inbox> Inbox for Flaky<I> {
     async fn succeed(&self, taken: &Taken) -> Result<bool, BoxError> {
         self.inner.succeed(taken).await
     }
-    async fn fail(&self, taken: &Taken, error: &str, next: Next) -> Result<bool, BoxError> {
+    async fn fail(&self, taken: &Taken, error: &str, next: AfterFailure) -> Result<bool, BoxError> {
         self.inner.fail(taken, error, next).await
     }
     async fn page(&self, listing: &Listing) -> Result<Page, BoxError> {
@@ -393,7 +393,12 @@ pub async fn a_released_entry_is_fenced_from_its_stale_run<I: Inbox>(inbox: I) {
     assert!(!inbox.release(stale.id, "twice").await.unwrap());
     assert!(!inbox.renew(&stale, lease).await.unwrap());
     assert!(!inbox.succeed(&stale).await.unwrap());
-    assert!(!inbox.fail(&stale, "late", Next::Dead).await.unwrap());
+    assert!(
+        !inbox
+            .fail(&stale, "late", AfterFailure::Dead)
+            .await
+            .unwrap()
+    );
     let pending = wait_for_one(&inbox, EntryState::Pending).await;
     assert_eq!(
         pending.last_error.as_deref(),
@@ -444,7 +449,7 @@ pub async fn listing_pages_counts_and_replays<I: Inbox>(inbox: I) {
             .unwrap();
         assert!(
             inbox
-                .fail(&taken, "the ledger refused it", Next::Dead)
+                .fail(&taken, "the ledger refused it", AfterFailure::Dead)
                 .await
                 .unwrap()
         );
@@ -593,7 +598,7 @@ pub async fn every_setting_at_its_extremes<I: Inbox>(inbox: I) {
     assert!(inbox.renew(&taken, Duration::MAX).await.unwrap());
     assert!(
         inbox
-            .fail(&taken, "far", Next::RetryAfter(Duration::MAX))
+            .fail(&taken, "far", AfterFailure::RetryAfter(Duration::MAX))
             .await
             .unwrap()
     );

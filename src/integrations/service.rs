@@ -15,7 +15,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 //! use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier};
-//! use cregis_payout_callback::http::CregisService;
+//! use cregis_payout_callback::service::CregisService;
 //! use cregis_payout_callback::testing::CallbackBuilder;
 //!
 //! let key = ApiKey::new("fake-api-key-for-docs")?;
@@ -180,7 +180,7 @@ impl CregisService {
     /// # Example
     ///
     /// ```
-    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier, http::CregisService};
+    /// use cregis_payout_callback::{ApiKey, PayoutCallback, Verifier, service::CregisService};
     ///
     /// let deliveries = tokio::runtime::Builder::new_multi_thread()
     ///     .worker_threads(2)
@@ -234,7 +234,7 @@ impl CregisService {
     /// use std::collections::HashMap;
     /// use std::sync::Mutex;
     /// use cregis_payout_callback::{ApiKey, ApprovalRequest, Verifier, approval::Decision};
-    /// use cregis_payout_callback::{http::CregisService, testing::ApprovalBuilder};
+    /// use cregis_payout_callback::{service::CregisService, testing::ApprovalBuilder};
     /// use http_body_util::BodyExt;
     ///
     /// let key = ApiKey::new("fake-api-key-for-docs")?;
@@ -288,7 +288,7 @@ impl CregisService {
     /// ```
     /// # #[cfg(feature = "sqlite")]
     /// # async fn doc() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    /// use cregis_payout_callback::{ApiKey, Verifier, http::CregisService, inbox::SqliteInbox};
+    /// use cregis_payout_callback::{ApiKey, Verifier, service::CregisService, inbox::SqliteInbox};
     ///
     /// let dir = tempfile::tempdir()?;
     /// let inbox = SqliteInbox::open(dir.path().join("inbox.db")).await?;
