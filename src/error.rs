@@ -12,6 +12,8 @@
 //! assert_eq!((error.kind(), error.http_status()), ("NotAnObject", 400));
 //! # Ok::<(), KeyError>(())
 //! ```
+//!
+#![doc = include_str!("docs/bad-input.md")]
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,4 +1,10 @@
 //! What the host implements to act on a verified callback.
+//!
+//! A handler is a type implementing `CallbackHandler` (or `AsyncCallbackHandler`), an `Arc` of
+//! one, or a closure: `handler_fn(|callback| ..)` and `async_handler_fn(|callback| ..)` need no
+//! type annotations, and an annotated closure or async closure
+//! (`async |callback: &PayoutCallback| ..`) works as it is. Its error can be any error type or a
+//! message; the reply's `error()` keeps it whole, as the `Error`'s `source()`.
 
 use std::fmt::Display;
 use std::future::Future;

@@ -61,24 +61,7 @@
 //! - `service` (feature `http`): the framework-neutral core, a `tower::Service` with `tower`;
 //! - `axum` and `actix_web` (features): ready routes for each framework.
 //!
-//! # Optional features
-//!
-//! Off by default; the core needs no framework and no runtime.
-//!
-//! - `axum`: `axum::callback_route`, a ready axum route that refuses
-//!   oversized bodies before reading them and runs the handler in a task of its own; an
-//!   extractor; `IntoResponse for Reply`; and
-//!   [`SpawnBlocking`](idempotency::SpawnBlocking) for blocking stores.
-//! - `actix-web`: the same route for actix-web, `Responder for Reply`, and `SpawnBlocking`.
-//! - `http`: `service::CregisService`, an `http::Request` with any body in and an
-//!   `http::Response` out, with the same body, task and panic rules; `tower`: the same as a
-//!   `tower::Service` (hyper, `lambda_http`, axum's `route_service`).
-//! - `inbox`, `sqlite`, `postgres`: the durable inbox and its backends.
-//! - `reconcile`: the reconciler.
-//! - `tracing`: one structured event per delivery (outcome, HTTP status, error kind, `pid`,
-//!   `cid`, `status`, duplicate or not), target `cregis_payout_callback`; never the key or an
-//!   expected signature.
-//! - `rust_decimal`: `PayoutCallback::amount_decimal`, the amount as an exact `Decimal`.
+#![doc = include_str!("docs/guide.md")]
 //!
 //! # Scope
 //!

@@ -1,5 +1,5 @@
-//! The crate's metrics (feature `metrics`), through the `metrics` facade: the README's
-//! "Metrics" section lists them, with the alerts worth setting.
+//! The crate's metrics (feature `metrics`), through the `metrics` facade: the `inbox` module
+//! docs' "Metrics to alert on" lists them, with the alerts worth setting.
 
 #[cfg(feature = "inbox")]
 use std::time::Duration;

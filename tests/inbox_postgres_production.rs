@@ -180,7 +180,7 @@ impl PgHandler for SlowLedger {
 }
 
 /// The reproduction of 0.2's 500s after 30 s: two in-transaction workers (payout and
-/// withdrawal in the README; two of payouts here) of four handlers each hold all 8
+/// withdrawal in the reproduction; two of payouts here) of four handlers each hold all 8
 /// connections of the host's pool for 7 s at a time; callbacks arriving meanwhile are all
 /// answered `success` at once, on the inbox's own connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -607,7 +607,7 @@ async fn a_pass_stopped_by_shutdown_leaves_the_rest_due_and_clones_never_ask_twi
     assert_eq!(delivered.all().len(), 20);
     assert!(!one.stopped && !two.stopped);
 
-    // Shut down during a pass, in the README's loop: the report says so, and the loop ends
+    // Shut down during a pass, in the `reconcile` module docs' loop: the report says so, and the loop ends
     // without polling the completed `async` block again (which would panic).
     let more = create(&fake, 20, Duration::from_secs(3600)).await;
     let slow = Reconciler::new(client(&fake), Delivered::default().deliver())

@@ -25,6 +25,8 @@
 //! assert!(verifier.store().claims_in_progress().is_empty());
 //! # Ok::<(), cregis_payout_callback::error::KeyError>(())
 //! ```
+//!
+#![doc = include_str!("../docs/exactly-once.md")]
 
 use std::borrow::Cow;
 use std::collections::hash_map::RandomState;

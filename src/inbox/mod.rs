@@ -22,25 +22,9 @@
 //!    handler is never run twice at once; an entry whose worker died runs again once its lease
 //!    lapses.
 //!
-//! # Under production conditions
+#![doc = include_str!("../docs/inbox-guarantees.md")]
 //!
-//! - **Accepting never waits for a handler.** The accepts have connections of their own
-//!   ([`PgInbox`]: six, apart from the host's pool; [`SqliteInbox`]: one, and a turn among
-//!   this process's writers behind at most the one in-transaction handler holding the write
-//!   lock, bounded by its deadline). A slow handler delays an accept by at most
-//!   [`DEFAULT_IN_TRANSACTION_DEADLINE`] on SQLite, and not at all on PostgreSQL; it never
-//!   makes one fail.
-//! - **Every run counts, however it ended**: a handler's error or panic, a failed commit, a
-//!   handler past its [deadline](Worker::deadline), and a process that died mid-run (counted
-//!   at the next [`take`](Inbox::take), [`Taken::interrupted_runs`]). At the
-//!   [`RetryPolicy`]'s limit the entry is dead.
-//! - **A run that loses its lease stops**: its renewal says so, or it cannot renew in time;
-//!   and nothing a run does after its lease lapsed can settle the entry. Dropping
-//!   [`Worker::run`] aborts its runs; a shutdown aborts them at its
-//!   [deadline](Worker::shutdown_deadline) and makes their entries due at once.
-//! - **The tables stay small**: done entries are deleted after the worker's
-//!   [retention](Worker::retention) (30 days); dead ones are kept for an operator. Listing
-//!   ([`Inbox::page`]) and counting ([`Inbox::counts`]) read indexes, not the table.
+//! # The defaults
 //!
 //! | default | value | why |
 //! |---|---|---|
@@ -105,6 +89,8 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(doc())?;
 //! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
+//!
+#![doc = include_str!("../docs/inbox-operating.md")]
 
 mod accept;
 mod arrivals;

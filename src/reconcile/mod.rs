@@ -63,6 +63,8 @@
 //! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+#![doc = include_str!("../docs/reconciling.md")]
 
 mod deliver;
 mod limits;

@@ -15,26 +15,30 @@
 //!
 //! Always available: it needs no dependency, and signing needs the key anyway.
 //!
-//! # Example
+//! # Example: testing your handler
 //!
-//! A host's handler test, with a body a verifier accepts:
+//! `testing::CallbackBuilder` makes callbacks shaped like Cregis's (the documented field order,
+//! realistic values), every field settable (`memo`, unknown fields, integers as strings, `null`,
+//! `""`), signed with your test key, or straight as a `PayoutCallback`:
 //!
-//! ```
-//! use cregis_payout_callback::{ApiKey, CallbackStatus, PayoutCallback, Verifier, testing::CallbackBuilder};
+//! ```rust
+//! use cregis_payout_callback::{ApiKey, CallbackStatus, Verifier, handler_fn, testing::CallbackBuilder};
 //!
-//! let key = ApiKey::new("fake-api-key-for-tests")?;
+//! let key = ApiKey::new("fake-key-for-tests")?;
 //! let verifier = Verifier::new(key.clone());
-//! let body = CallbackBuilder::new()
-//!     .third_party_id("order-42")
-//!     .status(CallbackStatus::TransactionFailed)
-//!     .body(&key)?;
-//! let reply = verifier.process(body.as_bytes(), &|callback: &PayoutCallback| {
-//!     assert_eq!((callback.third_party_id.as_str(), callback.status), ("order-42", CallbackStatus::TransactionFailed));
-//!     Ok::<(), String>(())
-//! });
-//! assert_eq!(reply.body(), "success");
+//! let body = CallbackBuilder::new().third_party_id("order-42").status(CallbackStatus::TransactionFailed).body(&key)?;
+//! let reply = verifier.process(body.as_bytes(), &handler_fn(|callback| {
+//!     assert_eq!((callback.third_party_id.as_str(), callback.is_success()), ("order-42", false));
+//!     Ok(())
+//! }));
+//! assert_eq!((reply.status_code(), reply.body()), (200, "success"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! `CallbackBuilder::new().amount("2.5").callback()?` gives the `PayoutCallback` itself, to call
+//! a handler with directly; `.nonce(..)` and `.timestamp(..)` make a body the same on every run;
+//! `.body_with_sign(..)` sends a stale or forged signature. `testing::ManualClock`, given to
+//! `Verifier::builder(key).clock(..)`, sets the time for freshness checks and claim leases.
 
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
