@@ -103,7 +103,7 @@ async fn a_signed_callback_is_acknowledged_and_handled() {
         ledger.status("1e0fb3a0a9454ad8928d26b592e8b3c7"),
         Some(CallbackStatus::TransactionFailed)
     );
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 #[actix_web::test]
@@ -111,7 +111,7 @@ async fn a_client_disconnect_does_not_cancel_the_handler() {
     let slow = Arc::new(Slow::new(Duration::from_millis(300)));
     let (addr, server) = serve(Arc::clone(&slow));
     checks::disconnect_does_not_cancel_the_handler(addr, ROUTE, &slow).await;
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 #[actix_web::test]
@@ -120,7 +120,7 @@ async fn forged_malformed_and_oversized_deliveries_are_refused() {
     let (addr, server) = serve(Arc::clone(&ledger));
     checks::bad_deliveries_are_refused(addr, ROUTE, DEFAULT_MAX_BODY_BYTES).await;
     assert_eq!(ledger.status("1e0fb3a0a9454ad8928d26b592e8b3c7"), None);
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 #[actix_web::test]
@@ -128,7 +128,7 @@ async fn a_failing_handler_gets_500_and_a_re_push_runs_it_again() {
     let failing = Arc::new(Failing::default());
     let (addr, server) = serve(Arc::clone(&failing));
     checks::failing_handler_gets_500(addr, ROUTE, &failing).await;
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 #[actix_web::test]
@@ -137,14 +137,14 @@ async fn a_handler_past_its_claim_lease_is_stopped_and_never_runs_twice_at_once(
     let slow = Arc::new(Slow::new(Duration::from_secs(2)));
     let (addr, server, seen) = serve_seen_with(e2e::memory_verifier(lease), Arc::clone(&slow));
     checks::handler_past_its_lease_is_stopped(addr, ROUTE, &slow, &seen, lease).await;
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 #[actix_web::test]
 async fn a_panicking_handler_gets_500() {
     let (addr, server, seen) = serve_seen(Arc::new(Panicking));
     checks::panicking_handler_gets_500(addr, ROUTE, &seen).await;
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 #[actix_web::test]
@@ -152,7 +152,7 @@ async fn a_client_gone_mid_body_is_an_unreadable_body() {
     let slow = Arc::new(Slow::new(Duration::from_millis(10)));
     let (addr, server, seen) = serve_seen(Arc::clone(&slow));
     checks::a_body_cut_short_is_unreadable(addr, ROUTE, &seen, &slow).await;
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }
 
 /// actix-web spawns the delivery's task on the worker's local task set. Here the route's
@@ -226,5 +226,5 @@ async fn simulate_is_acknowledged_and_its_forgery_refused() {
         simulate::run(&tampered, &common::key()).await.unwrap(),
         [(401, "signature does not match".to_owned())]
     );
-    server.stop(true).await;
+    e2e::stop_actix(server).await;
 }

@@ -77,5 +77,5 @@ async fn the_actix_web_inbox_route() {
     let handle = server.handle();
     actix_web::rt::spawn(server);
     the_route_records_what_it_acknowledges(addr, &inbox).await;
-    handle.stop(true).await;
+    e2e::stop_actix(handle).await;
 }
