@@ -72,15 +72,9 @@ pub(super) fn failed(error: &BoxError) -> Response {
 
 /// The state a query names.
 pub(super) fn state_named(name: &str) -> Option<EntryState> {
-    [
-        EntryState::Pending,
-        EntryState::Running,
-        EntryState::Waiting,
-        EntryState::Done,
-        EntryState::Dead,
-    ]
-    .into_iter()
-    .find(|state| state.name() == name)
+    EntryState::ALL
+        .into_iter()
+        .find(|state| state.name() == name)
 }
 
 /// How long ago, or how long until, roughly.
@@ -94,6 +88,16 @@ pub(super) fn span(duration: Duration) -> String {
     }
 }
 
+/// A body's value as the console shows it.
+fn shown(value: Scalar<'_>) -> String {
+    match value {
+        Scalar::Null => "null".to_owned(),
+        Scalar::Bool(value) => value.to_string(),
+        Scalar::Number(text) | Scalar::Str(text) => text.to_owned(),
+        Scalar::Compound => "(nested)".to_owned(),
+    }
+}
+
 /// Every field of a stored body but `sign`, in the order sent, each value as text.
 fn fields(body: &[u8]) -> Vec<(String, String)> {
     let Ok(params) = Params::from_body(body) else {
@@ -102,15 +106,7 @@ fn fields(body: &[u8]) -> Vec<(String, String)> {
     params
         .iter()
         .filter(|(key, _)| *key != "sign")
-        .map(|(key, value)| {
-            let text = match value {
-                Scalar::Null => "null".to_owned(),
-                Scalar::Bool(value) => value.to_string(),
-                Scalar::Number(text) | Scalar::Str(text) => text.to_owned(),
-                Scalar::Compound => "(nested)".to_owned(),
-            };
-            (key.to_owned(), text)
-        })
+        .map(|(key, value)| (key.to_owned(), shown(value)))
         .collect()
 }
 
@@ -122,12 +118,12 @@ struct Fact {
 
 impl Fact {
     fn of(body: Option<&[u8]>) -> Fact {
-        let fields = body.map(fields).unwrap_or_default();
+        let params = body.and_then(|body| Params::from_body(body).ok());
         let get = |name: &str| {
-            fields
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
+            params
+                .as_ref()
+                .and_then(|params| params.get(name))
+                .map(shown)
                 .unwrap_or_default()
         };
         let currency = get("currency");
@@ -164,13 +160,8 @@ fn counts_table(visit: &Visit, counts: &[Count]) -> Markup {
     let mut kinds: Vec<_> = counts.iter().map(|count| count.kind).collect();
     kinds.sort();
     kinds.dedup();
-    let states = [
-        EntryState::Dead,
-        EntryState::Running,
-        EntryState::Waiting,
-        EntryState::Pending,
-        EntryState::Done,
-    ];
+    // The open states as the list page orders them, then the finished ones.
+    let states: Vec<EntryState> = super::OPEN.into_iter().chain([EntryState::Done]).collect();
     html! {
         @if counts.is_empty() {
             p.note { "The inbox is empty." }
@@ -178,14 +169,14 @@ fn counts_table(visit: &Visit, counts: &[Count]) -> Markup {
             table id="counts" {
                 tr {
                     th { "kind" }
-                    @for state in states {
+                    @for state in &states {
                         th { a href={ (visit.home()) "?state=" (state.name()) } { (state.name()) } }
                     }
                 }
                 @for kind in &kinds {
                     tr {
                         td { (kind.as_str()) }
-                        @for state in states {
+                        @for &state in &states {
                             @let count = counts.iter().find(|count| count.kind == *kind && count.state == state);
                             td class=(state.name()) {
                                 @match count {

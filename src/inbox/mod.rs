@@ -172,6 +172,20 @@ pub enum EntryState {
 }
 
 impl EntryState {
+    /// Every state, in the order an entry goes through them (the backends' listings and the
+    /// console read them; the `inbox` feature alone has neither).
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "admin")),
+        allow(dead_code)
+    )]
+    pub(crate) const ALL: [EntryState; 5] = [
+        EntryState::Pending,
+        EntryState::Running,
+        EntryState::Waiting,
+        EntryState::Done,
+        EntryState::Dead,
+    ];
+
     /// The state's name, as `Display` writes it.
     pub(crate) const fn name(self) -> &'static str {
         match self {

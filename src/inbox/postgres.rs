@@ -822,9 +822,7 @@ impl Inbox for PgInbox {
             .bind(ids)
             .fetch_all(&self.reserved)
             .await?;
-        rows.iter()
-            .map(|row| Ok((EntryId(row.try_get("id")?), row.try_get("body")?)))
-            .collect()
+        sql::bodies_of(&rows)
     }
 
     async fn counts(&self) -> Result<Vec<Count>, BoxError> {

@@ -73,13 +73,7 @@ impl Dialect {
     /// (after [`first_param`](Dialect::first_param)) the kind if any, the cursor, the limit.
     pub(super) fn page(&self, listing: &Listing) -> String {
         let mut conditions = Vec::new();
-        let all = [
-            EntryState::Pending,
-            EntryState::Running,
-            EntryState::Waiting,
-            EntryState::Done,
-            EntryState::Dead,
-        ];
+        let all = EntryState::ALL;
         let states: Vec<EntryState> = all
             .into_iter()
             .filter(|state| listing.states.is_empty() || listing.states.contains(state))
@@ -295,6 +289,18 @@ where
     let mut taken = rows.iter().map(taken_of).collect::<Result<Vec<_>, _>>()?;
     taken.sort_by_key(|taken| taken.id);
     Ok(taken)
+}
+
+/// The rows of a `bodies` query: each entry's id and its stored body.
+pub(super) fn bodies_of<R>(rows: &[R]) -> Result<Vec<(EntryId, Vec<u8>)>, BoxError>
+where
+    R: EntryRow,
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    rows.iter()
+        .map(|row| Ok((EntryId(row.int("id")?), row.try_get("body")?)))
+        .collect()
 }
 
 /// A row of [`Dialect::page`].

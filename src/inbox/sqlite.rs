@@ -828,9 +828,7 @@ impl Inbox for SqliteInbox {
         .bind(ids)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| Ok((EntryId(row.try_get("id")?), row.try_get("body")?)))
-            .collect()
+        sql::bodies_of(&rows)
     }
 
     async fn counts(&self) -> Result<Vec<Count>, BoxError> {
