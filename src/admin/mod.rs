@@ -47,8 +47,10 @@
 //!     on_call: bool,
 //! }
 //!
-//! let inbox = SqliteInbox::open("inbox.db").await?;
-//! let console = Console::new(inbox, |request| match request.extensions.get::<Staff>() {
+//! let inbox = SqliteInbox::open("inbox.db").await?; // once per process
+//! // A clone of the inbox the route and the worker use, not a second `open` of the file: its
+//! // replays and discards then take their turn with the accepts.
+//! let console = Console::new(inbox.clone(), |request| match request.extensions.get::<Staff>() {
 //!     Some(staff) if staff.on_call => Access::operator(&staff.name),
 //!     Some(_) => Access::forbidden(),
 //!     None => Access::unauthenticated(), // the middleware is missing: nobody gets in

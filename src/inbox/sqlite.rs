@@ -129,7 +129,9 @@ struct Gate {
 ///
 /// Times (due dates, leases) are read from one clock, the process's ([`SystemClock`]) unless
 /// [`with_clock`](SqliteInbox::with_clock) says otherwise: one instance, one clock. A clone is
-/// the same inbox.
+/// the same inbox: open the file once per process and hand clones to the route, the workers
+/// and the console. A second `open` of the same file has turns of its own, and its writes are
+/// waited for as another process's are.
 ///
 /// # Example
 ///
